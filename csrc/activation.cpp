@@ -1,0 +1,144 @@
+#include "activation.hpp"
+
+#include <algorithm>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "activation_math.hpp"
+
+namespace fastnn {
+namespace FASTNN_ISA {
+namespace {
+
+constexpr index_t kColBlock = 256;  // columns handled per stack buffer in the backward pass
+
+template <class D>
+void act_forward_impl(const ActArgs<typename D::T>& a) {
+  using T = typename D::T;
+  constexpr int W = D::W;
+  const auto alpha = D::set1(a.alpha);
+  const index_t rows = a.rows, cols = a.cols;
+#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
+  for (index_t r = 0; r < rows; ++r) {
+    const T* x = a.x + r * cols;
+    T* y = a.out + r * cols;
+    for (index_t j = 0; j < cols; j += W) {
+      const index_t n = std::min<index_t>(W, cols - j);
+      const auto slope = a.slope ? D::load_n(a.slope + j, n) : D::zero();
+      const auto v = act_forward<D>(a.act, n == W ? D::load(x + j) : D::load_n(x + j, n), alpha, slope);
+      if (n == W) D::store(y + j, v); else D::store_n(y + j, v, n);
+    }
+  }
+}
+
+template <class D>
+void backward_rows_impl(const BackwardRows<typename D::T>& a) {
+  using T = typename D::T;
+  constexpr int W = D::W;
+  const index_t rows = a.rows, cols = a.cols;
+  const index_t chunks = reduce_chunks(rows);
+  const bool want_db = a.db != nullptr;
+  const bool want_dslope = a.dslope != nullptr && a.act == Activation::prelu;
+  const auto alpha = D::set1(a.alpha);
+  double* db_part = a.partials;
+  double* dslope_part = a.partials + chunks * cols;
+
+#pragma omp parallel num_threads(a.nthreads) if (a.nthreads > 1)
+  {
+    alignas(64) T contrib[kColBlock];
+#pragma omp for schedule(static)
+    for (index_t c = 0; c < chunks; ++c) {
+      double* pdb = db_part + c * cols;
+      double* pds = dslope_part + c * cols;
+      if (want_db) std::fill(pdb, pdb + cols, 0.0);
+      if (want_dslope) std::fill(pds, pds + cols, 0.0);
+      for (index_t r = c * kReduceChunkRows; r < std::min(rows, (c + 1) * kReduceChunkRows); ++r) {
+        const T* dy = a.dy + r * cols;
+        const T* dz = dy;
+        if (a.act != Activation::linear) {
+          T* out = a.dz + r * cols;
+          const T* y = a.y ? a.y + r * cols : nullptr;
+          const T* z = a.z ? a.z + r * cols : nullptr;
+          for (index_t j0 = 0; j0 < cols; j0 += kColBlock) {
+            const index_t jn = std::min(kColBlock, cols - j0);
+            for (index_t j = j0; j < j0 + jn; j += W) {
+              const index_t n = std::min<index_t>(W, j0 + jn - j);
+              const auto vdy = D::load_n(dy + j, n);
+              const auto vy = y ? D::load_n(y + j, n) : D::zero();
+              const auto vz = z ? D::load_n(z + j, n) : D::zero();
+              const auto slope = a.slope ? D::load_n(a.slope + j, n) : D::zero();
+              D::store_n(out + j, act_backward<D>(a.act, vdy, vy, vz, alpha, slope), n);
+              if (want_dslope) {  // d slope = dy * z where z <= 0
+                const auto g = D::select(D::gt(vz, D::zero()), D::zero(), D::mul(vdy, vz));
+                D::store(contrib + (j - j0), g);
+              }
+            }
+            if (want_dslope)
+              for (index_t j = 0; j < jn; ++j) pds[j0 + j] += double(contrib[j]);
+          }
+          dz = out;
+        }
+        if (want_db)
+          for (index_t j = 0; j < cols; ++j) pdb[j] += double(dz[j]);
+      }
+    }
+    // Chunk partials are added in chunk order; threads split the columns.
+#pragma omp for schedule(static)
+    for (index_t j = 0; j < cols; ++j) {
+      if (want_db) {
+        double s = a.accumulate ? double(a.db[j]) : 0.0;
+        for (index_t c = 0; c < chunks; ++c) s += db_part[c * cols + j];
+        a.db[j] = T(s);
+      }
+      if (want_dslope) {
+        double s = a.accumulate ? double(a.dslope[j]) : 0.0;
+        for (index_t c = 0; c < chunks; ++c) s += dslope_part[c * cols + j];
+        a.dslope[j] = T(s);
+      }
+    }
+  }
+}
+
+template <typename T>
+BackwardRows<T> rows_from(const ActArgs<T>& a) {
+  BackwardRows<T> b;
+  b.rows = a.rows;
+  b.cols = a.cols;
+  b.dy = a.x;
+  b.y = a.y;
+  b.z = a.z;
+  b.slope = a.slope;
+  b.act = a.act;
+  b.alpha = a.alpha;
+  b.dz = a.out;
+  b.dslope = a.dslope;
+  b.accumulate = a.accumulate;
+  b.partials = a.dslope_partials;
+  b.nthreads = a.nthreads;
+  return b;
+}
+
+}  // namespace
+
+void backward_rows(const BackwardRows<float>& args) { backward_rows_impl<f32v>(args); }
+void backward_rows(const BackwardRows<double>& args) { backward_rows_impl<f64v>(args); }
+
+void act_forward_f32(const ActArgs<float>& args) { act_forward_impl<f32v>(args); }
+void act_forward_f64(const ActArgs<double>& args) { act_forward_impl<f64v>(args); }
+
+// Standalone backward: linear still writes dx = dy (the caller asked for an output array).
+template <typename T>
+static void act_backward_any(const ActArgs<T>& args) {
+  if (args.act == Activation::linear) {
+    std::copy(args.x, args.x + args.rows * args.cols, args.out);
+    return;
+  }
+  backward_rows(rows_from(args));
+}
+void act_backward_f32(const ActArgs<float>& args) { act_backward_any(args); }
+void act_backward_f64(const ActArgs<double>& args) { act_backward_any(args); }
+
+}  // namespace FASTNN_ISA
+}  // namespace fastnn

@@ -1,0 +1,101 @@
+// The kernel table: one set of function pointers per SIMD path, filled once.
+// Operators ask the table; they never name a kernel (XNNPACK's xnn_params idea).
+#pragma once
+
+#include "common.hpp"
+
+namespace fastnn {
+
+// C(M, Nn) = [C +] A(M, K) * B(K, Nn), then an optional fused epilogue on the last K block:
+//   z = C + bias;  preact <- z (if requested);  C <- act(z)
+// A is read either row-wise (csa == 1, any rsa) or column-wise (rsa == 1, any csa);
+// B is read with any strides (it is packed). C is row-major with row stride ldc.
+template <typename T>
+struct GemmArgs {
+  index_t m = 0, n = 0, k = 0;
+  const T* a = nullptr;
+  index_t rsa = 0, csa = 1;
+  const T* b = nullptr;
+  index_t rsb = 0, csb = 1;
+  T* c = nullptr;
+  index_t ldc = 0;
+  bool accumulate = false;  // C += A*B (the epilogue, if any, sees the sum)
+  // epilogue
+  const T* bias = nullptr;   // (Nn) or null
+  Activation act = Activation::linear;
+  T alpha = T(0);            // leaky_relu slope or elu alpha
+  const T* slope = nullptr;  // prelu slopes (Nn)
+  T* preact = nullptr;       // optional (M, Nn) copy of z before the activation
+  index_t ldz = 0;
+  int nthreads = 1;
+};
+
+// Elementwise activation over a (rows, cols) row-major block (slope is per column).
+template <typename T>
+struct ActArgs {
+  index_t rows = 0, cols = 0;
+  const T* x = nullptr;       // forward: z       backward: dy
+  const T* y = nullptr;       // backward: forward output (all but prelu)
+  const T* z = nullptr;       // backward: pre-activation (prelu)
+  T* out = nullptr;           // forward: y       backward: dz
+  Activation act = Activation::linear;
+  T alpha = T(0);
+  const T* slope = nullptr;
+  double* dslope_partials = nullptr;  // backward prelu: (chunks(rows), cols) workspace
+  T* dslope = nullptr;                // backward prelu: (cols)
+  bool accumulate = false;            // dslope += ...
+  int nthreads = 1;
+};
+
+// Dense layer backward:  dz = dy * act'(.);  dw = x^T dz;  db = sum_rows dz;  dx = dz w^T
+template <typename T>
+struct DenseBackwardArgs {
+  index_t n = 0, ic = 0, oc = 0;
+  const T* dy = nullptr;     // (N, OC)
+  const T* x = nullptr;      // (N, IC)
+  const T* w = nullptr;      // (IC, OC)
+  const T* y = nullptr;      // (N, OC) forward output (activation != linear, prelu)
+  const T* z = nullptr;      // (N, OC) pre-activation (prelu)
+  const T* slope = nullptr;  // (OC) prelu slopes
+  Activation act = Activation::linear;
+  T alpha = T(0);
+  T* dx = nullptr;           // (N, IC) or null
+  T* dw = nullptr;           // (IC, OC)
+  T* db = nullptr;           // (OC) or null
+  T* dslope = nullptr;       // (OC) prelu
+  bool accumulate = false;   // dw, db, dslope += (dx is always overwritten)
+  T* dz_workspace = nullptr;         // (N, OC) unless act == linear
+  double* partials_workspace = nullptr;  // dense_backward_partials(N, OC) doubles
+  int nthreads = 1;
+};
+
+// Work below which a second thread costs more than it saves: flops for GEMMs, elements
+// for memory-bound passes. Tuned on the benchmarks; results never depend on them.
+constexpr double kGemmFlopsPerThread = 2.0e6;
+constexpr double kElementsPerThread = 32768;
+
+// Reductions over rows use fixed chunks of this many rows, summed in chunk order, so the
+// result is bitwise identical for any thread count (RELIABILITY.md section 5).
+constexpr index_t kReduceChunkRows = 256;
+inline index_t reduce_chunks(index_t rows) { return (rows + kReduceChunkRows - 1) / kReduceChunkRows; }
+// doubles needed by DenseBackwardArgs::partials_workspace / ActArgs::dslope_partials
+inline index_t dense_backward_partials(index_t rows, index_t cols) { return 2 * reduce_chunks(rows) * cols; }
+
+struct KernelTable {
+  const char* name = nullptr;
+  int gemm_mr = 0, gemm_nr = 0;  // f32 register tile, for show_config and the edge tests
+  void (*gemm_f32)(const GemmArgs<float>&) = nullptr;
+  void (*gemm_f64)(const GemmArgs<double>&) = nullptr;
+  void (*act_forward_f32)(const ActArgs<float>&) = nullptr;
+  void (*act_forward_f64)(const ActArgs<double>&) = nullptr;
+  void (*act_backward_f32)(const ActArgs<float>&) = nullptr;
+  void (*act_backward_f64)(const ActArgs<double>&) = nullptr;
+  void (*dense_backward_f32)(const DenseBackwardArgs<float>&) = nullptr;
+  void (*dense_backward_f64)(const DenseBackwardArgs<double>&) = nullptr;
+};
+
+namespace generic { void fill_kernel_table(KernelTable& table); }
+namespace avx2 { void fill_kernel_table(KernelTable& table); }
+namespace avx512 { void fill_kernel_table(KernelTable& table); }
+
+}  // namespace fastnn

@@ -1,0 +1,98 @@
+"""Build and runtime configuration: ``show_config`` and the process-wide thread count."""
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+import platform
+import sys
+from typing import Iterator
+
+from fastnn import _core
+
+
+def show_config(print_: bool = True) -> dict | None:
+    """Print (or, with ``print_=False``, return as a dict) how fastnn was built and runs.
+
+    Keys: ``version``, ``simd_path`` (``"avx512"``, ``"avx2"`` or ``"generic"``),
+    ``available_paths``, ``gemm_tile``, ``cpu`` (brand and features), ``openmp``
+    (enabled, version, runtime library path, fork guard), ``num_threads``,
+    ``compiler``, ``build_type``, ``cxx_flags``, ``isa_flags``, ``python``, ``platform``.
+    """
+    build = _core.build_info()
+    cpu = _core.cpu_info()
+    config = {
+        "version": build["version"],
+        "simd_path": _core.simd_path(),
+        "simd_forced_by_env": os.environ.get("FASTNN_SIMD") or None,
+        "available_paths": list(cpu["available_paths"]),
+        "compiled_paths": list(build["compiled_paths"]),
+        "gemm_tile": {"mr": _core.gemm_tile()[0], "nr": _core.gemm_tile()[1]},
+        "cpu": {k: v for k, v in cpu.items() if k != "available_paths"},
+        "openmp": {
+            "enabled": build["openmp"],
+            "version": build["openmp_version"],
+            "library": build["openmp_library"] or None,
+            "fork_guard": _core.fork_guard_mode(),
+        },
+        "num_threads": get_num_threads(),
+        "compiler": build["compiler"],
+        "build_type": build["build_type"],
+        "cxx_flags": build["cxx_flags"].strip(),
+        "isa_flags": dict(build["isa_flags"]),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    if not print_:
+        return config
+    width = max(len(k) for k in config)
+    for key, value in config.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        print(f"{key:<{width}} : {value}")
+    if not build["openmp"]:
+        print("note: built WITHOUT OpenMP: every kernel runs single-threaded")
+    return None
+
+
+def get_num_threads() -> int:
+    """Threads fastnn kernels may use: the ``set_num_threads`` value if one was set,
+    else OpenMP's default for the calling thread (``OMP_NUM_THREADS``, threadpoolctl)."""
+    return _core.get_num_threads()
+
+
+def _check_thread_count(n) -> int:
+    if isinstance(n, bool):
+        raise TypeError(f"n must be an int >= 1, got bool {n!r}")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be an int >= 1, got {type(n).__name__} {n!r}") from None
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return n
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads for every fastnn kernel, process-wide.
+
+    The setting is global: every Python thread sees it (OpenMP's own setting is per
+    calling thread, which surprises users of thread pools). Results never depend on it.
+    """
+    _core.set_num_threads(_check_thread_count(n))
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Context manager: ``with fastnn.threads(2): ...`` runs the block with ``n`` threads.
+
+    Like ``set_num_threads`` it is process-wide (not thread-local); the previous setting
+    (or OpenMP's default, if none was set) is restored on exit, also on an exception.
+    """
+    n = _check_thread_count(n)
+    previous = _core.explicit_num_threads()
+    _core.set_num_threads(n)
+    try:
+        yield
+    finally:
+        _core.set_num_threads(previous)
