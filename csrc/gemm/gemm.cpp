@@ -1,5 +1,6 @@
 // Blocked GEMM driver in the BLIS style: for each NC column block and KC depth block,
-// pack B once (shared by all threads), then sweep register tiles over all of A.
+// pack B once (shared by all threads); each thread then packs its block of A rows and
+// sweeps register tiles over it.
 //
 // Determinism: the K blocking (kKc) is a constant, each C element is summed in the same
 // order whatever M, the thread count or the tile's position, and threads only split the
@@ -49,6 +50,50 @@ void pack_b_panel(index_t kc, index_t nv, const T* b, index_t rsb, index_t csb, 
   }
 }
 
+// Copies rows [i0, i1) x depth [pc, pc + kc) of A into a contiguous block, so the
+// microkernel streams it without the cache-set conflicts of a power-of-two row stride.
+// Row mode: row-major rows of kc values (lda = kc). Column mode (A = X^T): k-major
+// panels of MR values per depth step, zero past the last row.
+template <typename T, int MR>
+void pack_a_block(index_t kc, index_t i0, index_t i1, const T* a, index_t lda, index_t pc, bool column_a, T* dst) {
+  if (!column_a) {
+    for (index_t i = i0; i < i1; ++i) {
+      const T* src = a + i * lda + pc;
+      T* out = dst + (i - i0) * kc;
+      for (index_t p = 0; p < kc; ++p) out[p] = src[p];
+    }
+    return;
+  }
+  for (index_t t0 = i0; t0 < i1; t0 += MR) {
+    const index_t mv = std::min<index_t>(MR, i1 - t0);
+    T* out = dst + (t0 - i0) * kc;
+    for (index_t p = 0; p < kc; ++p) {
+      const T* src = a + (pc + p) * lda + t0;
+      for (index_t i = 0; i < MR; ++i) out[p * MR + i] = i < mv ? src[i] : T(0);
+    }
+  }
+}
+
+// pm x pn = nth threads over an (mtiles x npanels) grid, minimizing the largest share.
+struct Partition {
+  index_t pm = 1, pn = 1;
+};
+Partition partition(int nth, index_t mtiles, index_t npanels) {
+  Partition best;
+  index_t best_cost = -1;
+  for (index_t pm = 1; pm <= nth; ++pm) {
+    if (nth % pm) continue;
+    const index_t pn = nth / pm;
+    const index_t cost = ceil_div(mtiles, pm) * ceil_div(npanels, pn);
+    if (best_cost < 0 || cost < best_cost || (cost == best_cost && pm > best.pm)) {
+      best.pm = pm;
+      best.pn = pn;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 template <class D, int MR, int NV>
 void gemm_driver(const GemmArgs<typename D::T>& g) {
   using T = typename D::T;
@@ -78,23 +123,26 @@ void gemm_driver(const GemmArgs<typename D::T>& g) {
         if (nth > 1) {
 #pragma omp barrier
         }
-        // 2. Tasks = (row block, panel block), panel-block major so a thread's consecutive
-        //    tasks share B panels; shrink blocks until every thread has work.
+        // 2. Each thread owns one rectangle of C tiles (BLIS-style ic x jr partition,
+        //    chosen so the rectangles are as equal as the tile grid allows), and sweeps it
+        //    in row blocks whose packed A stays in L2.
         const index_t mtiles = ceil_div(g.m, MR);
-        index_t mb = std::max<index_t>(1, kTaskRows / MR), nb = npanels;
-        while (nth > 1 && ceil_div(mtiles, mb) * ceil_div(npanels, nb) < 2 * index_t(nth) && (mb > 1 || nb > 1)) {
-          if (mb > 1) mb = ceil_div(mb, 2); else nb = ceil_div(nb, 2);
-        }
-        const index_t mblocks = ceil_div(mtiles, mb);
-        const index_t ntasks = mblocks * ceil_div(npanels, nb);
-        alignas(64) T apack[kKc * MR];  // column-mode edge tiles are packed here
-        for (index_t t = ntasks * tid / nth; t < ntasks * (tid + 1) / nth; ++t) {
-          const index_t pb = t / mblocks, ib = t % mblocks;
-          for (index_t p = pb * nb; p < std::min(npanels, (pb + 1) * nb); ++p) {
+        const Partition part = partition(nth, mtiles, npanels);
+        const index_t tm = tid / part.pn, tn = tid % part.pn;
+        const index_t tile_begin = mtiles * tm / part.pm, tile_end = mtiles * (tm + 1) / part.pm;
+        const index_t panel_begin = npanels * tn / part.pn, panel_end = npanels * (tn + 1) / part.pn;
+        const index_t mb = std::max<index_t>(1, kTaskRows / MR);
+        T* apack = nullptr;
+        for (index_t tile0 = tile_begin; tile0 < tile_end; tile0 += mb) {
+          const index_t tile1 = std::min(tile_end, tile0 + mb);
+          if (apack == nullptr)
+            apack = static_cast<T*>(thread_scratch(ScratchSlot::gemm_packed_a, size_t(mb * MR * kc_max) * sizeof(T)));
+          pack_a_block<T, MR>(kc, tile0 * MR, std::min(g.m, tile1 * MR), g.a, lda, pc, column_a, apack);
+          for (index_t p = panel_begin; p < panel_end; ++p) {
             const index_t j0 = jc + p * NR;
             const index_t nv = std::min<index_t>(NR, g.n - j0);
             const T* bp = bpack + p * NR * kc;
-            for (index_t tile = ib * mb; tile < std::min(mtiles, (ib + 1) * mb); ++tile) {
+            for (index_t tile = tile0; tile < tile1; ++tile) {
               const index_t i0 = tile * MR;
               const index_t mv = std::min<index_t>(MR, g.m - i0);
               TileEpilogue<T> ep;
@@ -108,19 +156,11 @@ void gemm_driver(const GemmArgs<typename D::T>& g) {
               }
               const bool plain = !last || (!g.bias && !g.preact && g.act == Activation::linear);
               T* c = g.c + i0 * g.ldc + j0;
-              if (column_a) {
-                const T* a = g.a + i0 + pc * lda;
-                if (mv == MR) {
-                  gemm_ukernel<D, MR, NV, true>(kc, a, lda, bp, c, g.ldc, mv, nv, load_c, plain ? nullptr : &ep);
-                } else {
-                  for (index_t p2 = 0; p2 < kc; ++p2)
-                    for (index_t i = 0; i < MR; ++i) apack[p2 * MR + i] = i < mv ? a[p2 * lda + i] : T(0);
-                  gemm_ukernel<D, MR, NV, true>(kc, apack, MR, bp, c, g.ldc, mv, nv, load_c, plain ? nullptr : &ep);
-                }
-              } else {
-                gemm_ukernel<D, MR, NV, false>(kc, g.a + i0 * lda + pc, lda, bp, c, g.ldc, mv, nv, load_c,
-                                               plain ? nullptr : &ep);
-              }
+              const T* ap = apack + (tile - tile0) * MR * kc;
+              if (column_a)
+                gemm_ukernel<D, MR, NV, true>(kc, ap, MR, bp, c, g.ldc, mv, nv, load_c, plain ? nullptr : &ep);
+              else
+                gemm_ukernel<D, MR, NV, false>(kc, ap, kc, bp, c, g.ldc, mv, nv, load_c, plain ? nullptr : &ep);
             }
           }
         }
