@@ -1,0 +1,117 @@
+"""Shared fixtures for fastnn's pytest-benchmark suites (workloads: /work/shared/BENCHMARKS.md).
+
+Run from the repository root (pyproject's ``testpaths`` is ``tests``, so name ``bench/``)::
+
+    python -m pytest bench/ --benchmark-only -q
+
+NumPy with its best OpenBLAS kernel (BENCHMARKS.md, note under "Peers on GEMM"; the
+kernel it ran is recorded in each benchmark's ``extra_info`` and machine info)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest bench/ --benchmark-only -q
+
+Useful pytest-benchmark options: ``--benchmark-save=NAME`` / ``--benchmark-compare``,
+``--benchmark-json=FILE`` (keeps ``extra_info``: GFLOP/s, threads, SIMD path, OpenBLAS
+kernel), ``-k gemm``. The plain-timing table the team quotes is ``python bench/report.py``.
+
+Benchmarks record, they never assert speed. Each group (``@pytest.mark.benchmark(group=...)``)
+holds fastnn, NumPy and torch on one workload and one thread count, so the table's
+relative column reads as the ratio between them. torch benchmarks are skipped when torch
+is not installed.
+
+Collection: benchmark modules are named ``bench_*.py`` (never ``test_*.py``, so they cannot
+clash with same-named modules in tests/); ``pytest_collect_file`` below collects them
+whenever pytest is pointed at this folder. No pytest.ini here: the repository's
+pyproject settings (``--strict-markers``, ``filterwarnings = ["error"]``) apply.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# The bench modules and report.py share workloads.py; make it importable under any
+# --import-mode (the default "prepend" already puts this folder on sys.path).
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import workloads  # noqa: E402
+
+PAUSE_S = 0.25
+"""Sleep before each benchmark so the previous library's worker threads stop spinning
+(OpenBLAS workers spin for tens of ms after a call; on 2 cores they would steal one)."""
+
+
+def pytest_collect_file(file_path, parent):
+    """Collect ``bench_*.py`` in this folder as test modules (their functions are ``test_*``)."""
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the CPU brand, fastnn's SIMD path and NumPy's OpenBLAS kernel with the run."""
+    machine_info["fastnn_bench"] = workloads.describe_environment(sys.modules.get("torch"))
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """The torch module, or skip the benchmark when torch is not installed."""
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def n_threads(request):
+    """Thread count (parametrized indirectly), applied for the whole benchmark to fastnn
+    (``fastnn.threads``), NumPy's BLAS (threadpoolctl) and torch when the test uses it."""
+    n = request.param
+    torch_module = request.getfixturevalue("torch") if "torch" in request.fixturenames else None
+    with workloads.limit_threads(n, torch_module):
+        yield n
+
+
+@pytest.fixture(scope="session")
+def environment():
+    """describe_environment(), once per session (torch included when it is importable)."""
+    try:
+        import torch as torch_module
+    except ImportError:
+        torch_module = None
+    return workloads.describe_environment(torch_module)
+
+
+@pytest.fixture
+def measure(benchmark, n_threads, environment):
+    """``measure(case, pedantic=None)``: pause, warm up, check the result against NumPy's,
+    time ``case.fn`` with pytest-benchmark, and record ``extra_info``.
+
+    ``pedantic``: keyword arguments for ``benchmark.pedantic`` (slow workloads), else the
+    automatic calibration of ``benchmark(...)`` is used.
+    """
+
+    def run(case, pedantic=None):
+        info = benchmark.extra_info
+        info.update(
+            lib=case.lib,
+            workload=case.workload.title,
+            threads=n_threads,
+            flops=case.workload.flops,
+            simd_path=environment["fastnn_simd_path"],
+            openblas_architecture=environment["openblas_architecture"],
+            cpu_brand=environment["cpu_brand"],
+        )
+        time.sleep(PAUSE_S)
+        results = case.fn()  # warm-up: thread pools, caches, lazy initialisation
+        workloads.check_against_numpy(case, results)
+        if pedantic is None:
+            benchmark(case.fn)
+        else:
+            benchmark.pedantic(case.fn, **pedantic)
+        stats = benchmark.stats  # None under --benchmark-disable
+        if stats:
+            info["gflops_median"] = round(case.workload.flops / stats.stats.median / 1e9, 2)
+            info["gflops_best"] = round(case.workload.flops / stats.stats.min / 1e9, 2)
+
+    return run
