@@ -26,9 +26,8 @@ void act_forward_impl(const ActArgs<typename D::T>& a) {
     T* y = a.out + r * cols;
     for (index_t j = 0; j < cols; j += W) {
       const index_t n = std::min<index_t>(W, cols - j);
-      const auto slope = a.slope ? D::load_n(a.slope + j, n) : D::zero();
-      const auto v = act_forward<D>(a.act, n == W ? D::load(x + j) : D::load_n(x + j, n), alpha, slope);
-      if (n == W) D::store(y + j, v); else D::store_n(y + j, v, n);
+      const auto slope = a.slope ? load_part<D>(a.slope + j, n) : D::zero();
+      store_part<D>(y + j, act_forward<D>(a.act, load_part<D>(x + j, n), alpha, slope), n);
     }
   }
 }
@@ -65,11 +64,12 @@ void backward_rows_impl(const BackwardRows<typename D::T>& a) {
             const index_t jn = std::min(kColBlock, cols - j0);
             for (index_t j = j0; j < j0 + jn; j += W) {
               const index_t n = std::min<index_t>(W, j0 + jn - j);
-              const auto vdy = D::load_n(dy + j, n);
-              const auto vy = y ? D::load_n(y + j, n) : D::zero();
-              const auto vz = z ? D::load_n(z + j, n) : D::zero();
-              const auto slope = a.slope ? D::load_n(a.slope + j, n) : D::zero();
-              D::store_n(out + j, act_backward<D>(a.act, vdy, vy, vz, alpha, slope), n);
+              // Masked moves only on the tail: a masked store is microcoded (slow) on AMD.
+              const auto vdy = load_part<D>(dy + j, n);
+              const auto vy = y ? load_part<D>(y + j, n) : D::zero();
+              const auto vz = z ? load_part<D>(z + j, n) : D::zero();
+              const auto slope = a.slope ? load_part<D>(a.slope + j, n) : D::zero();
+              store_part<D>(out + j, act_backward<D>(a.act, vdy, vy, vz, alpha, slope), n);
               if (want_dslope) {  // d slope = dy * z where z <= 0
                 const auto g = D::select(D::gt(vz, D::zero()), D::zero(), D::mul(vdy, vz));
                 D::store(contrib + (j - j0), g);

@@ -13,6 +13,17 @@ namespace FASTNN_ISA {
 template <class D>
 using reg_t = typename D::R;
 
+// n (<= W) lanes from memory, full-width moves when n == W: masked moves are slow on some
+// CPUs (a masked store is microcoded on AMD Zen), so they are kept for row tails.
+template <class D>
+inline reg_t<D> load_part(const typename D::T* p, index_t n) {
+  return n >= D::W ? D::load(p) : D::load_n(p, n);
+}
+template <class D>
+inline void store_part(typename D::T* p, reg_t<D> v, index_t n) {
+  if (n >= D::W) D::store(p, v); else D::store_n(p, v, n);
+}
+
 // Apply f lane by lane through memory (used for double, where libm is accurate and simple).
 template <class D, class F>
 inline reg_t<D> per_lane(reg_t<D> x, F f) {

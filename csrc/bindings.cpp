@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -173,10 +174,11 @@ void dense_backward_typed(const py::object& dy, const py::object& x, const py::o
   d.alpha = T(alpha);
   d.accumulate = accumulate;
   d.nthreads = max_threads();
-  std::vector<T> dz(act == Activation::linear ? 0 : size_t(d.n * d.oc));
-  std::vector<double> partials(size_t(dense_backward_partials(d.n, d.oc)));
-  d.dz_workspace = dz.data();
-  d.partials_workspace = partials.data();
+  // Scratch is left uninitialised: every element is written before it is read.
+  std::unique_ptr<T[]> dz(act == Activation::linear ? nullptr : new T[size_t(d.n * d.oc)]);
+  std::unique_ptr<double[]> partials(new double[size_t(dense_backward_partials(d.n, d.oc))]);
+  d.dz_workspace = dz.get();
+  d.partials_workspace = partials.get();
   const KernelTable& t = kernels();
   py::gil_scoped_release release;
   if constexpr (sizeof(T) == 4) t.dense_backward_f32(d); else t.dense_backward_f64(d);
@@ -239,8 +241,8 @@ void activation_backward_typed(const py::object& dy, const py::object& y, const 
   a.alpha = T(alpha);
   a.accumulate = accumulate;
   a.nthreads = threads_for(double(a.rows) * double(a.cols), kElementsPerThread);
-  std::vector<double> partials(a.dslope ? size_t(dense_backward_partials(a.rows, a.cols)) : 0);
-  a.dslope_partials = partials.data();
+  std::unique_ptr<double[]> partials(a.dslope ? new double[size_t(dense_backward_partials(a.rows, a.cols))] : nullptr);
+  a.dslope_partials = partials.get();
   const KernelTable& t = kernels();
   py::gil_scoped_release release;
   if constexpr (sizeof(T) == 4) t.act_backward_f32(a); else t.act_backward_f64(a);

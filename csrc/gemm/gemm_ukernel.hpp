@@ -32,22 +32,18 @@ inline void store_tile_as(const typename D::T* tile, typename D::T* c, index_t l
   const R alpha = D::set1(ep ? ep->alpha : T(0));
   for (index_t j0 = 0; j0 < nv; j0 += W) {
     const index_t cols = nv - j0 < W ? nv - j0 : W;
-    const bool full = cols == W;
-    const R bias = (ep && ep->bias) ? D::load_n(ep->bias + j0, cols) : D::zero();
-    const R slope = (ep && ep->slope) ? D::load_n(ep->slope + j0, cols) : D::zero();
+    const R bias = (ep && ep->bias) ? load_part<D>(ep->bias + j0, cols) : D::zero();
+    const R slope = (ep && ep->slope) ? load_part<D>(ep->slope + j0, cols) : D::zero();
     for (index_t i = 0; i < mv; ++i) {
       R v = D::load(tile + i * NR + j0);
       T* ci = c + i * ldc + j0;
-      if (load_c) v = D::add(full ? D::load(ci) : D::load_n(ci, cols), v);
+      if (load_c) v = D::add(load_part<D>(ci, cols), v);
       if (ep) {
         if (ep->bias) v = D::add(v, bias);
-        if (ep->preact) {
-          T* zi = ep->preact + i * ep->ldz + j0;
-          if (full) D::store(zi, v); else D::store_n(zi, v, cols);
-        }
+        if (ep->preact) store_part<D>(ep->preact + i * ep->ldz + j0, v, cols);
         v = act_forward<D>(kAct, v, alpha, slope);
       }
-      if (full) D::store(ci, v); else D::store_n(ci, v, cols);
+      store_part<D>(ci, v, cols);
     }
   }
 }
@@ -114,7 +110,30 @@ inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const 
     }
   }
 
-  // Spill the tile once (constant indices keep acc in registers above), then store it.
+  // Fast path, straight from registers: full-width tile, linear or relu, optional bias.
+  const Activation act = ep ? ep->act : Activation::linear;
+  if (nv == NR && !(ep && ep->preact) && (act == Activation::linear || act == Activation::relu)) {
+    R bias[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) bias[j] = (ep && ep->bias) ? D::load(ep->bias + j * W) : D::zero();
+    const bool add_bias = ep && ep->bias;
+    const bool relu = act == Activation::relu;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      if (i >= mv) break;
+      T* ci = c + i * ldc;
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) {
+        R v = acc[i][j];
+        if (load_c) v = D::add(D::load(ci + j * W), v);
+        if (add_bias) v = D::add(v, bias[j]);
+        if (relu) v = D::max(D::zero(), v);
+        D::store(ci + j * W, v);
+      }
+    }
+    return;
+  }
+  // Otherwise spill the tile once (constant indices keep acc in registers), then store it.
   alignas(64) T tile[MR * NR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
