@@ -45,8 +45,13 @@ PAUSE_S = 0.25
 
 
 def pytest_collect_file(file_path, parent):
-    """Collect ``bench_*.py`` in this folder as test modules (their functions are ``test_*``)."""
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+    """Collect ``bench_*.py`` in this folder as test modules (their functions are ``test_*``).
+
+    A file named on the command line is already collected by pytest itself, whatever its
+    name: leave it alone then, or each benchmark would run twice.
+    """
+    if (file_path.suffix == ".py" and file_path.name.startswith("bench_")
+            and not parent.session.isinitpath(file_path)):
         return pytest.Module.from_parent(parent, path=file_path)
     return None
 
@@ -74,12 +79,8 @@ def n_threads(request):
 
 @pytest.fixture(scope="session")
 def environment():
-    """describe_environment(), once per session (torch included when it is importable)."""
-    try:
-        import torch as torch_module
-    except ImportError:
-        torch_module = None
-    return workloads.describe_environment(torch_module)
+    """describe_environment() once per session: CPU brand, SIMD path, OpenBLAS kernel."""
+    return workloads.describe_environment()
 
 
 @pytest.fixture
@@ -104,11 +105,16 @@ def measure(benchmark, n_threads, environment):
         )
         time.sleep(PAUSE_S)
         results = case.fn()  # warm-up: thread pools, caches, lazy initialisation
-        workloads.check_against_numpy(case, results)
+        load = workloads.BackgroundLoad()
         if pedantic is None:
             benchmark(case.fn)
         else:
             benchmark.pedantic(case.fn, **pedantic)
+        other = load.read()  # CPU other processes took meanwhile: the machine is shared
+        if other is not None:
+            info["other_load_cores"], info["stolen_cores"] = round(other[0], 2), round(other[1], 2)
+        # Checked after timing, so a wrong result fails the test (never an unused fixture).
+        workloads.check_against_numpy(case, results)
         stats = benchmark.stats  # None under --benchmark-disable
         if stats:
             info["gflops_median"] = round(case.workload.flops / stats.stats.median / 1e9, 2)

@@ -13,7 +13,7 @@ import pytest
 import fastnn
 from fastnn import ops
 
-from conftest import subprocess_env
+from support import subprocess_env
 
 
 def test_gil_is_released_during_a_long_kernel():

@@ -11,7 +11,7 @@ import pytest
 import fastnn
 from fastnn import _core
 
-from conftest import SIMD_PATHS, subprocess_env
+from support import SIMD_PATHS, subprocess_env
 
 
 def test_show_config_reports_the_build_and_runtime(capsys):

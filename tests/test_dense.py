@@ -9,7 +9,7 @@ import pytest
 import fastnn
 from fastnn import ops
 
-from conftest import tolerance
+from support import tolerance
 from reference import ACTIVATIONS, activation_kwargs, dense_backward, dense_forward, numerical_gradient
 
 # (N, IC, OC): batch 1, width 1, sizes off the register tile, and a large case.

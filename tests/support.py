@@ -1,0 +1,24 @@
+"""Helpers shared by the test modules (imported as `support`; conftest.py only holds fixtures,
+so `from conftest import` never picks up bench/conftest.py when both folders are collected)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from fastnn import _core
+
+SIMD_PATHS = tuple(_core.available_paths())
+STARTUP_PATH = _core.simd_path()
+
+
+def tolerance(dtype) -> dict:
+    """assert_allclose tolerances against the float64 reference."""
+    return {"rtol": 2e-5, "atol": 2e-5} if np.dtype(dtype) == np.float32 else {"rtol": 1e-11, "atol": 1e-11}
+
+
+def subprocess_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.pop("FASTNN_SIMD", None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
