@@ -101,6 +101,10 @@ void gemm_driver(const GemmArgs<typename D::T>& g) {
   if (g.m <= 0 || g.n <= 0) return;
   const bool column_a = g.csa != 1;  // A = X^T: element (i, p) at a[i + p * csa]
   const index_t lda = column_a ? g.csa : g.rsa;
+  // Row-major A is read in place when its rows are short (a dense layer's 16..128 inputs):
+  // copying would cost as much as it saves. Long rows are packed, because rows a large
+  // (often power-of-two) stride apart fall into the same L1 sets and evict each other.
+  const bool pack_a = column_a || lda * index_t(sizeof(T)) >= 1024;
   const index_t nc_max = std::min(kNc, ceil_div(g.n, NR) * NR);
   const index_t kc_max = std::max<index_t>(1, std::min(kKc, g.k));
   T* bpack = static_cast<T*>(thread_scratch(ScratchSlot::gemm_packed_b, size_t(kc_max * nc_max) * sizeof(T)));
@@ -135,9 +139,9 @@ void gemm_driver(const GemmArgs<typename D::T>& g) {
         T* apack = nullptr;
         for (index_t tile0 = tile_begin; tile0 < tile_end; tile0 += mb) {
           const index_t tile1 = std::min(tile_end, tile0 + mb);
-          if (apack == nullptr)
+          if (pack_a && apack == nullptr)
             apack = static_cast<T*>(thread_scratch(ScratchSlot::gemm_packed_a, size_t(mb * MR * kc_max) * sizeof(T)));
-          pack_a_block<T, MR>(kc, tile0 * MR, std::min(g.m, tile1 * MR), g.a, lda, pc, column_a, apack);
+          if (pack_a) pack_a_block<T, MR>(kc, tile0 * MR, std::min(g.m, tile1 * MR), g.a, lda, pc, column_a, apack);
           for (index_t p = panel_begin; p < panel_end; ++p) {
             const index_t j0 = jc + p * NR;
             const index_t nv = std::min<index_t>(NR, g.n - j0);
@@ -156,11 +160,15 @@ void gemm_driver(const GemmArgs<typename D::T>& g) {
               }
               const bool plain = !last || (!g.bias && !g.preact && g.act == Activation::linear);
               T* c = g.c + i0 * g.ldc + j0;
-              const T* ap = apack + (tile - tile0) * MR * kc;
               if (column_a)
-                gemm_ukernel<D, MR, NV, true>(kc, ap, MR, bp, c, g.ldc, mv, nv, load_c, plain ? nullptr : &ep);
+                gemm_ukernel<D, MR, NV, true>(kc, apack + (tile - tile0) * MR * kc, MR, bp, c, g.ldc, mv, nv, load_c,
+                                              plain ? nullptr : &ep);
+              else if (pack_a)
+                gemm_ukernel<D, MR, NV, false>(kc, apack + (tile - tile0) * MR * kc, kc, bp, c, g.ldc, mv, nv, load_c,
+                                               plain ? nullptr : &ep);
               else
-                gemm_ukernel<D, MR, NV, false>(kc, ap, kc, bp, c, g.ldc, mv, nv, load_c, plain ? nullptr : &ep);
+                gemm_ukernel<D, MR, NV, false>(kc, g.a + i0 * lda + pc, lda, bp, c, g.ldc, mv, nv, load_c,
+                                               plain ? nullptr : &ep);
             }
           }
         }

@@ -1,9 +1,9 @@
-// The GEMM microkernel: one MR x (NV*W) register tile of C from an unpacked A and a packed
-// B micro-panel, with the dense layer's epilogue fused into the store.
-//
-// A is read in place, as XNNPACK's gemm microkernels do: "row" mode broadcasts a[i*lda + k]
-// from MR row pointers (A = X or dY, no packing); "column" mode broadcasts a[k*lda + i]
-// (A = X^T for dW, one pointer). B arrives packed: kc rows of NR contiguous values.
+// The GEMM microkernel: one MR x (NV*W) register tile of C from an A block and a packed
+// B micro-panel (kc rows of NR contiguous values), with the dense layer's epilogue fused
+// into the store. A is read in one of two layouts, both produced by the driver's packing:
+// "row" mode a[i*lda + p] (rows of the A block, lda = kc) and "column" mode a[p*lda + i]
+// (k-major panels of MR values, lda = MR, from A = X^T for dW). Each step broadcasts MR
+// values of A against NV vectors of B, as the BLIS and XNNPACK microkernels do.
 #pragma once
 #include "activation_math.hpp"
 
@@ -77,36 +77,22 @@ inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const 
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j] = D::zero();
 
-  if constexpr (kColumnA) {
-    for (index_t p = 0; p < kc; ++p) {
-      const T* ap = a + p * lda;
-      const T* bk = bp + p * NR;
-      R b[NV];
-#pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) b[j] = D::load(bk + j * W);
+  // Row mode: rows past mv re-read the last valid row (computed, never stored), so no
+  // read leaves the packed block.
+  index_t row_offset[MR];
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const R ai = D::set1(ap[i]);
+  for (int i = 0; i < MR; ++i) row_offset[i] = kColumnA ? i : (i < mv ? i : mv - 1) * lda;
+  for (index_t p = 0; p < kc; ++p) {
+    const T* ap = a + (kColumnA ? p * lda : p);
+    const T* bk = bp + p * NR;
+    R b[NV];
 #pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = D::fmadd(ai, b[j], acc[i][j]);
-      }
-    }
-  } else {
-    // Rows past mv re-read the last valid row (computed, never stored), so no read leaves A.
-    const T* rows[MR];
+    for (int j = 0; j < NV; ++j) b[j] = D::load(bk + j * W);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) rows[i] = a + (i < mv ? i : mv - 1) * lda;
-    for (index_t p = 0; p < kc; ++p) {
-      const T* bk = bp + p * NR;
-      R b[NV];
+    for (int i = 0; i < MR; ++i) {
+      const R ai = D::set1(ap[row_offset[i]]);
 #pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) b[j] = D::load(bk + j * W);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const R ai = D::set1(rows[i][p]);
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = D::fmadd(ai, b[j], acc[i][j]);
-      }
+      for (int j = 0; j < NV; ++j) acc[i][j] = D::fmadd(ai, b[j], acc[i][j]);
     }
   }
 

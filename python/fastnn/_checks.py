@@ -7,7 +7,8 @@ import numbers
 
 import numpy as np
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
 
 
 def _describe(x) -> str:
@@ -39,8 +40,8 @@ def compute_dtype(*arrays: np.ndarray | None) -> np.dtype:
     """float64 when any input is float64 (or wider), else float32: the fast path."""
     for a in arrays:
         if a is not None and a.dtype.kind == "f" and a.dtype.itemsize >= 8:
-            return np.dtype(np.float64)
-    return np.dtype(np.float32)
+            return _FLOAT64
+    return _FLOAT32
 
 
 def check_ndim(name: str, arr: np.ndarray, ndim: int, meaning: str) -> None:
@@ -50,6 +51,8 @@ def check_ndim(name: str, arr: np.ndarray, ndim: int, meaning: str) -> None:
 
 def to_kernel(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """C-contiguous copy in ``dtype`` only when needed; the caller's array is never written."""
+    if arr.dtype == dtype and arr.flags.c_contiguous:
+        return arr
     return np.ascontiguousarray(arr, dtype=dtype)
 
 

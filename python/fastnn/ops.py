@@ -23,7 +23,8 @@ from fastnn._checks import (
     to_kernel,
 )
 
-ACTIVATIONS = tuple(_core.Activation.__members__)
+_ACTIVATION_CODES = dict(_core.Activation.__members__)  # built once: __members__ is rebuilt per access
+ACTIVATIONS = tuple(_ACTIVATION_CODES)
 """Names accepted by ``activation=``: linear, relu, leaky_relu, prelu, elu, sigmoid, tanh."""
 
 __all__ = [
@@ -58,9 +59,9 @@ def _activation(activation, negative_slope, alpha):
     """(enum, scalar parameter) for an activation name, validated."""
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a string, one of {ACTIVATIONS}, got {type(activation).__name__}")
-    if activation not in _core.Activation.__members__:
+    code = _ACTIVATION_CODES.get(activation)
+    if code is None:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    code = _core.Activation.__members__[activation]
     if activation == "leaky_relu":
         # >= 0 keeps the function monotone, so the backward can read the sign from the output.
         return code, check_scalar("negative_slope", negative_slope, low=0.0)
