@@ -33,7 +33,7 @@ void act_forward_impl(const ActArgs<typename D::T>& a) {
 }
 
 template <class D>
-void backward_rows_impl(const BackwardRows<typename D::T>& a) {
+void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
   using T = typename D::T;
   constexpr int W = D::W;
   const index_t rows = a.rows, cols = a.cols;
@@ -56,7 +56,9 @@ void backward_rows_impl(const BackwardRows<typename D::T>& a) {
       for (index_t r = c * kReduceChunkRows; r < std::min(rows, (c + 1) * kReduceChunkRows); ++r) {
         const T* dy = a.dy + r * cols;
         const T* dz = dy;
-        if (a.act != Activation::linear) {
+        if (a.act == Activation::linear && a.dz) {
+          std::copy(dy, dy + cols, a.dz + r * cols);
+        } else if (a.act != Activation::linear) {
           T* out = a.dz + r * cols;
           const T* y = a.y ? a.y + r * cols : nullptr;
           const T* z = a.z ? a.z + r * cols : nullptr;
@@ -101,44 +103,12 @@ void backward_rows_impl(const BackwardRows<typename D::T>& a) {
   }
 }
 
-template <typename T>
-BackwardRows<T> rows_from(const ActArgs<T>& a) {
-  BackwardRows<T> b;
-  b.rows = a.rows;
-  b.cols = a.cols;
-  b.dy = a.x;
-  b.y = a.y;
-  b.z = a.z;
-  b.slope = a.slope;
-  b.act = a.act;
-  b.alpha = a.alpha;
-  b.dz = a.out;
-  b.dslope = a.dslope;
-  b.accumulate = a.accumulate;
-  b.partials = a.dslope_partials;
-  b.nthreads = a.nthreads;
-  return b;
-}
-
 }  // namespace
-
-void backward_rows(const BackwardRows<float>& args) { backward_rows_impl<f32v>(args); }
-void backward_rows(const BackwardRows<double>& args) { backward_rows_impl<f64v>(args); }
 
 void act_forward_f32(const ActArgs<float>& args) { act_forward_impl<f32v>(args); }
 void act_forward_f64(const ActArgs<double>& args) { act_forward_impl<f64v>(args); }
-
-// Standalone backward: linear still writes dx = dy (the caller asked for an output array).
-template <typename T>
-static void act_backward_any(const ActArgs<T>& args) {
-  if (args.act == Activation::linear) {
-    std::copy(args.x, args.x + args.rows * args.cols, args.out);
-    return;
-  }
-  backward_rows(rows_from(args));
-}
-void act_backward_f32(const ActArgs<float>& args) { act_backward_any(args); }
-void act_backward_f64(const ActArgs<double>& args) { act_backward_any(args); }
+void act_backward_f32(const ActBackwardArgs<float>& args) { act_backward_impl<f32v>(args); }
+void act_backward_f64(const ActBackwardArgs<double>& args) { act_backward_impl<f64v>(args); }
 
 }  // namespace FASTNN_ISA
 }  // namespace fastnn

@@ -224,14 +224,14 @@ template <typename T>
 void activation_backward_typed(const py::object& dy, const py::object& y, const py::object& z,
                                const py::object& slope, const py::object& dx, const py::object& dslope,
                                Activation act, double alpha, bool accumulate) {
-  ActArgs<T> a;
+  ActBackwardArgs<T> a;
   a.rows = dim(dy, 0);
   a.cols = dim(dy, 1);
-  a.x = checked<T>(dy, "grad_out", {a.rows, a.cols}, false);
+  a.dy = checked<T>(dy, "grad_out", {a.rows, a.cols}, false);
   a.y = optional_checked<T>(y, "out", {a.rows, a.cols}, false);
   a.z = optional_checked<T>(z, "preact", {a.rows, a.cols}, false);
   a.slope = optional_checked<T>(slope, "slope", {a.cols}, false);
-  a.out = checked<T>(dx, "grad_in", {a.rows, a.cols}, true);
+  a.dz = checked<T>(dx, "grad_in", {a.rows, a.cols}, true);
   a.dslope = optional_checked<T>(dslope, "grad_slope", {a.cols}, true);
   if (act == Activation::prelu && (!a.z || !a.slope))
     throw py::value_error("activation='prelu' backward needs preact and slope");
@@ -242,7 +242,7 @@ void activation_backward_typed(const py::object& dy, const py::object& y, const 
   a.accumulate = accumulate;
   a.nthreads = threads_for(double(a.rows) * double(a.cols), kElementsPerThread);
   std::unique_ptr<double[]> partials(a.dslope ? new double[size_t(dense_backward_partials(a.rows, a.cols))] : nullptr);
-  a.dslope_partials = partials.get();
+  a.partials = partials.get();
   const KernelTable& t = kernels();
   py::gil_scoped_release release;
   if constexpr (sizeof(T) == 4) t.act_backward_f32(a); else t.act_backward_f64(a);

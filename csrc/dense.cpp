@@ -11,7 +11,7 @@ template <typename T>
 void dense_backward_impl(const DenseBackwardArgs<T>& a) {
   // x (N, IC)  w (IC, OC)  dy, y, z, dz (N, OC)  dx (N, IC)  dw (IC, OC)  db (OC)
   const bool linear = a.act == Activation::linear;
-  BackwardRows<T> rows;
+  ActBackwardArgs<T> rows;
   rows.rows = a.n;
   rows.cols = a.oc;
   rows.dy = a.dy;
@@ -26,7 +26,7 @@ void dense_backward_impl(const DenseBackwardArgs<T>& a) {
   rows.accumulate = a.accumulate;
   rows.partials = a.partials_workspace;
   rows.nthreads = threads_for(double(a.n) * double(a.oc), kElementsPerThread, a.nthreads);
-  if (!linear || a.db || a.dslope) backward_rows(rows);
+  if (!linear || a.db || a.dslope) act_backward(rows);
   const T* dz = linear ? a.dy : a.dz_workspace;
 
   const double flops = 2.0 * double(a.n) * double(a.ic) * double(a.oc);

@@ -30,20 +30,39 @@ struct GemmArgs {
   int nthreads = 1;
 };
 
-// Elementwise activation over a (rows, cols) row-major block (slope is per column).
+// Elementwise activation forward over a (rows, cols) row-major block: out = act(x), with
+// one PReLU slope per column.
 template <typename T>
 struct ActArgs {
   index_t rows = 0, cols = 0;
-  const T* x = nullptr;       // forward: z       backward: dy
-  const T* y = nullptr;       // backward: forward output (all but prelu)
-  const T* z = nullptr;       // backward: pre-activation (prelu)
-  T* out = nullptr;           // forward: y       backward: dz
+  const T* x = nullptr;
+  T* out = nullptr;
+  Activation act = Activation::linear;
+  T alpha = T(0);            // leaky_relu slope or elu alpha
+  const T* slope = nullptr;  // prelu (cols)
+  int nthreads = 1;
+};
+
+// The backward row pass, shared by activation_backward and dense_backward:
+//   dz = dy * act'(y | z)                      (dz == null with linear: dz is dy itself)
+//   db[j]     (+)= sum_rows dz[:, j]           (when db != null)
+//   dslope[j] (+)= sum_rows dy * min(z, 0)     (prelu, when dslope != null)
+// Sums go through `partials` (dense_backward_partials(rows, cols) doubles) in fixed row
+// chunks added in chunk order: bitwise identical for any thread count.
+template <typename T>
+struct ActBackwardArgs {
+  index_t rows = 0, cols = 0;
+  const T* dy = nullptr;
+  const T* y = nullptr;      // forward output (all but prelu)
+  const T* z = nullptr;      // pre-activation (prelu)
+  const T* slope = nullptr;  // prelu (cols)
   Activation act = Activation::linear;
   T alpha = T(0);
-  const T* slope = nullptr;
-  double* dslope_partials = nullptr;  // backward prelu: (chunks(rows), cols) workspace
-  T* dslope = nullptr;                // backward prelu: (cols)
-  bool accumulate = false;            // dslope += ...
+  T* dz = nullptr;
+  T* db = nullptr;
+  T* dslope = nullptr;
+  bool accumulate = false;   // db, dslope +=
+  double* partials = nullptr;
   int nthreads = 1;
 };
 
@@ -78,7 +97,7 @@ constexpr double kElementsPerThread = 32768;
 // result is bitwise identical for any thread count (RELIABILITY.md section 5).
 constexpr index_t kReduceChunkRows = 256;
 inline index_t reduce_chunks(index_t rows) { return (rows + kReduceChunkRows - 1) / kReduceChunkRows; }
-// doubles needed by DenseBackwardArgs::partials_workspace / ActArgs::dslope_partials
+// doubles needed by DenseBackwardArgs::partials_workspace / ActBackwardArgs::partials
 inline index_t dense_backward_partials(index_t rows, index_t cols) { return 2 * reduce_chunks(rows) * cols; }
 
 struct KernelTable {
@@ -88,8 +107,8 @@ struct KernelTable {
   void (*gemm_f64)(const GemmArgs<double>&) = nullptr;
   void (*act_forward_f32)(const ActArgs<float>&) = nullptr;
   void (*act_forward_f64)(const ActArgs<double>&) = nullptr;
-  void (*act_backward_f32)(const ActArgs<float>&) = nullptr;
-  void (*act_backward_f64)(const ActArgs<double>&) = nullptr;
+  void (*act_backward_f32)(const ActBackwardArgs<float>&) = nullptr;
+  void (*act_backward_f64)(const ActBackwardArgs<double>&) = nullptr;
   void (*dense_backward_f32)(const DenseBackwardArgs<float>&) = nullptr;
   void (*dense_backward_f64)(const DenseBackwardArgs<double>&) = nullptr;
 };
