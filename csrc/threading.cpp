@@ -34,13 +34,12 @@ void in_child_after_fork() {
 }  // namespace
 
 int max_threads() {
+#ifdef _OPENMP
   if (g_serial_after_fork.load(std::memory_order_relaxed)) return 1;
   const int n = g_threads.load(std::memory_order_relaxed);
-  if (n > 0) return n;
-#ifdef _OPENMP
-  return std::max(1, omp_get_max_threads());
+  return n > 0 ? n : std::max(1, omp_get_max_threads());
 #else
-  return 1;
+  return 1;  // built without OpenMP: the setting is kept (and restored) but every kernel runs serially
 #endif
 }
 

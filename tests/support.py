@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from fastnn import _core
 
 SIMD_PATHS = tuple(_core.available_paths())
+OPENMP = bool(_core.build_info()["openmp"])
+requires_openmp = pytest.mark.skipif(not OPENMP, reason="built without OpenMP: kernels run single-threaded")
 STARTUP_PATH = _core.simd_path()
 
 

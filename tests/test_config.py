@@ -11,7 +11,7 @@ import pytest
 import fastnn
 from fastnn import _core
 
-from support import SIMD_PATHS, subprocess_env
+from support import OPENMP, SIMD_PATHS, requires_openmp, subprocess_env
 
 
 def test_show_config_reports_the_build_and_runtime(capsys):
@@ -21,13 +21,17 @@ def test_show_config_reports_the_build_and_runtime(capsys):
     assert cfg["simd_path"] in cfg["available_paths"]
     assert set(cfg["available_paths"]) <= set(cfg["compiled_paths"])
     assert cfg["num_threads"] == fastnn.get_num_threads()
-    assert cfg["openmp"]["enabled"] in (True, False)
+    assert cfg["openmp"]["enabled"] is OPENMP
     assert "gcc" in cfg["compiler"] or "clang" in cfg["compiler"]
     assert cfg["build_type"]
     assert "-march=native" not in cfg["cxx_flags"]
     assert fastnn.show_config() is None
     printed = capsys.readouterr().out
     assert "simd_path" in printed and cfg["simd_path"] in printed
+    # a build without OpenMP says so, and runs single-threaded
+    assert ("WITHOUT OpenMP" in printed) is (not OPENMP)
+    if not OPENMP:
+        assert cfg["num_threads"] == 1
 
 
 def test_auto_picks_the_best_available_path():
@@ -65,6 +69,7 @@ def test_unsupported_fastnn_simd_is_a_clear_import_error():
     assert "Illegal instruction" not in r.stderr
 
 
+@requires_openmp
 def test_set_num_threads_is_process_wide():
     fastnn.set_num_threads(1)
     assert fastnn.get_num_threads() == 1
@@ -77,6 +82,7 @@ def test_set_num_threads_is_process_wide():
     assert fastnn.get_num_threads() == 3
 
 
+@requires_openmp
 def test_threads_context_manager_nests_and_restores():
     fastnn.set_num_threads(2)
     with fastnn.threads(1):
@@ -91,6 +97,7 @@ def test_threads_context_manager_nests_and_restores():
     assert fastnn.get_num_threads() == 2
 
 
+@requires_openmp
 def test_threads_restore_openmp_default_when_nothing_was_set():
     _core.set_num_threads(0)
     default = fastnn.get_num_threads()
@@ -110,6 +117,7 @@ def test_bad_thread_counts(bad, exc):
             pass
 
 
+@requires_openmp
 def test_omp_num_threads_is_the_default():
     code = "import fastnn; print(fastnn.get_num_threads())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
