@@ -1,4 +1,4 @@
-#include "activation.hpp"
+#include "isa_kernels.hpp"
 
 #include <algorithm>
 
@@ -105,10 +105,10 @@ void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
 
 }  // namespace
 
-void act_forward_f32(const ActArgs<float>& args) { act_forward_impl<f32v>(args); }
-void act_forward_f64(const ActArgs<double>& args) { act_forward_impl<f64v>(args); }
-void act_backward_f32(const ActBackwardArgs<float>& args) { act_backward_impl<f32v>(args); }
-void act_backward_f64(const ActBackwardArgs<double>& args) { act_backward_impl<f64v>(args); }
+void act_forward(const ActArgs<float>& args) { act_forward_impl<f32v>(args); }
+void act_forward(const ActArgs<double>& args) { act_forward_impl<f64v>(args); }
+void act_backward(const ActBackwardArgs<float>& args) { act_backward_impl<f32v>(args); }
+void act_backward(const ActBackwardArgs<double>& args) { act_backward_impl<f64v>(args); }
 
 }  // namespace FASTNN_ISA
 }  // namespace fastnn

@@ -98,9 +98,9 @@ void gemm_typed(const py::array& a, const py::array& b, const py::array& c, bool
   g.ldc = g.n;
   g.accumulate = accumulate;
   g.nthreads = nthreads > 0 ? nthreads : threads_for(2.0 * g.m * g.n * g.k, kGemmFlopsPerThread);
-  const KernelTable& t = kernels();
+  const auto& k = kernels().of<T>();
   py::gil_scoped_release release;
-  if constexpr (sizeof(T) == 4) t.gemm_f32(g); else t.gemm_f64(g);
+  k.gemm(g);
 }
 
 void gemm(const py::object& a, const py::object& b, const py::object& c, bool trans_a, bool trans_b,
@@ -134,9 +134,9 @@ void dense_forward_typed(const py::object& x, const py::object& w, const py::obj
   g.act = act;
   g.alpha = T(alpha);
   g.nthreads = threads_for(2.0 * g.m * g.n * g.k, kGemmFlopsPerThread);
-  const KernelTable& t = kernels();
+  const auto& k = kernels().of<T>();
   py::gil_scoped_release release;
-  if constexpr (sizeof(T) == 4) t.gemm_f32(g); else t.gemm_f64(g);
+  k.gemm(g);
 }
 
 void dense_forward(const py::object& x, const py::object& w, const py::object& b, const py::object& y,
@@ -179,9 +179,9 @@ void dense_backward_typed(const py::object& dy, const py::object& x, const py::o
   std::unique_ptr<double[]> partials(new double[size_t(dense_backward_partials(d.n, d.oc))]);
   d.dz_workspace = dz.get();
   d.partials_workspace = partials.get();
-  const KernelTable& t = kernels();
+  const auto& k = kernels().of<T>();
   py::gil_scoped_release release;
-  if constexpr (sizeof(T) == 4) t.dense_backward_f32(d); else t.dense_backward_f64(d);
+  k.dense_backward(d);
 }
 
 void dense_backward(const py::object& dy, const py::object& x, const py::object& w, const py::object& y,
@@ -208,9 +208,9 @@ void activation_forward_typed(const py::object& x, const py::object& y, Activati
   a.act = act;
   a.alpha = T(alpha);
   a.nthreads = threads_for(double(a.rows) * double(a.cols), kElementsPerThread);
-  const KernelTable& t = kernels();
+  const auto& k = kernels().of<T>();
   py::gil_scoped_release release;
-  if constexpr (sizeof(T) == 4) t.act_forward_f32(a); else t.act_forward_f64(a);
+  k.act_forward(a);
 }
 
 void activation_forward(const py::object& x, const py::object& y, Activation act, double alpha,
@@ -243,9 +243,9 @@ void activation_backward_typed(const py::object& dy, const py::object& y, const 
   a.nthreads = threads_for(double(a.rows) * double(a.cols), kElementsPerThread);
   std::unique_ptr<double[]> partials(a.dslope ? new double[size_t(dense_backward_partials(a.rows, a.cols))] : nullptr);
   a.partials = partials.get();
-  const KernelTable& t = kernels();
+  const auto& k = kernels().of<T>();
   py::gil_scoped_release release;
-  if constexpr (sizeof(T) == 4) t.act_backward_f32(a); else t.act_backward_f64(a);
+  k.act_backward(a);
 }
 
 void activation_backward(const py::object& dy, const py::object& y, const py::object& z, const py::object& slope,

@@ -1,6 +1,5 @@
 // Dense layer backward of one SIMD path (the forward is the GEMM with its fused epilogue).
-#include "activation.hpp"
-#include "gemm/gemm.hpp"
+#include "isa_kernels.hpp"
 #include "threading.hpp"
 
 namespace fastnn {
@@ -66,8 +65,8 @@ void dense_backward_impl(const DenseBackwardArgs<T>& a) {
 
 }  // namespace
 
-void dense_backward_f32(const DenseBackwardArgs<float>& args) { dense_backward_impl(args); }
-void dense_backward_f64(const DenseBackwardArgs<double>& args) { dense_backward_impl(args); }
+void dense_backward(const DenseBackwardArgs<float>& args) { dense_backward_impl(args); }
+void dense_backward(const DenseBackwardArgs<double>& args) { dense_backward_impl(args); }
 
 }  // namespace FASTNN_ISA
 }  // namespace fastnn

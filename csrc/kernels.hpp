@@ -100,17 +100,24 @@ inline index_t reduce_chunks(index_t rows) { return (rows + kReduceChunkRows - 1
 // doubles needed by DenseBackwardArgs::partials_workspace / ActBackwardArgs::partials
 inline index_t dense_backward_partials(index_t rows, index_t cols) { return 2 * reduce_chunks(rows) * cols; }
 
+// One SIMD path's kernels for one float type.
+template <typename T>
+struct TypedKernels {
+  void (*gemm)(const GemmArgs<T>&) = nullptr;
+  void (*act_forward)(const ActArgs<T>&) = nullptr;
+  void (*act_backward)(const ActBackwardArgs<T>&) = nullptr;
+  void (*dense_backward)(const DenseBackwardArgs<T>&) = nullptr;
+};
+
 struct KernelTable {
   const char* name = nullptr;
   int gemm_mr = 0, gemm_nr = 0;  // f32 register tile, for show_config and the edge tests
-  void (*gemm_f32)(const GemmArgs<float>&) = nullptr;
-  void (*gemm_f64)(const GemmArgs<double>&) = nullptr;
-  void (*act_forward_f32)(const ActArgs<float>&) = nullptr;
-  void (*act_forward_f64)(const ActArgs<double>&) = nullptr;
-  void (*act_backward_f32)(const ActBackwardArgs<float>&) = nullptr;
-  void (*act_backward_f64)(const ActBackwardArgs<double>&) = nullptr;
-  void (*dense_backward_f32)(const DenseBackwardArgs<float>&) = nullptr;
-  void (*dense_backward_f64)(const DenseBackwardArgs<double>&) = nullptr;
+  TypedKernels<float> f32;
+  TypedKernels<double> f64;
+  template <typename T>
+  const TypedKernels<T>& of() const {
+    if constexpr (sizeof(T) == 4) return f32; else return f64;
+  }
 };
 
 namespace generic { void fill_kernel_table(KernelTable& table); }

@@ -6,7 +6,7 @@
 // order whatever M, the thread count or the tile's position, and threads only split the
 // output tiles (never K). So results are bitwise identical for any thread count, and a
 // row of C does not depend on the other rows of A (predicting in chunks equals all at once).
-#include "gemm/gemm.hpp"
+#include "isa_kernels.hpp"
 
 #include <algorithm>
 
@@ -192,8 +192,8 @@ void gemm_driver(const GemmArgs<typename D::T>& g) {
 
 }  // namespace
 
-void gemm_f32(const GemmArgs<float>& args) { gemm_driver<f32v, kGemmMrF32, kGemmNvF32>(args); }
-void gemm_f64(const GemmArgs<double>& args) { gemm_driver<f64v, kGemmMrF64, kGemmNvF64>(args); }
+void gemm(const GemmArgs<float>& args) { gemm_driver<f32v, kGemmMrF32, kGemmNvF32>(args); }
+void gemm(const GemmArgs<double>& args) { gemm_driver<f64v, kGemmMrF64, kGemmNvF64>(args); }
 
 }  // namespace FASTNN_ISA
 }  // namespace fastnn
