@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,7 +48,7 @@ template <typename T>
 T* checked(const py::handle& obj, const char* name, const std::vector<index_t>& shape, bool writes) {
   if (!py::isinstance<py::array_t<T>>(obj))
     throw py::type_error(std::string(name) + " must be a numpy array of dtype " +
-                         (sizeof(T) == 4 ? "float32" : "float64") + ", got " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))) +
                          (py::isinstance<py::array>(obj) ? " of dtype " + std::string(py::str(obj.attr("dtype"))) : ""));
   auto a = py::reinterpret_borrow<py::array>(obj);
@@ -69,6 +70,11 @@ T* optional_checked(const py::object& obj, const char* name, const std::vector<i
 index_t dim(const py::handle& obj, int axis) { return py::reinterpret_borrow<py::array>(obj).shape(axis); }
 
 bool is_f64(const py::handle& obj) { return py::isinstance<py::array_t<double>>(obj); }
+
+void require_1d(const py::handle& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj) || py::reinterpret_borrow<py::array>(obj).ndim() != 1)
+    throw py::value_error(std::string(name) + " must be a 1-D numpy array");
+}
 
 void require_2d(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj) || py::reinterpret_borrow<py::array>(obj).ndim() != 2)
@@ -256,6 +262,251 @@ void activation_backward(const py::object& dy, const py::object& y, const py::ob
   else activation_backward_typed<float>(dy, y, z, slope, dx, dslope, act, alpha, accumulate);
 }
 
+// ---------------------------------------------------------------- batch normalization
+
+template <typename T>
+void batchnorm_forward_typed(const py::object& x, const py::object& gamma, const py::object& beta, const py::object& y,
+                             const py::object& mean, const py::object& invstd, const py::object& running_mean,
+                             const py::object& running_var, bool training, double eps, double momentum) {
+  BatchNormForwardArgs<T> a;
+  a.n = dim(x, 0);
+  a.c = dim(x, 1);
+  a.x = checked<T>(x, "x", {a.n, a.c}, false);
+  a.gamma = checked<T>(gamma, "gamma", {a.c}, false);
+  a.beta = checked<T>(beta, "beta", {a.c}, false);
+  a.y = checked<T>(y, "out", {a.n, a.c}, true);
+  a.training = training;
+  a.running_mean = optional_checked<T>(running_mean, "running_mean", {a.c}, training);
+  a.running_var = optional_checked<T>(running_var, "running_var", {a.c}, training);
+  if (training) {
+    if (a.n < 2) throw py::value_error("batch norm training needs at least 2 rows (one row has zero variance), got " + std::to_string(a.n));
+    a.mean = checked<T>(mean, "mean_out", {a.c}, true);
+    a.invstd = checked<T>(invstd, "invstd_out", {a.c}, true);
+    if (!a.running_mean != !a.running_var) throw py::value_error("pass both running_mean and running_var, or neither");
+  } else if (!a.running_mean || !a.running_var) {
+    throw py::value_error("batch norm inference needs running_mean and running_var");
+  }
+  a.eps = eps;
+  a.momentum = momentum;
+  a.nthreads = threads_for(double(a.n) * double(a.c), kElementsPerThread);
+  const auto& k = kernels().of<T>();
+  py::gil_scoped_release release;
+  k.batchnorm_forward(a);
+}
+
+void batchnorm_forward(const py::object& x, const py::object& gamma, const py::object& beta, const py::object& y,
+                       const py::object& mean, const py::object& invstd, const py::object& running_mean,
+                       const py::object& running_var, bool training, double eps, double momentum) {
+  require_2d(x, "x");
+  if (is_f64(x)) batchnorm_forward_typed<double>(x, gamma, beta, y, mean, invstd, running_mean, running_var, training, eps, momentum);
+  else batchnorm_forward_typed<float>(x, gamma, beta, y, mean, invstd, running_mean, running_var, training, eps, momentum);
+}
+
+template <typename T>
+void batchnorm_backward_typed(const py::object& dy, const py::object& x, const py::object& gamma,
+                              const py::object& mean, const py::object& invstd, const py::object& dx,
+                              const py::object& dgamma, const py::object& dbeta, bool accumulate) {
+  BatchNormBackwardArgs<T> a;
+  a.n = dim(x, 0);
+  a.c = dim(x, 1);
+  a.x = checked<T>(x, "x", {a.n, a.c}, false);
+  a.dy = checked<T>(dy, "grad_out", {a.n, a.c}, false);
+  a.gamma = checked<T>(gamma, "gamma", {a.c}, false);
+  a.mean = checked<T>(mean, "mean", {a.c}, false);
+  a.invstd = checked<T>(invstd, "invstd", {a.c}, false);
+  a.dx = optional_checked<T>(dx, "grad_x", {a.n, a.c}, true);
+  a.dgamma = optional_checked<T>(dgamma, "grad_gamma", {a.c}, true);
+  a.dbeta = optional_checked<T>(dbeta, "grad_beta", {a.c}, true);
+  if (a.n < 1) throw py::value_error("batch norm backward needs at least one row");
+  a.accumulate = accumulate;
+  a.nthreads = threads_for(double(a.n) * double(a.c), kElementsPerThread);
+  const auto& k = kernels().of<T>();
+  py::gil_scoped_release release;
+  k.batchnorm_backward(a);
+}
+
+void batchnorm_backward(const py::object& dy, const py::object& x, const py::object& gamma, const py::object& mean,
+                        const py::object& invstd, const py::object& dx, const py::object& dgamma,
+                        const py::object& dbeta, bool accumulate) {
+  require_2d(x, "x");
+  if (is_f64(x)) batchnorm_backward_typed<double>(dy, x, gamma, mean, invstd, dx, dgamma, dbeta, accumulate);
+  else batchnorm_backward_typed<float>(dy, x, gamma, mean, invstd, dx, dgamma, dbeta, accumulate);
+}
+
+// ---------------------------------------------------------------- dropout
+
+void check_rate(double rate) {
+  if (!(rate >= 0.0 && rate < 1.0)) throw py::value_error("rate must be in [0, 1), got " + std::to_string(rate));
+}
+
+index_t mask_bytes(index_t n) { return (n + 7) / 8; }
+
+template <typename T>
+void dropout_typed(const py::object& x, const py::object& y, const py::object& mask_out, const py::object& mask_in,
+                   index_t n, double rate, std::uint64_t seed, std::uint64_t step, bool backward) {
+  DropoutArgs<T> a;
+  a.n = n;
+  a.x = optional_checked<T>(x, backward ? "grad_out" : "x", {n}, false);
+  a.y = optional_checked<T>(y, backward ? "grad_in" : "out", {n}, true);
+  a.mask_bits = optional_checked<std::uint8_t>(mask_out, "mask_out", {mask_bytes(n)}, true);
+  a.mask_in = optional_checked<std::uint8_t>(mask_in, "mask", {mask_bytes(n)}, false);
+  if (!a.x != !a.y) throw py::value_error("pass both the input and the output array, or neither");
+  a.rate = rate;
+  a.seed = seed;
+  a.step = step;
+  a.nthreads = threads_for(double(n) * 4.0, kElementsPerThread);  // Philox costs a few flops per element
+  const auto& k = kernels().of<T>();
+  py::gil_scoped_release release;
+  if (backward) k.dropout_backward(a); else k.dropout_forward(a);
+}
+
+void dropout(const py::object& x, const py::object& y, const py::object& mask_out, const py::object& mask_in,
+             index_t n, double rate, std::uint64_t seed, std::uint64_t step, bool backward) {
+  check_rate(rate);
+  if (n < 0) throw py::value_error("n must be >= 0");
+  if (!x.is_none() && is_f64(x)) dropout_typed<double>(x, y, mask_out, mask_in, n, rate, seed, step, backward);
+  else dropout_typed<float>(x, y, mask_out, mask_in, n, rate, seed, step, backward);
+}
+
+py::tuple philox(std::array<std::uint32_t, 4> counter, std::array<std::uint32_t, 2> key) {
+  std::uint32_t out[4];
+  generic::philox4x32_10(counter.data(), key.data(), out);
+  return py::make_tuple(out[0], out[1], out[2], out[3]);
+}
+
+// ---------------------------------------------------------------- clipping
+
+template <typename T>
+double sum_squares_typed(const py::object& x) {
+  const index_t n = dim(x, 0);
+  const T* p = checked<T>(x, "x", {n}, false);
+  const auto& k = kernels().of<T>();
+  const int nt = threads_for(double(n), kElementsPerThread);
+  py::gil_scoped_release release;
+  return k.sum_squares(p, n, nt);
+}
+
+double sum_squares(const py::object& x) {
+  require_1d(x, "x");
+  return is_f64(x) ? sum_squares_typed<double>(x) : sum_squares_typed<float>(x);
+}
+
+template <typename T>
+void scale_typed(const py::object& x, double factor) {
+  const index_t n = dim(x, 0);
+  T* p = checked<T>(x, "x", {n}, true);
+  const auto& k = kernels().of<T>();
+  const int nt = threads_for(double(n), kElementsPerThread);
+  py::gil_scoped_release release;
+  k.scale(p, n, T(factor), nt);
+}
+
+void scale(const py::object& x, double factor) {
+  require_1d(x, "x");
+  if (is_f64(x)) scale_typed<double>(x, factor); else scale_typed<float>(x, factor);
+}
+
+template <typename T>
+void clip_value_typed(const py::object& x, double lo, double hi) {
+  const index_t n = dim(x, 0);
+  T* p = checked<T>(x, "x", {n}, true);
+  const auto& k = kernels().of<T>();
+  const int nt = threads_for(double(n), kElementsPerThread);
+  py::gil_scoped_release release;
+  k.clip_value(p, n, T(lo), T(hi), nt);
+}
+
+void clip_value(const py::object& x, double lo, double hi) {
+  require_1d(x, "x");
+  if (!(lo <= hi)) throw py::value_error("clip_value needs lo <= hi");
+  if (is_f64(x)) clip_value_typed<double>(x, lo, hi); else clip_value_typed<float>(x, lo, hi);
+}
+
+// ---------------------------------------------------------------- losses
+
+template <typename T>
+double loss_typed(LossKind kind, const py::object& pred, const py::object& target, const py::object& labels,
+                  const py::object& weights, const py::object& grad, double weight_sum, double delta) {
+  LossArgs<T> a;
+  a.kind = kind;
+  a.n = dim(pred, 0);
+  a.k = dim(pred, 1);
+  a.pred = checked<T>(pred, "pred", {a.n, a.k}, false);
+  a.target = optional_checked<T>(target, "target", {a.n, a.k}, false);
+  a.labels = optional_checked<std::int64_t>(labels, "labels", {a.n}, false);
+  a.weights = optional_checked<T>(weights, "sample_weight", {a.n}, false);
+  a.grad = optional_checked<T>(grad, "grad_out", {a.n, a.k}, true);
+  if (a.labels) {
+    if (kind != LossKind::softmax_ce) throw py::value_error("class labels are only for the softmax cross-entropy");
+    for (index_t i = 0; i < a.n; ++i)  // an index past K would read outside the row
+      if (a.labels[i] < 0 || a.labels[i] >= a.k)
+        throw py::value_error("labels must be in [0, " + std::to_string(a.k) + "), got " + std::to_string(a.labels[i]) +
+                              " at row " + std::to_string(i));
+  } else if (!a.target) {
+    throw py::value_error("pass target (or labels for the softmax cross-entropy)");
+  }
+  if (!(weight_sum > 0.0)) throw py::value_error("the sample weights must sum to a positive number");
+  a.weight_sum = weight_sum;
+  a.delta = delta;
+  a.nthreads = threads_for(double(a.n) * double(a.k) * 8.0, kElementsPerThread);
+  const auto& k = kernels().of<T>();
+  py::gil_scoped_release release;
+  return k.loss(a);
+}
+
+double loss(LossKind kind, const py::object& pred, const py::object& target, const py::object& labels,
+            const py::object& weights, const py::object& grad, double weight_sum, double delta) {
+  require_2d(pred, "pred");
+  return is_f64(pred) ? loss_typed<double>(kind, pred, target, labels, weights, grad, weight_sum, delta)
+                      : loss_typed<float>(kind, pred, target, labels, weights, grad, weight_sum, delta);
+}
+
+// ---------------------------------------------------------------- optimizer updates
+
+template <typename T>
+void optimizer_step_typed(OptimizerKind kind, const py::object& params, const py::object& grads,
+                          const py::object& state0, const py::object& state1, const py::object& state2,
+                          const py::object& mask, const py::dict& h) {
+  OptimizerArgs<T> a;
+  a.kind = kind;
+  a.n = dim(params, 0);
+  a.params = checked<T>(params, "params", {a.n}, true);
+  a.grads = checked<T>(grads, "grads", {a.n}, false);
+  a.state0 = optional_checked<T>(state0, "state0", {a.n}, true);
+  a.state1 = optional_checked<T>(state1, "state1", {a.n}, true);
+  a.state2 = optional_checked<T>(state2, "state2", {a.n}, true);
+  a.weight_mask = optional_checked<std::uint8_t>(mask, "weight_mask", {a.n}, false);
+  const bool needs0 = kind != OptimizerKind::sgd, needs1 = kind == OptimizerKind::adam;
+  if ((needs0 && !a.state0) || (needs1 && !a.state1))
+    throw py::value_error("this optimizer needs its state buffers");
+  auto get = [&](const char* key, double fallback) { return h.contains(key) ? h[key].cast<double>() : fallback; };
+  a.lr = get("lr", a.lr);
+  a.momentum = get("momentum", a.momentum);
+  a.beta1 = get("beta1", a.beta1);
+  a.beta2 = get("beta2", a.beta2);
+  a.eps = get("eps", a.eps);
+  a.rho = get("rho", a.rho);
+  a.weight_decay = get("weight_decay", a.weight_decay);
+  a.l1 = get("l1", a.l1);
+  a.l2 = get("l2", a.l2);
+  a.nesterov = get("nesterov", 0.0) != 0.0;
+  a.centered = get("centered", 0.0) != 0.0;
+  a.step = std::int64_t(get("step", 1.0));
+  if (kind == OptimizerKind::adam && a.step < 1) throw py::value_error("adam step must be >= 1");
+  if (kind == OptimizerKind::rmsprop && a.centered && !a.state2) throw py::value_error("centered rmsprop needs grad_avg");
+  a.nthreads = threads_for(double(a.n), kElementsPerThread);
+  const auto& k = kernels().of<T>();
+  py::gil_scoped_release release;
+  k.optimizer_step(a);
+}
+
+void optimizer_step(OptimizerKind kind, const py::object& params, const py::object& grads, const py::object& state0,
+                    const py::object& state1, const py::object& state2, const py::object& mask, const py::dict& h) {
+  require_1d(params, "params");
+  if (is_f64(params)) optimizer_step_typed<double>(kind, params, grads, state0, state1, state2, mask, h);
+  else optimizer_step_typed<float>(kind, params, grads, state0, state1, state2, mask, h);
+}
+
 // ---------------------------------------------------------------- configuration
 
 std::string openmp_library() {
@@ -353,6 +604,33 @@ PYBIND11_MODULE(_core, m) {
   m.def("dense_backward", &dense_backward, py::arg("grad_out"), py::arg("x"), py::arg("w"), py::arg("out"),
         py::arg("preact"), py::arg("slope"), py::arg("grad_x"), py::arg("grad_w"), py::arg("grad_b"),
         py::arg("grad_slope"), py::arg("activation"), py::arg("alpha"), py::arg("accumulate"));
+  py::enum_<LossKind>(m, "LossKind")
+      .value("mse", LossKind::mse)
+      .value("huber", LossKind::huber)
+      .value("bce_logits", LossKind::bce_logits)
+      .value("softmax_ce", LossKind::softmax_ce);
+  py::enum_<OptimizerKind>(m, "OptimizerKind")
+      .value("sgd", OptimizerKind::sgd)
+      .value("adagrad", OptimizerKind::adagrad)
+      .value("adam", OptimizerKind::adam)
+      .value("rmsprop", OptimizerKind::rmsprop);
+  m.def("batchnorm_forward", &batchnorm_forward, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("out"),
+        py::arg("mean_out"), py::arg("invstd_out"), py::arg("running_mean"), py::arg("running_var"),
+        py::arg("training"), py::arg("eps"), py::arg("momentum"));
+  m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_out"), py::arg("x"), py::arg("gamma"),
+        py::arg("mean"), py::arg("invstd"), py::arg("grad_x"), py::arg("grad_gamma"), py::arg("grad_beta"),
+        py::arg("accumulate"));
+  m.def("dropout", &dropout, py::arg("x"), py::arg("out"), py::arg("mask_out"), py::arg("mask"), py::arg("n"),
+        py::arg("rate"), py::arg("seed"), py::arg("step"), py::arg("backward"),
+        "Flat dropout: out = x * (keep ? 1 / (1 - rate) : 0); mask bits packed little-endian.");
+  m.def("philox4x32_10", &philox, py::arg("counter"), py::arg("key"));
+  m.def("sum_squares", &sum_squares, py::arg("x"));
+  m.def("scale_", &scale, py::arg("x"), py::arg("factor"));
+  m.def("clip_value_", &clip_value, py::arg("x"), py::arg("lo"), py::arg("hi"));
+  m.def("loss", &loss, py::arg("kind"), py::arg("pred"), py::arg("target"), py::arg("labels"), py::arg("sample_weight"),
+        py::arg("grad_out"), py::arg("weight_sum"), py::arg("delta"));
+  m.def("optimizer_step", &optimizer_step, py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("state0"),
+        py::arg("state1"), py::arg("state2"), py::arg("weight_mask"), py::arg("hyper"));
   m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("out"), py::arg("activation"),
         py::arg("alpha"), py::arg("slope"));
   m.def("activation_backward", &activation_backward, py::arg("grad_out"), py::arg("out"), py::arg("preact"),

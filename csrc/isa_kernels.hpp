@@ -15,6 +15,26 @@ FASTNN_DECLARE_KERNEL(gemm, GemmArgs)
 FASTNN_DECLARE_KERNEL(act_forward, ActArgs)
 FASTNN_DECLARE_KERNEL(act_backward, ActBackwardArgs)
 FASTNN_DECLARE_KERNEL(dense_backward, DenseBackwardArgs)
+FASTNN_DECLARE_KERNEL(batchnorm_forward, BatchNormForwardArgs)
+FASTNN_DECLARE_KERNEL(batchnorm_backward, BatchNormBackwardArgs)
+FASTNN_DECLARE_KERNEL(dropout_forward, DropoutArgs)
+FASTNN_DECLARE_KERNEL(dropout_backward, DropoutArgs)
+FASTNN_DECLARE_KERNEL(optimizer_step, OptimizerArgs)
+double loss(const LossArgs<float>& args);
+double loss(const LossArgs<double>& args);
+
+// Clipping helpers over a flat buffer: sum of squares in float64 (fixed chunks, ordered),
+// in-place scaling, and clamping to [lo, hi] (NaN stays NaN).
+double sum_squares(const float* x, index_t n, int nthreads);
+double sum_squares(const double* x, index_t n, int nthreads);
+void scale(float* x, index_t n, float factor, int nthreads);
+void scale(double* x, index_t n, double factor, int nthreads);
+void clip_value(float* x, index_t n, float lo, float hi, int nthreads);
+void clip_value(double* x, index_t n, double lo, double hi, int nthreads);
+
+// Philox4x32-10 (Salmon et al., SC11): out = philox(counter, key). Exposed for the
+// known-answer tests.
+void philox4x32_10(const std::uint32_t counter[4], const std::uint32_t key[2], std::uint32_t out[4]);
 
 #undef FASTNN_DECLARE_KERNEL
 

@@ -14,6 +14,15 @@ static void fill_typed(TypedKernels<T>& k) {
   k.act_forward = act_forward;
   k.act_backward = act_backward;
   k.dense_backward = dense_backward;
+  k.batchnorm_forward = batchnorm_forward;
+  k.batchnorm_backward = batchnorm_backward;
+  k.dropout_forward = dropout_forward;
+  k.dropout_backward = dropout_backward;
+  k.sum_squares = sum_squares;
+  k.scale = scale;
+  k.clip_value = clip_value;
+  k.loss = loss;
+  k.optimizer_step = optimizer_step;
 }
 
 void fill_kernel_table(KernelTable& t) {

@@ -88,6 +88,106 @@ struct DenseBackwardArgs {
   int nthreads = 1;
 };
 
+// Batch normalization over the rows of x (N, C), per feature (column).
+// Training: batch mean and biased variance (float64 sums in fixed row chunks), normalize
+// with eps, scale and shift; write mean and inverse std (C) for the backward; update the
+// running statistics (when given) as running = momentum * running + (1 - momentum) * batch,
+// with the unbiased variance. Inference: the running statistics, no batch dependence.
+template <typename T>
+struct BatchNormForwardArgs {
+  index_t n = 0, c = 0;
+  const T* x = nullptr;        // (N, C)
+  const T* gamma = nullptr;    // (C)
+  const T* beta = nullptr;     // (C)
+  T* y = nullptr;              // (N, C)
+  bool training = true;
+  T* mean = nullptr;           // (C) out, training
+  T* invstd = nullptr;         // (C) out, training
+  T* running_mean = nullptr;   // (C) in/out (training: updated when non-null)
+  T* running_var = nullptr;    // (C) in/out
+  double eps = 1e-3, momentum = 0.99;
+  int nthreads = 1;
+};
+
+// dx = gamma * invstd / N * (N * dy - sum(dy) - xhat * sum(dy * xhat)),
+// dgamma (+)= sum(dy * xhat), dbeta (+)= sum(dy), with xhat = (x - mean) * invstd.
+template <typename T>
+struct BatchNormBackwardArgs {
+  index_t n = 0, c = 0;
+  const T* dy = nullptr;       // (N, C)
+  const T* x = nullptr;        // (N, C)
+  const T* gamma = nullptr;    // (C)
+  const T* mean = nullptr;     // (C) from the training forward
+  const T* invstd = nullptr;   // (C)
+  T* dx = nullptr;             // (N, C)
+  T* dgamma = nullptr;         // (C)
+  T* dbeta = nullptr;          // (C)
+  bool accumulate = false;     // dgamma, dbeta +=
+  int nthreads = 1;
+};
+
+// Inverted dropout with a counter-based mask: element i is kept when the i-th 32-bit word
+// of Philox4x32-10(counter = (i / 4 as 64 bits, step as 64 bits), key = seed) is at least
+// threshold = floor(rate * 2^32). Kept elements are scaled by 1 / (1 - rate). The mask
+// depends only on (seed, step, i): identical for any thread count and SIMD path.
+template <typename T>
+struct DropoutArgs {
+  index_t n = 0;
+  const T* x = nullptr;            // forward: x; backward: dy. Null: only write mask_bits.
+  T* y = nullptr;                  // forward: y; backward: dx
+  std::uint8_t* mask_bits = nullptr;       // out: bit i (little order) = element i kept
+  const std::uint8_t* mask_in = nullptr;   // in: a stored mask (else regenerated from seed, step)
+  double rate = 0.0;
+  std::uint64_t seed = 0, step = 0;
+  int nthreads = 1;
+};
+
+enum class LossKind : int { mse = 0, huber = 1, bce_logits = 2, softmax_ce = 3 };
+
+// Weighted mean loss L = sum_i w_i l_i / sum_i w_i over rows i, with l_i the mean over the
+// row's K elements (softmax_ce: the row's cross-entropy), and its gradient w.r.t. pred.
+template <typename T>
+struct LossArgs {
+  LossKind kind = LossKind::mse;
+  index_t n = 0, k = 0;
+  const T* pred = nullptr;               // (N, K) predictions or logits
+  const T* target = nullptr;             // (N, K) targets (or class probabilities)
+  const std::int64_t* labels = nullptr;  // (N) class indices (softmax_ce instead of target)
+  const T* weights = nullptr;            // (N) or null
+  double weight_sum = 0.0;               // sum of weights (N when unweighted), > 0
+  double delta = 1.0;                    // huber
+  T* grad = nullptr;                     // (N, K) or null
+  int nthreads = 1;
+};
+
+enum class OptimizerKind : int { sgd = 0, adagrad = 1, adam = 2, rmsprop = 3 };
+
+// One fused in-place update over a flat buffer. Regularization adds l1 * sign(p) + 2 * l2 * p
+// to the gradient of the entries `weight_mask` marks (all entries when it is null).
+//   sgd:     v = momentum * v + g;  p -= lr * (nesterov ? g + momentum * v : v)   (state0 = v)
+//   adagrad: a += g^2;  p -= lr * g / (sqrt(a) + eps)                              (state0 = a)
+//   adam:    p -= lr * weight_decay * p (AdamW, masked);  m, v moments;
+//            p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)          (state0 = m, state1 = v)
+//   rmsprop: s = rho * s + (1 - rho) g^2;  [centered: ga = rho * ga + (1 - rho) g, s - ga^2];
+//            d = g / (sqrt(.) + eps);  [momentum: b = momentum * b + d, d = b];  p -= lr * d
+//            (state0 = s, state1 = momentum buffer, state2 = ga)
+template <typename T>
+struct OptimizerArgs {
+  OptimizerKind kind = OptimizerKind::sgd;
+  index_t n = 0;
+  T* params = nullptr;
+  const T* grads = nullptr;
+  T* state0 = nullptr;
+  T* state1 = nullptr;
+  T* state2 = nullptr;
+  const std::uint8_t* weight_mask = nullptr;
+  double lr = 0.01, momentum = 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-7, rho = 0.9;
+  double weight_decay = 0.0, l1 = 0.0, l2 = 0.0;
+  bool nesterov = false, centered = false;
+  std::int64_t step = 1;  // adam: 1 for the first update
+  int nthreads = 1;
+};
+
 // Work below which a second thread costs more than it saves: flops for GEMMs, elements
 // for memory-bound passes. Tuned on the benchmarks; results never depend on them.
 constexpr double kGemmFlopsPerThread = 2.0e6;
@@ -107,6 +207,15 @@ struct TypedKernels {
   void (*act_forward)(const ActArgs<T>&) = nullptr;
   void (*act_backward)(const ActBackwardArgs<T>&) = nullptr;
   void (*dense_backward)(const DenseBackwardArgs<T>&) = nullptr;
+  void (*batchnorm_forward)(const BatchNormForwardArgs<T>&) = nullptr;
+  void (*batchnorm_backward)(const BatchNormBackwardArgs<T>&) = nullptr;
+  void (*dropout_forward)(const DropoutArgs<T>&) = nullptr;
+  void (*dropout_backward)(const DropoutArgs<T>&) = nullptr;
+  double (*sum_squares)(const T* x, index_t n, int nthreads) = nullptr;
+  void (*scale)(T* x, index_t n, T factor, int nthreads) = nullptr;
+  void (*clip_value)(T* x, index_t n, T lo, T hi, int nthreads) = nullptr;
+  double (*loss)(const LossArgs<T>&) = nullptr;
+  void (*optimizer_step)(const OptimizerArgs<T>&) = nullptr;
 };
 
 struct KernelTable {
@@ -120,7 +229,11 @@ struct KernelTable {
   }
 };
 
-namespace generic { void fill_kernel_table(KernelTable& table); }
+namespace generic {
+void fill_kernel_table(KernelTable& table);
+// The Philox4x32-10 block function (integer math, identical on every path).
+void philox4x32_10(const std::uint32_t counter[4], const std::uint32_t key[2], std::uint32_t out[4]);
+}  // namespace generic
 namespace avx2 { void fill_kernel_table(KernelTable& table); }
 namespace avx512 { void fill_kernel_table(KernelTable& table); }
 

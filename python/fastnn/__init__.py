@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 
 from fastnn import _core
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
-from fastnn import ops
+from fastnn import ops, optim
 
 try:
     __version__ = _dist_version("fastnn")
@@ -19,6 +19,7 @@ __all__ = [
     "__version__",
     "get_num_threads",
     "ops",
+    "optim",
     "set_num_threads",
     "show_config",
     "threads",

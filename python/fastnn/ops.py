@@ -9,6 +9,7 @@ threads and gives bitwise-identical results for any thread count.
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -17,6 +18,7 @@ from fastnn import _core
 from fastnn._checks import (
     as_numeric,
     check_ndim,
+    check_out,
     check_scalar,
     compute_dtype,
     out_or_new,
@@ -30,11 +32,28 @@ ACTIVATIONS = tuple(_ACTIVATION_CODES)
 __all__ = [
     "ACTIVATIONS",
     "ActivationGrads",
+    "BatchNormGrads",
+    "BatchNormOutput",
     "DenseGrads",
+    "DropoutOutput",
+    "LossOutput",
     "activation_backward",
     "activation_forward",
+    "adagrad_update",
+    "adam_update",
+    "batchnorm_backward",
+    "batchnorm_forward",
+    "binary_cross_entropy_with_logits",
     "dense_backward",
     "dense_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "dropout_mask",
+    "huber_loss",
+    "mse_loss",
+    "rmsprop_update",
+    "sgd_update",
+    "softmax_cross_entropy_with_logits",
 ]
 
 
@@ -252,3 +271,462 @@ def activation_backward(grad_out, out=None, activation="linear", *, preact=None,
     _core.activation_backward(_as_rows(to_kernel(g, dtype)), None if y is None else _as_rows(y),
                               None if z is None else _as_rows(z), s, _as_rows(dx), ds, code, param, False)
     return ActivationGrads(dx, ds)
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+
+class BatchNormOutput(NamedTuple):
+    """``y (N, C)``; in training also the batch ``mean (C,)`` and ``invstd (C,)`` that
+    ``batchnorm_backward`` needs (None at inference)."""
+
+    y: np.ndarray
+    mean: np.ndarray | None
+    invstd: np.ndarray | None
+
+
+class BatchNormGrads(NamedTuple):
+    """``dx (N, C)``, ``dgamma (C,)``, ``dbeta (C,)``."""
+
+    dx: np.ndarray
+    dgamma: np.ndarray
+    dbeta: np.ndarray
+
+
+def _feature_vector(name, v, c, dtype, *, writes=False):
+    """A (C,) per-feature vector; one written in place must be the caller's exact buffer."""
+    if writes:
+        return check_out(name, v, (c,), dtype)
+    a = as_numeric(name, v)
+    if a.shape != (c,):
+        raise ValueError(f"{name} must have shape ({c},) (num_features), got {a.shape}")
+    return to_kernel(a, dtype)
+
+
+def _bn_momentum_eps(momentum, eps):
+    momentum = check_scalar("momentum", momentum, low=0.0)
+    if momentum > 1.0:
+        raise ValueError(f"momentum must be in [0, 1] (the weight of the OLD running value, Keras convention; "
+                         f"PyTorch's momentum=0.1 is 0.9 here), got {momentum}")
+    return momentum, check_scalar("eps", eps, low=0.0, low_open=True)
+
+
+def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, *, training=True, momentum=0.99,
+                      eps=1e-3, out=None, mean_out=None, invstd_out=None):
+    """Batch normalization over the rows of ``x``, per feature.
+
+    Training: ``y = gamma * (x - mean) / sqrt(var + eps) + beta`` with the batch mean and
+    biased variance; the running statistics, when given, are updated in place as
+    ``running = momentum * running + (1 - momentum) * batch`` (the TensorFlow/Keras
+    convention: ``momentum`` weighs the OLD value; PyTorch's ``momentum=0.1`` is
+    fastnn's 0.9), with the unbiased variance for ``running_var`` (as PyTorch).
+    Inference: ``running_mean``/``running_var`` replace the batch statistics, so each row
+    is normalized independently of the others.
+
+    Parameters
+    ----------
+    x : array of shape (N, C); training needs N >= 2 (one row has zero variance)
+    gamma, beta : arrays of shape (C,)
+    running_mean, running_var : float arrays of shape (C,), updated in place in training
+        (they must then be writeable arrays of x's float dtype); required at inference
+    training : bool
+    momentum : float in [0, 1], default 0.99
+    eps : float > 0, default 1e-3 (Keras)
+    out, mean_out, invstd_out : optional output buffers
+
+    Returns
+    -------
+    BatchNormOutput(y, mean, invstd)
+    """
+    x = as_numeric("x", x)
+    check_ndim("x", x, 2, "(n_samples, num_features)")
+    n, c = x.shape
+    momentum, eps = _bn_momentum_eps(momentum, eps)
+    dtype = compute_dtype(x)
+    g = _feature_vector("gamma", gamma, c, dtype)
+    b = _feature_vector("beta", beta, c, dtype)
+    if training and n < 2:
+        raise ValueError(f"batch norm training needs at least 2 rows: the variance of {n} row(s) is zero, "
+                         "so every output would be beta. Use a larger batch (or training=False).")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("pass both running_mean and running_var, or neither")
+    if not training and running_mean is None:
+        raise ValueError("training=False normalizes with running_mean and running_var: pass them")
+    rm = rv = None
+    if running_mean is not None:
+        rm = _feature_vector("running_mean", running_mean, c, dtype, writes=training)
+        rv = _feature_vector("running_var", running_var, c, dtype, writes=training)
+    y = out_or_new("out", out, (n, c), dtype)
+    mean = invstd = None
+    if training:
+        mean = out_or_new("mean_out", mean_out, (c,), dtype)
+        invstd = out_or_new("invstd_out", invstd_out, (c,), dtype)
+    _core.batchnorm_forward(to_kernel(x, dtype), g, b, y, mean, invstd, rm, rv, bool(training), eps, momentum)
+    return BatchNormOutput(y, mean, invstd)
+
+
+def batchnorm_backward(grad_out, x, gamma, mean, invstd, *, grad_x=None, grad_gamma=None, grad_beta=None,
+                       accumulate=False):
+    """Gradients of training-mode batch norm, in the standard two-reduction form:
+    ``dbeta = sum(dy)``, ``dgamma = sum(dy * xhat)``,
+    ``dx = gamma * invstd / N * (N * dy - dbeta - xhat * dgamma)`` with
+    ``xhat = (x - mean) * invstd``; ``mean`` and ``invstd`` come from ``batchnorm_forward``.
+    Sums run in fixed row chunks in float64: bitwise identical for any thread count.
+
+    Returns
+    -------
+    BatchNormGrads(dx (N, C), dgamma (C,), dbeta (C,)); with ``accumulate=True`` the
+    gradients are added into ``grad_gamma`` and ``grad_beta``.
+    """
+    x = as_numeric("x", x)
+    check_ndim("x", x, 2, "(n_samples, num_features)")
+    n, c = x.shape
+    g_out = as_numeric("grad_out", grad_out)
+    if g_out.shape != (n, c):
+        raise ValueError(f"grad_out must have shape {(n, c)}, got {g_out.shape}")
+    if n < 1:
+        raise ValueError("batchnorm_backward needs at least one row")
+    dtype = compute_dtype(x, g_out)
+    if accumulate and (grad_gamma is None or grad_beta is None):
+        raise ValueError("accumulate=True adds into grad_gamma and grad_beta: pass them")
+    dx = out_or_new("grad_x", grad_x, (n, c), dtype)
+    dgamma = out_or_new("grad_gamma", grad_gamma, (c,), dtype)
+    dbeta = out_or_new("grad_beta", grad_beta, (c,), dtype)
+    _core.batchnorm_backward(to_kernel(g_out, dtype), to_kernel(x, dtype), _feature_vector("gamma", gamma, c, dtype),
+                             _feature_vector("mean", mean, c, dtype), _feature_vector("invstd", invstd, c, dtype),
+                             dx, dgamma, dbeta, bool(accumulate))
+    return BatchNormGrads(dx, dgamma, dbeta)
+
+
+# ----------------------------------------------------------------------------- dropout
+
+_KEEP_PROB_MESSAGE = ("fastnn takes the DROP rate, not keep_prob: pass rate=1 - keep_prob{}. "
+                      "(Mixing them up keeps 10% instead of dropping 10%.)")
+
+
+class DropoutOutput(NamedTuple):
+    """``y`` (x's shape) and ``mask``: the kept elements as packed bits (uint8, little bit
+    order: ``np.unpackbits(mask, bitorder="little")[:x.size]``), or None when nothing is
+    dropped (inference, or rate 0)."""
+
+    y: np.ndarray
+    mask: np.ndarray | None
+
+
+def _check_rate(rate, keep_prob):
+    if keep_prob is not None:
+        hint = ""
+        try:
+            hint = f" = {1 - float(keep_prob):g}"
+        except (TypeError, ValueError):
+            pass
+        raise ValueError(_KEEP_PROB_MESSAGE.format(hint))
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"rate must be a real number in [0, 1) (the drop probability), got {type(rate).__name__}")
+    rate = float(rate)
+    if not (0.0 <= rate < 1.0):
+        raise ValueError(f"rate must be in [0, 1) (the drop probability), got {rate}")
+    return rate
+
+
+def _check_seed(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not (0 <= value < 2 ** 64):
+        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
+    return value
+
+
+def _mask_buffer(n):
+    return np.empty((n + 7) // 8, dtype=np.uint8)
+
+
+def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, keep_prob=None):
+    """Inverted dropout: each element is zeroed with probability ``rate`` (the DROP
+    probability, 0 <= rate < 1) and the survivors are scaled by ``1 / (1 - rate)``, so the
+    expected activation is unchanged; at inference (``training=False``) or with
+    ``rate=0`` it is the identity.
+
+    The mask is a pure function of ``(seed, step, element index)`` through the
+    counter-based Philox4x32-10 generator: identical for any thread count and SIMD path,
+    different for each ``step``. A dropped NaN/Inf stays visible (``x * 0``).
+
+    Returns
+    -------
+    DropoutOutput(y, mask): ``mask`` packs the kept elements as bits (``x.size / 8`` bytes)
+    for ``dropout_backward``.
+    """
+    rate = _check_rate(rate, keep_prob)
+    seed = _check_seed("seed", seed)
+    step = _check_seed("step", step)
+    x = as_numeric("x", x)
+    dtype = compute_dtype(x)
+    y = out_or_new("out", out, x.shape, dtype)
+    xk = to_kernel(x, dtype)
+    if not training or rate == 0.0:
+        np.copyto(y, xk)
+        return DropoutOutput(y, None)
+    mask = _mask_buffer(x.size)
+    _core.dropout(xk.reshape(-1), y.reshape(-1), mask, None, x.size, rate, seed, step, False)
+    return DropoutOutput(y, mask)
+
+
+def dropout_backward(grad_out, rate, *, mask=None, seed=None, step=0, grad_in=None, keep_prob=None):
+    """``dx = dy * keep / (1 - rate)``, with the mask from ``dropout_forward`` (``mask``)
+    or regenerated from the same ``seed`` and ``step`` (no mask stored at all)."""
+    rate = _check_rate(rate, keep_prob)
+    g = as_numeric("grad_out", grad_out)
+    dtype = compute_dtype(g)
+    dx = out_or_new("grad_in", grad_in, g.shape, dtype)
+    gk = to_kernel(g, dtype)
+    if rate == 0.0:
+        np.copyto(dx, gk)
+        return dx
+    if mask is None and seed is None:
+        raise ValueError("dropout_backward needs the mask from dropout_forward, or its seed (and step)")
+    m = None
+    if mask is not None:
+        m = as_numeric("mask", mask)
+        if m.dtype != np.uint8 or m.shape != ((g.size + 7) // 8,):
+            raise ValueError(f"mask must be the packed uint8 mask of shape ({(g.size + 7) // 8},) from "
+                             f"dropout_forward, got {m.dtype} {m.shape}")
+        m = np.ascontiguousarray(m)
+        seed = 0 if seed is None else seed
+    _core.dropout(gk.reshape(-1), dx.reshape(-1), None, m, g.size, rate, _check_seed("seed", seed),
+                  _check_seed("step", step), True)
+    return dx
+
+
+def dropout_mask(shape, rate, *, seed, step=0, keep_prob=None):
+    """The boolean keep-mask ``dropout_forward`` uses for an input of ``shape``."""
+    rate = _check_rate(rate, keep_prob)
+    shape = tuple(int(d) for d in np.atleast_1d(shape)) if not isinstance(shape, tuple) else shape
+    if any(d < 0 for d in shape):
+        raise ValueError(f"shape must be non-negative, got {shape}")
+    n = int(np.prod(shape, dtype=np.int64))
+    bits = _mask_buffer(n)
+    _core.dropout(None, None, bits, None, n, rate, _check_seed("seed", seed), _check_seed("step", step), False)
+    return np.unpackbits(bits, bitorder="little", count=n).astype(bool).reshape(shape)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+class LossOutput(NamedTuple):
+    """``loss`` (a Python float: the weighted mean) and ``grad`` (d loss / d pred, pred's shape)."""
+
+    loss: float
+    grad: np.ndarray
+
+
+def _as_rows2d(name, a):
+    return a.reshape(-1, 1) if a.ndim == 1 else a
+
+
+def _sample_weight(sample_weight, n, dtype):
+    if sample_weight is None:
+        return None, float(n)
+    w = as_numeric("sample_weight", sample_weight)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    w = to_kernel(w, dtype)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative")
+    total = float(w.sum(dtype=np.float64))
+    if total <= 0:
+        raise ValueError("sample_weight must not be all zero")
+    return w, total
+
+
+def _elementwise_loss(kind, name, pred, target, sample_weight, delta=1.0):
+    p = as_numeric(name, pred)
+    t = as_numeric("target", target)
+    if p.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D (n_samples,) or 2-D (n_samples, n_outputs), got shape {p.shape}")
+    if t.shape != p.shape:
+        raise ValueError(f"target must have {name}'s shape {p.shape}, got {t.shape}")
+    dtype = compute_dtype(p)
+    p2 = _as_rows2d(name, to_kernel(p, dtype))
+    if p2.shape[0] == 0:
+        raise ValueError(f"{name} is empty: the mean loss of no samples is undefined")
+    w, total = _sample_weight(sample_weight, p2.shape[0], dtype)
+    grad = np.empty(p2.shape, dtype)
+    value = _core.loss(kind, p2, _as_rows2d("target", to_kernel(t, dtype)), None, w, grad, total, delta)
+    return LossOutput(value, grad.reshape(p.shape))
+
+
+def mse_loss(pred, target, sample_weight=None):
+    """Mean squared error: the mean over all elements of ``(pred - target)**2`` (no 1/2),
+    weighted per sample. ``pred``, ``target``: (N,) or (N, K).
+
+    Returns LossOutput(loss, grad) with ``grad = 2 * (pred - target) * w_i / (K * sum(w))``.
+    """
+    return _elementwise_loss(_core.LossKind.mse, "pred", pred, target, sample_weight)
+
+
+def huber_loss(pred, target, delta=1.0, sample_weight=None):
+    """Huber loss: ``0.5 r**2`` for ``|r| <= delta``, else ``delta * (|r| - delta / 2)``,
+    with ``r = pred - target``; mean over elements, weighted per sample."""
+    delta = check_scalar("delta", delta, low=0.0, low_open=True)
+    return _elementwise_loss(_core.LossKind.huber, "pred", pred, target, sample_weight, delta)
+
+
+def binary_cross_entropy_with_logits(logits, target, sample_weight=None):
+    """Binary cross-entropy on logits, stable for any logit:
+    ``max(z, 0) - z * t + log(1 + exp(-|z|))``; mean over elements, weighted per sample.
+    Its gradient is ``sigmoid(z) - t`` (scaled like the loss)."""
+    return _elementwise_loss(_core.LossKind.bce_logits, "logits", logits, target, sample_weight)
+
+
+def softmax_cross_entropy_with_logits(logits, labels, sample_weight=None):
+    """Softmax cross-entropy on logits (N, K) (log-sum-exp with the row max subtracted:
+    stable for logits of +/-1e4), averaged over samples with optional weights.
+
+    ``labels`` is either class indices, integers of shape (N,) in [0, K), or target
+    probabilities of shape (N, K). The gradient is ``softmax(z) - onehot`` per sample.
+    """
+    z = as_numeric("logits", logits)
+    check_ndim("logits", z, 2, "(n_samples, n_classes)")
+    n, k = z.shape
+    if n == 0:
+        raise ValueError("logits is empty: the mean loss of no samples is undefined")
+    dtype = compute_dtype(z)
+    zk = to_kernel(z, dtype)
+    y = as_numeric("labels", labels)
+    target = idx = None
+    if y.ndim == 1:
+        if y.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},) (class indices) or ({n}, {k}), got {y.shape}")
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+                raise ValueError("class-index labels must be integers")
+        idx = np.ascontiguousarray(y, dtype=np.int64)
+        bad = (idx < 0) | (idx >= k)
+        if bad.any():
+            raise ValueError(f"labels must be class indices in [0, {k}), got {idx[bad][0]} at row {int(np.argmax(bad))}")
+    elif y.shape == (n, k):
+        target = to_kernel(y, dtype)
+    else:
+        raise ValueError(f"labels must have shape ({n},) (class indices) or ({n}, {k}) (probabilities), got {y.shape}")
+    w, total = _sample_weight(sample_weight, n, dtype)
+    grad = np.empty((n, k), dtype)
+    value = _core.loss(_core.LossKind.softmax_ce, zk, target, idx, w, grad, total, 1.0)
+    return LossOutput(value, grad)
+
+
+# ----------------------------------------------------------------------------- optimizer updates
+
+
+def _flat(name, a, *, writes, dtype=None, n=None):
+    """A 1-D float buffer. Buffers updated in place must be the caller's own contiguous,
+    writeable float array (a converted copy would silently lose the update)."""
+    if writes:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} is updated in place and must be a numpy array, got {type(a).__name__}")
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} is updated in place and must be float32 or float64, got {a.dtype}")
+        if dtype is not None and a.dtype != dtype:
+            raise TypeError(f"{name} must have dtype {dtype} like params, got {a.dtype}")
+        if a.ndim != 1:
+            raise ValueError(f"{name} must be 1-D (a flat buffer), got shape {a.shape}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be contiguous (it is updated in place)")
+        if not a.flags.writeable:
+            raise ValueError(f"{name} is read-only but is updated in place")
+    else:
+        a = as_numeric(name, a)
+        if a.ndim != 1:
+            raise ValueError(f"{name} must be 1-D (a flat buffer), got shape {a.shape}")
+        a = to_kernel(a, dtype)
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} must have length {n} like params, got {a.shape[0]}")
+    return a
+
+
+def _weight_mask(weight_mask, n):
+    if weight_mask is None:
+        return None
+    m = np.asarray(weight_mask)
+    if m.shape != (n,):
+        raise ValueError(f"weight_mask must have shape ({n},) like params, got {m.shape}")
+    if m.dtype != np.bool_ and m.dtype != np.uint8:
+        raise TypeError(f"weight_mask must be bool or uint8, got {m.dtype}")
+    return np.ascontiguousarray(m.view(np.uint8) if m.dtype == np.bool_ else m)
+
+
+def _hyper(**values):
+    out = {}
+    for name, v in values.items():
+        out[name] = check_scalar(name, v, low=0.0)
+    return out
+
+
+def _optimizer_step(kind, params, grads, states, weight_mask, hyper):
+    p = _flat("params", params, writes=True)
+    n = p.shape[0]
+    g = _flat("grads", grads, writes=False, dtype=p.dtype, n=n)
+    buffers = [None if s is None else _flat(name, s, writes=True, dtype=p.dtype, n=n) for name, s in states]
+    while len(buffers) < 3:
+        buffers.append(None)
+    _core.optimizer_step(kind, p, g, buffers[0], buffers[1], buffers[2], _weight_mask(weight_mask, n), hyper)
+
+
+def sgd_update(params, grads, lr, *, velocity=None, momentum=0.0, nesterov=False, l1=0.0, l2=0.0, weight_mask=None):
+    """In-place SGD step on a flat buffer (PyTorch's form): ``v = momentum * v + g``;
+    ``p -= lr * (g + momentum * v if nesterov else v)``; without momentum ``p -= lr * g``.
+
+    ``l1``/``l2`` add ``l1 * sign(p) + 2 * l2 * p`` to the gradient of the entries
+    ``weight_mask`` marks (all when None): the penalty ``l1 * sum|w| + l2 * sum w**2``.
+    """
+    h = _hyper(lr=lr, momentum=momentum, l1=l1, l2=l2)
+    if h["momentum"] > 0 and velocity is None:
+        raise ValueError("momentum > 0 needs the velocity buffer (zeros, like params)")
+    if nesterov and h["momentum"] == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    h["nesterov"] = float(bool(nesterov))
+    _optimizer_step(_core.OptimizerKind.sgd, params, grads,
+                    [("velocity", velocity if h["momentum"] > 0 else None)], weight_mask, h)
+
+
+def adagrad_update(params, grads, accumulator, lr=0.05, *, eps=1e-7, l1=0.0, l2=0.0, weight_mask=None):
+    """In-place Adagrad step (TensorFlow/Keras form, eps outside the square root):
+    ``a += g**2; p -= lr * g / (sqrt(a) + eps)``. Start ``accumulator`` at 0.1
+    (``initial_accumulator_value``)."""
+    h = _hyper(lr=lr, eps=eps, l1=l1, l2=l2)
+    _optimizer_step(_core.OptimizerKind.adagrad, params, grads, [("accumulator", accumulator)], weight_mask, h)
+
+
+def adam_update(params, grads, m, v, step, lr=1e-3, *, beta1=0.9, beta2=0.999, eps=1e-7, weight_decay=0.0,
+                l1=0.0, l2=0.0, weight_mask=None):
+    """In-place Adam step with bias correction (the paper's form, eps added to the square
+    root of the bias-corrected second moment, as PyTorch and optax do); ``step`` counts
+    from 1. ``weight_decay > 0`` makes it AdamW: ``p -= lr * weight_decay * p`` (decoupled,
+    on the entries ``weight_mask`` marks) before the Adam update."""
+    h = _hyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, l1=l1, l2=l2)
+    for name in ("beta1", "beta2"):
+        if h[name] >= 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {h[name]}")
+    step = _check_seed("step", step)
+    if step < 1:
+        raise ValueError("step counts updates from 1")
+    h["step"] = float(step)
+    _optimizer_step(_core.OptimizerKind.adam, params, grads, [("m", m), ("v", v)], weight_mask, h)
+
+
+def rmsprop_update(params, grads, square_avg, lr=1e-3, *, rho=0.9, eps=1e-7, momentum=0.0, momentum_buffer=None,
+                   centered=False, grad_avg=None, l1=0.0, l2=0.0, weight_mask=None):
+    """In-place RMSProp step (PyTorch's form, eps outside the square root):
+    ``s = rho * s + (1 - rho) * g**2``; centered subtracts the squared running mean of g;
+    ``d = g / (sqrt(s) + eps)``; with momentum ``b = momentum * b + d``; ``p -= lr * d``."""
+    h = _hyper(lr=lr, rho=rho, eps=eps, momentum=momentum, l1=l1, l2=l2)
+    if h["rho"] >= 1.0:
+        raise ValueError(f"rho must be in [0, 1), got {h['rho']}")
+    if h["momentum"] > 0 and momentum_buffer is None:
+        raise ValueError("momentum > 0 needs momentum_buffer (zeros, like params)")
+    if centered and grad_avg is None:
+        raise ValueError("centered=True needs grad_avg (zeros, like params)")
+    h["centered"] = float(bool(centered))
+    _optimizer_step(_core.OptimizerKind.rmsprop, params, grads,
+                    [("square_avg", square_avg), ("momentum_buffer", momentum_buffer if h["momentum"] > 0 else None),
+                     ("grad_avg", grad_avg if centered else None)], weight_mask, h)
