@@ -1,8 +1,11 @@
 // Dropout with a counter-based mask (Philox4x32-10, Salmon et al., "Parallel Random Numbers:
-// As Easy as 1, 2, 3", SC11; constants from the paper). Element i belongs to Philox block
-// i / 4 with counter (block lo, block hi, step lo, step hi) and key (seed lo, seed hi), and
-// uses that block's word i % 4: the mask is a pure function of (seed, step, i).
+// As Easy as 1, 2, 3", SC11; constants from the paper). Each Philox block (counter = block
+// number as 64 bits, step as 64 bits; key = seed) yields 4 x 32 random bits, used as 8
+// 16-bit uniforms: element e takes the (e % 2)-th 16-bit half of word (e / 2) % 4 of block
+// e / 8, and is dropped when it is below floor(rate * 65536). The mask is a pure function
+// of (seed, step, e); the drop probability is rate rounded down to a multiple of 2^-16.
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "isa_kernels.hpp"
@@ -27,51 +30,109 @@ inline void philox_round(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2
   c2 = n2;
 }
 
-// kLanes blocks at once in structure-of-arrays form, so each round's lane loops vectorize
-// (32x32->64-bit multiplies) on whatever SIMD the translation unit is compiled for.
-constexpr int kLanes = 16;
-constexpr index_t kBlockElements = 4 * kLanes;  // elements per batch of blocks (a multiple of 8)
-constexpr index_t kTaskElements = 16384;        // elements per parallel task
+constexpr index_t kGroup = 64;           // elements per mask word (8 Philox blocks)
+constexpr index_t kTaskElements = 16384;  // elements per parallel task (a multiple of kGroup)
 
-inline void philox_lanes(std::uint64_t first_block, std::uint64_t step, std::uint64_t seed,
-                         std::uint32_t out[4][kLanes]) {
-  std::uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    const std::uint64_t b = first_block + std::uint64_t(l);
-    c0[l] = std::uint32_t(b);
-    c1[l] = std::uint32_t(b >> 32);
-    c2[l] = std::uint32_t(step);
-    c3[l] = std::uint32_t(step >> 32);
-  }
+std::uint32_t drop_threshold(double rate) {
+  return std::uint32_t(rate * 65536.0);  // P(u16 < t) = t / 65536 <= rate; rate < 1 keeps t <= 65535
+}
+
+#if defined(FASTNN_ISA_IS_avx2) || defined(FASTNN_ISA_IS_avx512)
+// 8 blocks in the 8 lanes of AVX2 registers. 32x32->64-bit products come from
+// _mm256_mul_epu32 on the even lanes and on the odd lanes shifted down.
+inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(a, m);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+// Keep bits of the 64 elements from element `first` (a multiple of 64): bit e = element first + e.
+inline std::uint64_t keep_bits64(index_t first, std::uint64_t step, std::uint64_t seed, std::uint32_t threshold) {
+  const std::uint64_t block = std::uint64_t(first) / 8;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i sign = _mm256_set1_epi32(INT32_MIN);
+  // 64-bit block numbers block + lane: where the low word wraps, carry into the high word.
+  const __m256i base_lo = _mm256_set1_epi32(int(std::uint32_t(block)));
+  __m256i c0 = _mm256_add_epi32(base_lo, lane);
+  const __m256i wrapped = _mm256_cmpgt_epi32(_mm256_xor_si256(base_lo, sign), _mm256_xor_si256(c0, sign));
+  __m256i c1 = _mm256_sub_epi32(_mm256_set1_epi32(int(std::uint32_t(block >> 32))), wrapped);
+  __m256i c2 = _mm256_set1_epi32(int(std::uint32_t(step)));
+  __m256i c3 = _mm256_set1_epi32(int(std::uint32_t(step >> 32)));
   std::uint32_t k0 = std::uint32_t(seed), k1 = std::uint32_t(seed >> 32);
+  const __m256i m0 = _mm256_set1_epi32(int(kPhiloxM0)), m1 = _mm256_set1_epi32(int(kPhiloxM1));
   for (int round = 0; round < 10; ++round) {
     if (round > 0) {
       k0 += kPhiloxW0;
       k1 += kPhiloxW1;
     }
-    for (int l = 0; l < kLanes; ++l) philox_round(c0[l], c1[l], c2[l], c3[l], k0, k1);
+    __m256i hi0, lo0, hi1, lo1;
+    mulhilo8(c0, m0, hi0, lo0);
+    mulhilo8(c2, m1, hi1, lo1);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(int(k0)));
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(int(k1)));
+    c1 = lo1;
+    c3 = lo0;
   }
-  for (int l = 0; l < kLanes; ++l) {
-    out[0][l] = c0[l];
-    out[1][l] = c1[l];
-    out[2][l] = c2[l];
-    out[3][l] = c3[l];
+  // Transpose (word, block) into (block, word) order: e[v] holds words of blocks v, v + 4
+  // arranged so that, read as 16-bit lanes, they are elements in order (see below).
+  const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
+  const __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+  // blocks 0,1 | 2,3 | 4,5 | 6,7: 16 elements each
+  const __m256i e[4] = {_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u2, u3, 0x20),
+                        _mm256_permute2x128_si256(u0, u1, 0x31), _mm256_permute2x128_si256(u2, u3, 0x31)};
+  const __m256i thr = _mm256_set1_epi16(short(threshold));
+  std::uint64_t bits = 0;
+  for (int v = 0; v < 4; v += 2) {  // keep when u16 >= threshold (unsigned: max(u, thr) == u)
+    const __m256i keep_a = _mm256_cmpeq_epi16(_mm256_max_epu16(e[v], thr), e[v]);
+    const __m256i keep_b = _mm256_cmpeq_epi16(_mm256_max_epu16(e[v + 1], thr), e[v + 1]);
+    // packs works per 128-bit lane: restore element order with a 64-bit permute
+    const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packs_epi16(keep_a, keep_b), 0xD8);
+    bits |= std::uint64_t(std::uint32_t(_mm256_movemask_epi8(bytes))) << (16 * v);
   }
+  return bits;
 }
 
-std::uint32_t drop_threshold(double rate) {
-  const double t = rate * 4294967296.0;  // P(word < t) = rate
-  return t >= 4294967295.0 ? 0xFFFFFFFFu : std::uint32_t(t);
+// y[0:64] = x[0:64] * (bit ? scale : 0) for a full group of floats.
+inline void apply_group(const float* x, float* y, std::uint64_t bits, float scale) {
+  const __m256i select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 s = _mm256_set1_ps(scale);
+  for (int v = 0; v < 8; ++v) {
+    const __m256i byte = _mm256_set1_epi32(int((bits >> (8 * v)) & 0xFFu));
+    const __m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(byte, select), select);
+    _mm256_storeu_ps(y + 8 * v, _mm256_mul_ps(_mm256_loadu_ps(x + 8 * v), _mm256_and_ps(_mm256_castsi256_ps(on), s)));
+  }
+}
+#else
+inline std::uint64_t keep_bits64(index_t first, std::uint64_t step, std::uint64_t seed, std::uint32_t threshold) {
+  std::uint64_t bits = 0;
+  for (int b = 0; b < 8; ++b) {
+    const std::uint64_t block = std::uint64_t(first) / 8 + std::uint64_t(b);
+    std::uint32_t c0 = std::uint32_t(block), c1 = std::uint32_t(block >> 32);
+    std::uint32_t c2 = std::uint32_t(step), c3 = std::uint32_t(step >> 32);
+    std::uint32_t k0 = std::uint32_t(seed), k1 = std::uint32_t(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      if (round > 0) {
+        k0 += kPhiloxW0;
+        k1 += kPhiloxW1;
+      }
+      philox_round(c0, c1, c2, c3, k0, k1);
+    }
+    const std::uint32_t words[4] = {c0, c1, c2, c3};
+    for (int h = 0; h < 8; ++h) {
+      const std::uint32_t u = (words[h / 2] >> (16 * (h % 2))) & 0xFFFFu;
+      bits |= std::uint64_t(u >= threshold) << (8 * b + h);
+    }
+  }
+  return bits;
 }
 
-// keep[e] for the kBlockElements elements starting at element `first` (a multiple of 4).
-inline void keep_flags(index_t first, std::uint64_t step, std::uint64_t seed, std::uint32_t threshold,
-                       std::uint8_t keep[kBlockElements]) {
-  std::uint32_t words[4][kLanes];
-  philox_lanes(std::uint64_t(first) / 4, step, seed, words);
-  for (int l = 0; l < kLanes; ++l)
-    for (int w = 0; w < 4; ++w) keep[4 * l + w] = words[w][l] >= threshold;
+inline void apply_group(const float* x, float* y, std::uint64_t bits, float scale) {
+  for (int e = 0; e < 64; ++e) y[e] = x[e] * (((bits >> e) & 1u) ? scale : 0.0f);
 }
+#endif
 
 template <typename T>
 void run(const DropoutArgs<T>& a) {
@@ -81,26 +142,28 @@ void run(const DropoutArgs<T>& a) {
   const index_t tasks = (n + kTaskElements - 1) / kTaskElements;
 #pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
   for (index_t t = 0; t < tasks; ++t) {
-    alignas(64) std::uint8_t keep[kBlockElements];
     const index_t end = std::min(n, (t + 1) * kTaskElements);
-    for (index_t e0 = t * kTaskElements; e0 < end; e0 += kBlockElements) {
-      const index_t m = std::min(kBlockElements, end - e0);
+    for (index_t e0 = t * kTaskElements; e0 < end; e0 += kGroup) {
+      const index_t m = std::min(kGroup, end - e0);
+      const index_t bytes = (m + 7) / 8;
+      std::uint64_t bits = 0;
       if (a.mask_in) {
-        for (index_t e = 0; e < m; ++e) keep[e] = (a.mask_in[(e0 + e) >> 3] >> ((e0 + e) & 7)) & 1u;
+        for (index_t b = 0; b < bytes; ++b) bits |= std::uint64_t(a.mask_in[e0 / 8 + b]) << (8 * b);
       } else {
-        keep_flags(e0, a.step, a.seed, threshold, keep);
+        bits = keep_bits64(e0, a.step, a.seed, threshold);
       }
-      if (a.mask_bits) {  // e0 is a multiple of 8: whole bytes
-        for (index_t byte = 0; byte < (m + 7) / 8; ++byte) {
-          std::uint8_t bits = 0;
-          for (int b = 0; b < 8 && byte * 8 + b < m; ++b) bits |= std::uint8_t(keep[byte * 8 + b] << b);
-          a.mask_bits[(e0 >> 3) + byte] = bits;
+      if (m < kGroup) bits &= (std::uint64_t(1) << m) - 1u;  // no stray bits past the last element
+      if (a.mask_bits)
+        for (index_t b = 0; b < bytes; ++b) a.mask_bits[e0 / 8 + b] = std::uint8_t(bits >> (8 * b));
+      if (!a.x) continue;
+      // x * 0 for dropped elements (not a select), so a NaN or Inf input still shows.
+      if constexpr (sizeof(T) == 4) {
+        if (m == kGroup) {
+          apply_group(a.x + e0, a.y + e0, bits, scale);
+          continue;
         }
       }
-      if (a.x) {
-        // x * 0 for dropped elements (not a select), so a NaN or Inf input still shows.
-        for (index_t e = 0; e < m; ++e) a.y[e0 + e] = a.x[e0 + e] * (keep[e] ? scale : T(0));
-      }
+      for (index_t e = 0; e < m; ++e) a.y[e0 + e] = a.x[e0 + e] * (((bits >> e) & 1u) ? scale : T(0));
     }
   }
 }

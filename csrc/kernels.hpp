@@ -126,10 +126,11 @@ struct BatchNormBackwardArgs {
   int nthreads = 1;
 };
 
-// Inverted dropout with a counter-based mask: element i is kept when the i-th 32-bit word
-// of Philox4x32-10(counter = (i / 4 as 64 bits, step as 64 bits), key = seed) is at least
-// threshold = floor(rate * 2^32). Kept elements are scaled by 1 / (1 - rate). The mask
-// depends only on (seed, step, i): identical for any thread count and SIMD path.
+// Inverted dropout with a counter-based mask: element e is dropped when the 16-bit uniform
+// (e % 2)-th half of word (e / 2) % 4 of Philox4x32-10(counter = (e / 8 as 64 bits, step as
+// 64 bits), key = seed) is below floor(rate * 65536). Kept elements are scaled by
+// 1 / (1 - rate). The mask depends only on (seed, step, e): identical for any thread count
+// and SIMD path.
 template <typename T>
 struct DropoutArgs {
   index_t n = 0;
