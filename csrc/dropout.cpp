@@ -37,6 +37,58 @@ std::uint32_t drop_threshold(double rate) {
   return std::uint32_t(rate * 65536.0);  // P(u16 < t) = t / 65536 <= rate; rate < 1 keeps t <= 65535
 }
 
+#if defined(FASTNN_ISA_IS_avx512)
+// 16 blocks in the 16 lanes of a zmm register; unsigned 16-bit compares give mask bits
+// directly, and pdep (fast on every CPU with AVX-512) interleaves them into element order.
+constexpr index_t kGroup512 = 128;
+
+inline void mulhilo16(__m512i a, __m512i m, __m512i& hi, __m512i& lo) {
+  const __m512i even = _mm512_mul_epu32(a, m);
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+
+// Keep bits of the 128 elements from element `first` (a multiple of 128) into bits[0..1].
+inline void keep_bits128(index_t first, std::uint64_t step, std::uint64_t seed, std::uint32_t threshold,
+                         std::uint64_t bits[2]) {
+  const std::uint64_t block = std::uint64_t(first) / 8;
+  const __m512i base_lo = _mm512_set1_epi32(int(std::uint32_t(block)));
+  __m512i c0 = _mm512_add_epi32(base_lo, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  const __mmask16 wrapped = _mm512_cmplt_epu32_mask(c0, base_lo);  // the low word wrapped: carry
+  __m512i c1 = _mm512_mask_add_epi32(_mm512_set1_epi32(int(std::uint32_t(block >> 32))), wrapped,
+                                     _mm512_set1_epi32(int(std::uint32_t(block >> 32))), _mm512_set1_epi32(1));
+  __m512i c2 = _mm512_set1_epi32(int(std::uint32_t(step)));
+  __m512i c3 = _mm512_set1_epi32(int(std::uint32_t(step >> 32)));
+  std::uint32_t k0 = std::uint32_t(seed), k1 = std::uint32_t(seed >> 32);
+  const __m512i m0 = _mm512_set1_epi32(int(kPhiloxM0)), m1 = _mm512_set1_epi32(int(kPhiloxM1));
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
+    }
+    __m512i hi0, lo0, hi1, lo1;
+    mulhilo16(c0, m0, hi0, lo0);
+    mulhilo16(c2, m1, hi1, lo1);
+    c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32(int(k0)), 0x96);  // three-way xor
+    c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32(int(k1)), 0x96);
+    c1 = lo1;
+    c3 = lo0;
+  }
+  // Word w of block b holds elements 8b + 2w + h (h = 16-bit half): its compare mask has bit
+  // 2b + h; spread those bit pairs to positions 8b + 2w + h.
+  const __m512i thr = _mm512_set1_epi16(short(threshold));
+  const __m512i words[4] = {c0, c1, c2, c3};
+  bits[0] = bits[1] = 0;
+  for (int w = 0; w < 4; ++w) {
+    const std::uint32_t m = _mm512_cmpge_epu16_mask(words[w], thr);
+    const std::uint64_t spread = 0x0303030303030303ull << (2 * w);
+    bits[0] |= _pdep_u64(m & 0xFFFFu, spread);
+    bits[1] |= _pdep_u64(m >> 16, spread);
+  }
+}
+#endif
+
 #if defined(FASTNN_ISA_IS_avx2) || defined(FASTNN_ISA_IS_avx512)
 // 8 blocks in the 8 lanes of AVX2 registers. 32x32->64-bit products come from
 // _mm256_mul_epu32 on the even lanes and on the odd lanes shifted down.
@@ -134,6 +186,22 @@ inline void apply_group(const float* x, float* y, std::uint64_t bits, float scal
 }
 #endif
 
+// Stores the m (<= 64) mask bits of elements [e0, e0 + m) and applies them: y = x * 0 for
+// dropped elements (not a select, so a NaN or Inf input still shows), x * scale for kept ones.
+template <typename T>
+inline void apply_bits(const DropoutArgs<T>& a, index_t e0, index_t m, std::uint64_t bits, T scale) {
+  if (a.mask_bits)
+    for (index_t b = 0; b < (m + 7) / 8; ++b) a.mask_bits[e0 / 8 + b] = std::uint8_t(bits >> (8 * b));
+  if (!a.x) return;
+  if constexpr (sizeof(T) == 4) {
+    if (m == kGroup) {
+      apply_group(a.x + e0, a.y + e0, bits, scale);
+      return;
+    }
+  }
+  for (index_t e = 0; e < m; ++e) a.y[e0 + e] = a.x[e0 + e] * (((bits >> e) & 1u) ? scale : T(0));
+}
+
 template <typename T>
 void run(const DropoutArgs<T>& a) {
   const index_t n = a.n;
@@ -145,25 +213,23 @@ void run(const DropoutArgs<T>& a) {
     const index_t end = std::min(n, (t + 1) * kTaskElements);
     for (index_t e0 = t * kTaskElements; e0 < end; e0 += kGroup) {
       const index_t m = std::min(kGroup, end - e0);
-      const index_t bytes = (m + 7) / 8;
+#if defined(FASTNN_ISA_IS_avx512)
+      if (!a.mask_in && e0 % kGroup512 == 0 && end - e0 >= kGroup512) {  // two groups at once
+        std::uint64_t pair[2];
+        keep_bits128(e0, a.step, a.seed, threshold, pair);
+        for (int g = 0; g < 2; ++g) apply_bits(a, e0 + g * kGroup, kGroup, pair[g], scale);
+        e0 += kGroup;
+        continue;
+      }
+#endif
       std::uint64_t bits = 0;
       if (a.mask_in) {
-        for (index_t b = 0; b < bytes; ++b) bits |= std::uint64_t(a.mask_in[e0 / 8 + b]) << (8 * b);
+        for (index_t b = 0; b < (m + 7) / 8; ++b) bits |= std::uint64_t(a.mask_in[e0 / 8 + b]) << (8 * b);
       } else {
         bits = keep_bits64(e0, a.step, a.seed, threshold);
       }
       if (m < kGroup) bits &= (std::uint64_t(1) << m) - 1u;  // no stray bits past the last element
-      if (a.mask_bits)
-        for (index_t b = 0; b < bytes; ++b) a.mask_bits[e0 / 8 + b] = std::uint8_t(bits >> (8 * b));
-      if (!a.x) continue;
-      // x * 0 for dropped elements (not a select), so a NaN or Inf input still shows.
-      if constexpr (sizeof(T) == 4) {
-        if (m == kGroup) {
-          apply_group(a.x + e0, a.y + e0, bits, scale);
-          continue;
-        }
-      }
-      for (index_t e = 0; e < m; ++e) a.y[e0 + e] = a.x[e0 + e] * (((bits >> e) & 1u) ? scale : T(0));
+      apply_bits(a, e0, m, bits, scale);
     }
   }
 }

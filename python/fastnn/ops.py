@@ -450,7 +450,12 @@ def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, keep_prob
 
     The mask is a pure function of ``(seed, step, element index)`` through the
     counter-based Philox4x32-10 generator: identical for any thread count and SIMD path,
-    different for each ``step``. A dropped NaN/Inf stays visible (``x * 0``).
+    different for each ``step``. Element ``e`` (in C order) is dropped when the 16-bit
+    uniform ``(word >> (16 * (e % 2))) & 0xFFFF``, with ``word`` the ``(e // 2) % 4``-th
+    output word of ``philox4x32_10(counter=(e // 8 low 32 bits, e // 8 high 32 bits,
+    step low, step high), key=(seed low, seed high))``, is below ``floor(rate * 65536)``:
+    the drop probability is ``rate`` rounded down to a multiple of 2**-16.
+    A dropped NaN/Inf stays visible (``x * 0``).
 
     Returns
     -------
