@@ -11,20 +11,25 @@ namespace fastnn {
 namespace FASTNN_ISA {
 namespace {
 
-// y = (x - center) * scale + shift, per column, parallel over rows. Subtracting the center
-// first avoids the cancellation of x * scale - center * scale when |mean| >> std.
+// y = ((x - center_hi) - center_lo) * scale + shift, per column, parallel over rows. The
+// float64 center is split into two T parts so that x - center keeps T's relative accuracy
+// even when |mean| >> std (x * scale - mean * scale would cancel).
 template <typename T>
 void normalize_rows(index_t n, index_t c, const T* x, const double* center, const double* scale, const T* shift, T* y,
-                    int nthreads, T* center_t, T* scale_t) {
+                    int nthreads, T* work) {
+  T* hi = work;
+  T* lo = work + c;
+  T* scale_t = work + 2 * c;
   for (index_t j = 0; j < c; ++j) {
-    center_t[j] = T(center[j]);
+    hi[j] = T(center[j]);
+    lo[j] = T(center[j] - double(hi[j]));
     scale_t[j] = T(scale[j]);
   }
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
   for (index_t r = 0; r < n; ++r) {
     const T* xr = x + r * c;
     T* yr = y + r * c;
-    for (index_t j = 0; j < c; ++j) yr[j] = (xr[j] - center_t[j]) * scale_t[j] + shift[j];
+    for (index_t j = 0; j < c; ++j) yr[j] = ((xr[j] - hi[j]) - lo[j]) * scale_t[j] + shift[j];
   }
 }
 
@@ -32,18 +37,17 @@ template <typename T>
 void forward(const BatchNormForwardArgs<T>& a) {
   const index_t n = a.n, c = a.c;
   // doubles: mean/var or the per-column scale and shift, then their T copies
-  // doubles: the per-column center and scale, then their T copies
-  double* work = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(4 * c) * sizeof(double)));
+  // doubles: the per-column center and scale, then 3 x C values of T for normalize_rows
+  double* work = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
   double* center = work;
   double* scale = work + c;
-  T* center_t = reinterpret_cast<T*>(work + 2 * c);
-  T* scale_t = reinterpret_cast<T*>(work + 3 * c);
+  T* row_work = reinterpret_cast<T*>(work + 2 * c);
   if (!a.training) {
     for (index_t j = 0; j < c; ++j) {
       center[j] = double(a.running_mean[j]);
       scale[j] = double(a.gamma[j]) / std::sqrt(double(a.running_var[j]) + a.eps);
     }
-    normalize_rows(n, c, a.x, center, scale, a.beta, a.y, a.nthreads, center_t, scale_t);
+    normalize_rows(n, c, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
     return;
   }
   // Two passes for accuracy: the mean, then the sum of squared deviations from it.
@@ -76,7 +80,7 @@ void forward(const BatchNormForwardArgs<T>& a) {
     }
     scale[j] = double(a.gamma[j]) * invstd;
   }
-  normalize_rows(n, c, a.x, center, scale, a.beta, a.y, a.nthreads, center_t, scale_t);
+  normalize_rows(n, c, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
 }
 
 template <typename T>

@@ -337,6 +337,8 @@ void batchnorm_backward(const py::object& dy, const py::object& x, const py::obj
 
 void check_rate(double rate) {
   if (!(rate >= 0.0 && rate < 1.0)) throw py::value_error("rate must be in [0, 1), got " + std::to_string(rate));
+  if (rate > 0.0 && rate < 1.0 / 65536.0)  // the mask resolution: a smaller rate would drop nothing
+    throw py::value_error("rate must be 0 or at least 2**-16, got " + std::to_string(rate));
 }
 
 index_t mask_bytes(index_t n) { return (n + 7) / 8; }

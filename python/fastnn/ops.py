@@ -400,6 +400,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, invstd, *, grad_x=None, grad_ga
 
 # ----------------------------------------------------------------------------- dropout
 
+_MIN_RATE = 2.0 ** -16  # masks compare 16-bit uniforms against floor(rate * 65536)
 _KEEP_PROB_MESSAGE = ("fastnn takes the DROP rate, not keep_prob: pass rate=1 - keep_prob{}. "
                       "(Mixing them up keeps 10% instead of dropping 10%.)")
 
@@ -426,6 +427,9 @@ def _check_rate(rate, keep_prob):
     rate = float(rate)
     if not (0.0 <= rate < 1.0):
         raise ValueError(f"rate must be in [0, 1) (the drop probability), got {rate}")
+    if 0.0 < rate < _MIN_RATE:
+        raise ValueError(f"rate must be 0 or at least 2**-16 ({_MIN_RATE:.3g}), the resolution of the dropout "
+                         f"mask; got {rate} (which would drop nothing)")
     return rate
 
 
@@ -454,7 +458,8 @@ def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, keep_prob
     uniform ``(word >> (16 * (e % 2))) & 0xFFFF``, with ``word`` the ``(e // 2) % 4``-th
     output word of ``philox4x32_10(counter=(e // 8 low 32 bits, e // 8 high 32 bits,
     step low, step high), key=(seed low, seed high))``, is below ``floor(rate * 65536)``:
-    the drop probability is ``rate`` rounded down to a multiple of 2**-16.
+    the drop probability is ``rate`` rounded down to a multiple of 2**-16, and a non-zero
+    rate below 2**-16 is refused (it would drop nothing).
     A dropped NaN/Inf stays visible (``x * 0``).
 
     Returns
