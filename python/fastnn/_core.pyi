@@ -38,3 +38,35 @@ def activation_forward(x: np.ndarray, out: np.ndarray, activation: Activation, a
 def activation_backward(grad_out: np.ndarray, out: Optional[np.ndarray], preact: Optional[np.ndarray],
                         slope: Optional[np.ndarray], grad_in: np.ndarray, grad_slope: Optional[np.ndarray],
                         activation: Activation, alpha: float, accumulate: bool) -> None: ...
+
+class LossKind(Enum):
+    mse = 0
+    huber = 1
+    bce_logits = 2
+    softmax_ce = 3
+
+class OptimizerKind(Enum):
+    sgd = 0
+    adagrad = 1
+    adam = 2
+    rmsprop = 3
+
+def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, out: np.ndarray,
+                      mean_out: Optional[np.ndarray], invstd_out: Optional[np.ndarray],
+                      running_mean: Optional[np.ndarray], running_var: Optional[np.ndarray], training: bool,
+                      eps: float, momentum: float) -> None: ...
+def batchnorm_backward(grad_out: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                       invstd: np.ndarray, grad_x: Optional[np.ndarray], grad_gamma: Optional[np.ndarray],
+                       grad_beta: Optional[np.ndarray], accumulate: bool) -> None: ...
+def dropout(x: Optional[np.ndarray], out: Optional[np.ndarray], mask_out: Optional[np.ndarray],
+            mask: Optional[np.ndarray], n: int, rate: float, seed: int, step: int, backward: bool) -> None: ...
+def philox4x32_10(counter: list[int], key: list[int]) -> tuple[int, int, int, int]: ...
+def sum_squares(x: np.ndarray) -> float: ...
+def scale_(x: np.ndarray, factor: float) -> None: ...
+def clip_value_(x: np.ndarray, lo: float, hi: float) -> None: ...
+def loss(kind: LossKind, pred: np.ndarray, target: Optional[np.ndarray], labels: Optional[np.ndarray],
+         sample_weight: Optional[np.ndarray], grad_out: Optional[np.ndarray], weight_sum: float,
+         delta: float) -> float: ...
+def optimizer_step(kind: OptimizerKind, params: np.ndarray, grads: np.ndarray, state0: Optional[np.ndarray],
+                   state1: Optional[np.ndarray], state2: Optional[np.ndarray], weight_mask: Optional[np.ndarray],
+                   hyper: dict) -> None: ...
