@@ -14,9 +14,11 @@ Useful pytest-benchmark options: ``--benchmark-save=NAME`` / ``--benchmark-compa
 kernel), ``-k gemm``. The plain-timing table the team quotes is ``python bench/report.py``.
 
 Benchmarks record, they never assert speed. Each group (``@pytest.mark.benchmark(group=...)``)
-holds fastnn, NumPy and torch on one workload and one thread count, so the table's
-relative column reads as the ratio between them. torch benchmarks are skipped when torch
-is not installed.
+holds fastnn, NumPy and torch (K5: torch's default, foreach and fused optimizers) on one
+workload and one thread count, so the table's relative column reads as the ratio between
+them. torch benchmarks are skipped when torch is not installed. Suites: bench_gemm.py
+(GEMM), bench_dense.py (K1), bench_layers.py (K2 batch norm, K3 dropout), bench_optim.py
+(K4 clipping, K5 Adam/Adagrad); ``-k K4a`` or ``-k 1thr`` pick by test id.
 
 Collection: benchmark modules are named ``bench_*.py`` (never ``test_*.py``, so they cannot
 clash with same-named modules in tests/); ``pytest_collect_file`` below collects them
@@ -90,21 +92,32 @@ def measure(benchmark, n_threads, environment):
 
     ``pedantic``: keyword arguments for ``benchmark.pedantic`` (slow workloads), else the
     automatic calibration of ``benchmark(...)`` is used.
+
+    ``extra_info`` holds GFLOP/s for the workloads that count flops (GEMM, K1) and, for
+    those that count bytes (K2-K5, memory-bound), GB/s and its percentage of
+    BENCHMARKS.md's single-core copy bandwidth (``workloads.COPY_BANDWIDTH_GBS``).
     """
 
     def run(case, pedantic=None):
         info = benchmark.extra_info
+        wl = case.workload
+        flops, nbytes = getattr(wl, "flops", None), getattr(wl, "bytes", None)
         info.update(
             lib=case.lib,
-            workload=case.workload.title,
+            workload=wl.title,
             threads=n_threads,
-            flops=case.workload.flops,
             simd_path=environment["fastnn_simd_path"],
             openblas_architecture=environment["openblas_architecture"],
             cpu_brand=environment["cpu_brand"],
         )
+        if flops:
+            info["flops"] = flops
+        if nbytes:
+            info["bytes"] = nbytes
         time.sleep(PAUSE_S)
-        results = case.fn()  # warm-up: thread pools, caches, lazy initialisation
+        # Warm-up (thread pools, caches, lazy initialisation); its results are copied at
+        # once, as the stateful workloads (optimizers, clipping) overwrite them in place.
+        results = workloads.snapshot(case, case.fn())
         load = workloads.BackgroundLoad()
         if pedantic is None:
             benchmark(case.fn)
@@ -114,10 +127,17 @@ def measure(benchmark, n_threads, environment):
         if other is not None:
             info["other_load_cores"], info["stolen_cores"] = round(other[0], 2), round(other[1], 2)
         # Checked after timing, so a wrong result fails the test (never an unused fixture).
-        workloads.check_against_numpy(case, results)
+        workloads.check_results(case, results)
         stats = benchmark.stats  # None under --benchmark-disable
         if stats:
-            info["gflops_median"] = round(case.workload.flops / stats.stats.median / 1e9, 2)
-            info["gflops_best"] = round(case.workload.flops / stats.stats.min / 1e9, 2)
+            if flops:
+                info["gflops_median"] = round(flops / stats.stats.median / 1e9, 2)
+                info["gflops_best"] = round(flops / stats.stats.min / 1e9, 2)
+            if nbytes:
+                gbs = nbytes / stats.stats.median / 1e9
+                info["gbytes_per_s_median"] = round(gbs, 2)
+                info["gbytes_per_s_best"] = round(nbytes / stats.stats.min / 1e9, 2)
+                info[f"pct_of_{workloads.COPY_BANDWIDTH_GBS:g}GBs_median"] = round(
+                    100 * gbs / workloads.COPY_BANDWIDTH_GBS, 1)
 
     return run

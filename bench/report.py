@@ -2,12 +2,20 @@
 
 Usage, from the repository root::
 
-    python bench/report.py [--quick] [--threads 1 2] [--no-torch] [--only gemm|dense]
+    python bench/report.py [--quick] [--threads 1 2] [--no-torch] [--only gemm|dense|layers|optim]
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/report.py   # NumPy's best kernel
 
-Workloads (see workloads.py and /work/shared/BENCHMARKS.md): GEMM at 64^3, 256^3,
-256x64x128, 1024x512x512 and 1024^3 ("Peers on GEMM", goal "GEMM"), and Linear+ReLU
-forward+backward K1a, K1b, K1c (goal: >= 2.5x torch), at 1 and 2 threads.
+Workloads (see workloads.py and /work/shared/BENCHMARKS.md), at 1 and 2 threads, by family:
+
+- gemm: GEMM at 64^3, 256^3, 256x64x128, 1024x512x512 and 1024^3 ("Peers on GEMM", goal
+  "GEMM"); dense: Linear+ReLU forward+backward K1a, K1b, K1c (goal: >= 2.5x torch).
+  One table, cells "time (GFLOP/s)".
+- layers: K2 BatchNorm1d training fwd+bwd, K3 Dropout(0.2) training fwd.
+- optim: K4a/K4b clip by global norm (norm only / clipping, per-layer arrays / one flat
+  buffer), K5a Adam and K5b Adagrad steps (torch: default, foreach=True, fused=True).
+  layers and optim are memory-bound: one table each, with fastnn's GB/s (bytes each call
+  must read and write / time) and its percentage of the ~40 GB/s single-core copy
+  bandwidth of BENCHMARKS.md.
 
 Plain timing, no pytest: for each workload and thread count, each library runs as one
 block (warm-up, then best of N timed blocks), with a pause between libraries. Never
@@ -32,7 +40,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # workloads.py, when run from anywhere
 
 import workloads  # noqa: E402
-from workloads import DENSE_WORKLOADS, GEMM_WORKLOADS, THREAD_COUNTS  # noqa: E402
+from workloads import COPY_BANDWIDTH_GBS, FAMILIES, LIBRARY_ORDER, THREAD_COUNTS  # noqa: E402
+
+FLOP_FAMILIES = ("gemm", "dense")
+"""Families whose table shows GFLOP/s (the original one-table report)."""
+
+LIB_TITLES = {"fastnn": "fastnn", "numpy": "NumPy", "torch": "torch", "torch-foreach": "torch foreach",
+              "torch-fused": "torch fused"}
 
 PAUSE_S = 0.3
 """Sleep between library blocks: lets the previous library's spinning workers go idle."""
@@ -101,7 +115,7 @@ def fmt_ratio(baseline, fastnn_s) -> str:
     return f"{baseline / fastnn_s:.2f}x"
 
 
-def header(env: dict, settings: dict, quick: bool) -> str:
+def header(env: dict, settings: dict, quick: bool, families) -> str:
     coretype = env["OPENBLAS_CORETYPE"] or "unset"
     l2 = env["OPENBLAS_L2_SIZE"] or "unset"
     lines = [
@@ -121,14 +135,33 @@ def header(env: dict, settings: dict, quick: bool) -> str:
                      "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/report.py`)")
     if env["torch_version"]:
         lines.append(f"- torch {env['torch_version']}: CPU capability {env['torch_cpu_capability']}, "
-                     f"MKL {'yes' if env['torch_mkl'] else 'no'}")
+                     f"MKL {'yes' if env['torch_mkl'] else 'no'}"
+                     + (f"; torch.optim default on CPU: {env['torch_optim_default_cpu']}" if "optim" in families else ""))
     else:
         lines.append("- torch: not installed (torch columns omitted)")
     lines += [
         f"- timing: best of up to {settings['repeats']} blocks of >= {settings['min_block_s'] * 1e3:.0f} ms "
         f"after {settings['warmup_s'] * 1e3:.0f} ms warm-up; each library timed as its own block, "
         f"{PAUSE_S:.1f} s pause between libraries",
-        "- cells: time per call (GFLOP/s); GEMM counts 2*M*K*N flops, K1 6*B*in*out (its three GEMMs)",
+    ]
+    if any(f in FLOP_FAMILIES for f in families):
+        lines.append("- GEMM/K1 cells: time per call (GFLOP/s); GEMM counts 2*M*K*N flops, K1 6*B*in*out "
+                     "(its three GEMMs)")
+    if any(f not in FLOP_FAMILIES for f in families):
+        lines += [
+            f"- K2-K5 cells: time per call; fastnn GB/s = bytes per call / time, each array read or written "
+            f"once (K2 5*N*C*4, K3 8.125 B/element with the bit mask, K4 4 B/param or 12 when clipping, "
+            f"Adam 28 B/param, Adagrad 20); % of {COPY_BANDWIDTH_GBS:g} GB/s = BENCHMARKS.md's single-core "
+            f"copy bandwidth. Working sets (0.6-21 MB) sit in L2/L3: above 100% is possible",
+        ]
+    if "optim" in families:
+        lines += [
+            "- K4 'clipping' rows scale every call (max_norm shrinks with the gradients), 'norm only' rows "
+            "never (max_norm 1e6); fastnn/NumPy hold per-layer arrays or one flat buffer as the row says, "
+            "torch always its model's per-parameter .grad tensors and always multiplies (no branch)",
+            "- K5: fastnn/NumPy on one flat buffer; torch optimizer.step() on per-parameter tensors",
+        ]
+    lines += [
         "- speedup = baseline time / fastnn time (> 1: fastnn faster)",
         "- other load: cores busy with other processes (or stolen) while the row ran; "
         "distrust rows where it is well above 0",
@@ -143,7 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=list(THREAD_COUNTS),
                         help="thread counts to run (default: 1 2)")
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when it is installed")
-    parser.add_argument("--only", choices=("gemm", "dense"), help="run one family of workloads")
+    parser.add_argument("--only", choices=tuple(FAMILIES), help="run one family of workloads")
     args = parser.parse_args(argv)
 
     torch = None
@@ -152,44 +185,93 @@ def main(argv=None) -> int:
             import torch
         except ImportError:
             torch = None
-    libs = [lib for lib in workloads.LIBRARIES if lib != "torch" or torch is not None]
 
     if args.quick:
         settings = dict(repeats=3, min_block_s=0.01, warmup_s=0.02, max_total_s=0.5)
     else:
         settings = dict(repeats=10, min_block_s=0.05, warmup_s=0.2, max_total_s=3.0)
 
-    chosen = {"gemm": GEMM_WORKLOADS, "dense": DENSE_WORKLOADS}
-    workload_list = [wl for family, wls in chosen.items() if args.only in (None, family) for wl in wls]
-
+    families = [family for family in FAMILIES if args.only in (None, family)]
     env = workloads.describe_environment(torch)
-    print(header(env, settings, args.quick), flush=True)
+    print(header(env, settings, args.quick, families), flush=True)
 
-    columns = ["workload", "threads", "fastnn", "NumPy"]
-    if torch is not None:
-        columns.append("torch")
-    columns.append("vs NumPy")
-    if torch is not None:
-        columns.append("vs torch")
-    columns.append("other load")
-    print("| " + " | ".join(columns) + " |")
+    flop_workloads = [wl for family in families if family in FLOP_FAMILIES for wl in FAMILIES[family]]
+    if flop_workloads:
+        flop_table(flop_workloads, args.threads, torch, settings)
+    for family in families:
+        if family not in FLOP_FAMILIES:
+            bandwidth_table(family, FAMILIES[family], args.threads, torch, settings)
+    return 0
+
+
+def available(libs, torch) -> list[str]:
+    """The libraries of ``libs`` that can run: torch's only when torch is imported."""
+    return [lib for lib in libs if not lib.startswith("torch") or torch is not None]
+
+
+def time_row(wl, n, libs, torch, settings) -> tuple[dict, tuple | None]:
+    """Best seconds per call of each library on one workload, and the background load."""
+    workloads.numpy_reference(wl)  # the check's reference, computed before any pause
+    best = {}
+    load = workloads.BackgroundLoad()
+    for lib in libs:
+        time.sleep(PAUSE_S)
+        best[lib] = measure(lib, wl, n, torch, settings)
+    return best, load.read()
+
+
+def print_row(cells) -> None:
+    print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def print_columns(columns) -> None:
+    print_row(columns)
     print("|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|", flush=True)
 
+
+def flop_table(workload_list, thread_counts, torch, settings) -> None:
+    """GEMM and K1: fastnn, NumPy, torch as "time (GFLOP/s)" and the speedups."""
+    libs = available(workloads.LIBRARIES, torch)
+    print("### GEMM and K1 (Linear+ReLU fwd+bwd)\n")
+    columns = ["workload", "threads"] + [LIB_TITLES[lib] for lib in libs]
+    columns += [f"vs {LIB_TITLES[lib]}" for lib in libs if lib != "fastnn"] + ["other load"]
+    print_columns(columns)
     for wl in workload_list:
-        for n in args.threads:
-            workloads.numpy_reference(wl)  # the check's reference, computed before any pause
-            best = {}
-            load = workloads.BackgroundLoad()
-            for lib in libs:
-                time.sleep(PAUSE_S)
-                best[lib] = measure(lib, wl, n, torch, settings)
+        for n in thread_counts:
+            best, load = time_row(wl, n, libs, torch, settings)
             row = [wl.title, str(n)] + [fmt_cell(best[lib], wl.flops) for lib in libs]
-            row.append(fmt_ratio(best["numpy"], best["fastnn"]))
-            if torch is not None:
-                row.append(fmt_ratio(best["torch"], best["fastnn"]))
-            row.append(fmt_load(load.read()))
-            print("| " + " | ".join(row) + " |", flush=True)
-    return 0
+            row += [fmt_ratio(best[lib], best["fastnn"]) for lib in libs if lib != "fastnn"]
+            row.append(fmt_load(load))
+            print_row(row)
+    print(flush=True)
+
+
+def bandwidth_table(family, workload_list, thread_counts, torch, settings) -> None:
+    """A memory-bound family (K2-K5): every library's time, fastnn's GB/s and its share
+    of the copy bandwidth, and the speedups over each baseline."""
+    libs = [lib for lib in LIBRARY_ORDER if any(lib in workloads.libraries(wl) for wl in workload_list)]
+    libs = available(libs, torch)
+    ids = ", ".join(dict.fromkeys(wl.id for wl in workload_list))
+    print(f"### {family} ({ids})\n")
+    columns = ["workload", "threads"] + [LIB_TITLES[lib] for lib in libs]
+    columns += ["fastnn GB/s", f"% of {COPY_BANDWIDTH_GBS:g} GB/s"]
+    columns += [f"vs {LIB_TITLES[lib]}" for lib in libs if lib != "fastnn"] + ["other load"]
+    print_columns(columns)
+    for wl in workload_list:
+        for n in thread_counts:
+            runs = [lib for lib in libs if lib in workloads.libraries(wl)]
+            best, load = time_row(wl, n, runs, torch, settings)
+            fastnn_s = best.get("fastnn")
+            row = [wl.title, str(n)] + [fmt_time(best[lib]) if lib in best else "-" for lib in libs]
+            if fastnn_s is None:
+                row += ["-", "-"]
+            else:
+                gbs = wl.bytes / fastnn_s / 1e9
+                row += [f"{gbs:.1f}", f"{100 * gbs / COPY_BANDWIDTH_GBS:.0f}%"]
+            row += [fmt_ratio(best.get(lib), fastnn_s) for lib in libs if lib != "fastnn"]
+            row.append(fmt_load(load))
+            print_row(row)
+    print(flush=True)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,19 @@ namespace {
 constexpr index_t kChunk = 16384;  // elements per reduction chunk and per parallel task
 
 // Squares summed in float64: float32 values near 1e20 square to 1e40, past float32's range.
+// Each chunk keeps kLanes independent partial sums (combined in a fixed order), so the adds
+// vectorize and do not wait on one another.
 template <typename T>
 double sum_squares_impl(const T* x, index_t n, int nthreads) {
+  constexpr int kLanes = 16;
   return ordered_sum(n, kChunk, nthreads, [x](index_t b, index_t e) {
+    double lane[kLanes] = {};
+    index_t i = b;
+    for (; i + kLanes <= e; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) lane[l] += double(x[i + l]) * double(x[i + l]);
+    for (int l = 0; i < e; ++i, ++l) lane[l] += double(x[i]) * double(x[i]);
     double s = 0.0;
-    for (index_t i = b; i < e; ++i) s += double(x[i]) * double(x[i]);
+    for (int l = 0; l < kLanes; ++l) s += lane[l];
     return s;
   });
 }
