@@ -28,6 +28,8 @@ namespace fastnn {
 
 void throw_invalid(const std::string& message) { throw std::invalid_argument(message); }
 
+void bind_preprocessing(py::module_& m);  // bind_preprocessing.cpp
+
 namespace {
 
 std::string shape_str(const py::array& a) {
@@ -633,6 +635,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("grad_out"), py::arg("weight_sum"), py::arg("delta"));
   m.def("optimizer_step", &optimizer_step, py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("state0"),
         py::arg("state1"), py::arg("state2"), py::arg("weight_mask"), py::arg("hyper"));
+  bind_preprocessing(m);
   m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("out"), py::arg("activation"),
         py::arg("alpha"), py::arg("slope"));
   m.def("activation_backward", &activation_backward, py::arg("grad_out"), py::arg("out"), py::arg("preact"),

@@ -32,6 +32,10 @@ void scale(double* x, index_t n, double factor, int nthreads);
 void clip_value(float* x, index_t n, float lo, float hi, int nthreads);
 void clip_value(double* x, index_t n, double lo, double hi, int nthreads);
 
+// Fills the preprocessing kernels of this path (scaler.cpp).
+void fill_scaler_kernels(ScalerKernels<float>& k);
+void fill_scaler_kernels(ScalerKernels<double>& k);
+
 // Philox4x32-10 (Salmon et al., SC11): out = philox(counter, key). Exposed for the
 // known-answer tests.
 void philox4x32_10(const std::uint32_t counter[4], const std::uint32_t key[2], std::uint32_t out[4]);

@@ -23,6 +23,7 @@ static void fill_typed(TypedKernels<T>& k) {
   k.clip_value = clip_value;
   k.loss = loss;
   k.optimizer_step = optimizer_step;
+  fill_scaler_kernels(k.scaler);
 }
 
 void fill_kernel_table(KernelTable& t) {

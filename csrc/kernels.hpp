@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common.hpp"
+#include "scaler.hpp"
 
 namespace fastnn {
 
@@ -217,6 +218,7 @@ struct TypedKernels {
   void (*clip_value)(T* x, index_t n, T lo, T hi, int nthreads) = nullptr;
   double (*loss)(const LossArgs<T>&) = nullptr;
   void (*optimizer_step)(const OptimizerArgs<T>&) = nullptr;
+  ScalerKernels<T> scaler;  // fastnn.preprocessing (scaler.hpp)
 };
 
 struct KernelTable {
