@@ -51,22 +51,25 @@ void forward(const BatchNormForwardArgs<T>& a) {
     return;
   }
   // Two passes for accuracy: the mean, then the sum of squared deviations from it.
-  ordered_column_sums(n, c, 1, a.nthreads, center, [&](index_t r0, index_t r1, double* acc) {
-    for (index_t r = r0; r < r1; ++r) {
-      const T* xr = a.x + r * c;
-      for (index_t j = 0; j < c; ++j) acc[j] += double(xr[j]);
-    }
-  });
-  for (index_t j = 0; j < c; ++j) center[j] /= double(n);
-  ordered_column_sums(n, c, 1, a.nthreads, scale, [&](index_t r0, index_t r1, double* acc) {
+  // One pass: sums of d = x - x[0] and of d^2 per column. Shifting by the first row keeps
+  // the variance S2/n - (S1/n)^2 free of cancellation when |mean| >> std.
+  double* sums = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result2, size_t(2 * c) * sizeof(double)));
+  const T* x0 = a.x;
+  ordered_column_sums(n, c, 2, a.nthreads, sums, [&](index_t r0, index_t r1, double* acc) {
     for (index_t r = r0; r < r1; ++r) {
       const T* xr = a.x + r * c;
       for (index_t j = 0; j < c; ++j) {
-        const double d = double(xr[j]) - center[j];
-        acc[j] += d * d;
+        const double d = double(xr[j]) - double(x0[j]);
+        acc[j] += d;
+        acc[c + j] += d * d;
       }
     }
   });
+  for (index_t j = 0; j < c; ++j) {
+    const double m1 = sums[j] / double(n);
+    center[j] = double(x0[j]) + m1;
+    scale[j] = std::max(0.0, sums[c + j] - m1 * sums[j]);  // n * biased variance
+  }
   for (index_t j = 0; j < c; ++j) {
     const double mean = center[j];
     const double var = scale[j] / double(n);  // biased, as PyTorch and Keras normalize

@@ -5,7 +5,7 @@
 
 namespace fastnn {
 
-enum class ScratchSlot : int { gemm_packed_b = 0, gemm_packed_a = 1, reduction = 2, reduction_result = 3, count = 4 };
+enum class ScratchSlot : int { gemm_packed_b = 0, gemm_packed_a = 1, reduction = 2, reduction_result = 3, reduction_result2 = 4, count = 5 };
 
 // At least `bytes` bytes, 64-byte aligned, owned by the calling thread; valid until the
 // next call for the same slot on the same thread. Throws std::bad_alloc on failure.
