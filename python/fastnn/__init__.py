@@ -8,7 +8,8 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 
 from fastnn import _core
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
-from fastnn import ops, optim
+from fastnn import nn, ops, optim
+from fastnn.nn import Sequential
 
 try:
     __version__ = _dist_version("fastnn")
@@ -16,8 +17,10 @@ except PackageNotFoundError:  # running from a source tree without an install
     __version__ = _core.build_info()["version"]
 
 __all__ = [
+    "Sequential",
     "__version__",
     "get_num_threads",
+    "nn",
     "ops",
     "optim",
     "set_num_threads",

@@ -1,6 +1,6 @@
-"""Optimizers' building blocks. This module holds gradient clipping; the fused update
-kernels are in ``fastnn.ops`` (``sgd_update``, ``adagrad_update``, ``adam_update``,
-``rmsprop_update``)."""
+"""Optimizers (``SGD``, ``Adagrad``, ``Adam``, ``AdamW``, ``RMSProp``), learning-rate
+schedules and gradient clipping. Each optimizer step is one fused in-place pass over a flat
+buffer (the kernels are ``fastnn.ops.sgd_update`` and friends)."""
 from __future__ import annotations
 
 import math
@@ -8,10 +8,14 @@ from typing import Sequence
 
 import numpy as np
 
-from fastnn import _core
+from fastnn import _core, ops
 from fastnn._checks import check_scalar
 
-__all__ = ["clip_by_global_norm", "clip_by_value", "global_norm"]
+__all__ = [
+    "SGD", "Adagrad", "Adam", "AdamW", "RMSProp", "Optimizer",
+    "Constant", "CosineDecay", "ExponentialDecay", "Schedule", "StepDecay",
+    "clip_by_global_norm", "clip_by_value", "global_norm",
+]
 
 
 def _grad_buffers(grads) -> list[np.ndarray]:
@@ -77,3 +81,231 @@ def clip_by_value(grads, lo, hi) -> None:
         if not g.flags.writeable:
             raise ValueError("grads must be writeable (they are clipped in place)")
         _core.clip_value_(g, lo, hi)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+class Schedule:
+    """A learning rate as a function of the update count (0 for the first update)."""
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return {"kind": type(self).__name__, **vars(self)}
+
+
+class Constant(Schedule):
+    def __init__(self, lr):
+        self.lr = check_scalar("lr", lr, low=0.0)
+
+    def __call__(self, step):
+        return self.lr
+
+
+class ExponentialDecay(Schedule):
+    """``lr * decay_rate ** (step / decay_steps)`` (floored exponent when ``staircase``),
+    as Keras's ``ExponentialDecay``."""
+
+    def __init__(self, lr, decay_steps, decay_rate, staircase=False):
+        self.lr = check_scalar("lr", lr, low=0.0)
+        self.decay_steps = check_scalar("decay_steps", decay_steps, low=0.0, low_open=True)
+        self.decay_rate = check_scalar("decay_rate", decay_rate, low=0.0, low_open=True)
+        self.staircase = bool(staircase)
+
+    def __call__(self, step):
+        p = step / self.decay_steps
+        return self.lr * self.decay_rate ** (math.floor(p) if self.staircase else p)
+
+
+class StepDecay(Schedule):
+    """``lr * factor ** floor(step / step_size)``."""
+
+    def __init__(self, lr, step_size, factor=0.1):
+        self.lr = check_scalar("lr", lr, low=0.0)
+        self.step_size = check_scalar("step_size", step_size, low=0.0, low_open=True)
+        self.factor = check_scalar("factor", factor, low=0.0)
+
+    def __call__(self, step):
+        return self.lr * self.factor ** math.floor(step / self.step_size)
+
+
+class CosineDecay(Schedule):
+    """Cosine from ``lr`` to ``lr * alpha`` over ``decay_steps`` updates, then flat."""
+
+    def __init__(self, lr, decay_steps, alpha=0.0):
+        self.lr = check_scalar("lr", lr, low=0.0)
+        self.decay_steps = check_scalar("decay_steps", decay_steps, low=0.0, low_open=True)
+        self.alpha = check_scalar("alpha", alpha, low=0.0)
+
+    def __call__(self, step):
+        t = min(step, self.decay_steps) / self.decay_steps
+        return self.lr * ((1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * t)) + self.alpha)
+
+
+_SCHEDULES = {cls.__name__: cls for cls in (Constant, ExponentialDecay, StepDecay, CosineDecay)}
+
+
+def _schedule(lr) -> Schedule:
+    if isinstance(lr, Schedule):
+        return lr
+    return Constant(lr)
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+class Optimizer:
+    """Base optimizer: one fused in-place update over a flat parameter buffer per step.
+
+    ``step(model)`` updates ``model.params`` from ``model.grads`` (regularizing only the
+    entries ``model.weight_mask`` marks); ``step(params, grads)`` works on any flat float
+    buffers (every entry regularized). State buffers are created on the first step, sized
+    like ``params``; ``state_dict``/``load_state_dict`` save and restore them with the
+    update count.
+    """
+
+    _state_names: tuple = ()
+
+    def __init__(self, lr, l1=0.0, l2=0.0):
+        self.schedule = _schedule(lr)
+        self.l1 = check_scalar("l1", l1, low=0.0)
+        self.l2 = check_scalar("l2", l2, low=0.0)
+        self.iterations = 0
+        self.state: dict[str, np.ndarray] = {}
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next update will use."""
+        return self.schedule(self.iterations)
+
+    def _init_state(self, params: np.ndarray) -> None:
+        for name in self._state_names:
+            self.state[name] = np.zeros_like(params)
+
+    def step(self, model_or_params, grads=None) -> None:
+        if grads is None:
+            model = model_or_params
+            params, grads, mask = model.params, model.grads, model.weight_mask
+        else:
+            params, mask = model_or_params, None
+        if not isinstance(params, np.ndarray):
+            raise TypeError(f"params must be a numpy array (updated in place), got {type(params).__name__}")
+        if not self.state:
+            self._init_state(params)
+        elif next(iter(self.state.values())).shape != params.shape or \
+                next(iter(self.state.values())).dtype != params.dtype:
+            raise ValueError("params do not match this optimizer's state (another model?): "
+                             f"state is {next(iter(self.state.values())).shape}, params {params.shape}")
+        self._update(params, grads, mask, self.lr)
+        self.iterations += 1
+
+    def _update(self, params, grads, mask, lr) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"class": type(self).__name__, "iterations": self.iterations,
+                "state": {k: v.copy() for k, v in self.state.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("class") != type(self).__name__:
+            raise ValueError(f"state_dict is for {state.get('class')!r}, not {type(self).__name__}")
+        arrays = state.get("state", {})
+        if arrays and set(arrays) != set(self._state_names):
+            raise ValueError(f"state_dict holds {sorted(arrays)}, {type(self).__name__} needs {list(self._state_names)}")
+        shapes = {np.asarray(v).shape for v in arrays.values()}
+        if len(shapes) > 1 or any(len(s) != 1 for s in shapes):
+            raise ValueError(f"state_dict arrays must be 1-D and of one length, got shapes {sorted(shapes)}")
+        iterations = state.get("iterations")
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+            raise ValueError(f"state_dict iterations must be a non-negative int, got {iterations!r}")
+        self.iterations = int(iterations)
+        self.state = {k: np.array(v, copy=True) for k, v in arrays.items()}
+
+
+class SGD(Optimizer):
+    """``v = momentum * v + g``; ``p -= lr * (g + momentum * v if nesterov else v)``."""
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, l1=0.0, l2=0.0):
+        super().__init__(lr, l1, l2)
+        self.momentum = check_scalar("momentum", momentum, low=0.0)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self._state_names = ("velocity",) if self.momentum > 0 else ()
+
+    def _update(self, params, grads, mask, lr):
+        ops.sgd_update(params, grads, lr, velocity=self.state.get("velocity"), momentum=self.momentum,
+                       nesterov=self.nesterov, l1=self.l1, l2=self.l2, weight_mask=mask)
+
+
+class Adagrad(Optimizer):
+    """TensorFlow/Keras Adagrad: accumulator from ``initial_accumulator_value``, eps
+    outside the square root. The lecture's ``DNNRegressor`` default (lr 0.05)."""
+
+    _state_names = ("accumulator",)
+
+    def __init__(self, lr=0.05, initial_accumulator_value=0.1, eps=1e-7, l1=0.0, l2=0.0):
+        super().__init__(lr, l1, l2)
+        self.initial_accumulator_value = check_scalar("initial_accumulator_value", initial_accumulator_value, low=0.0)
+        self.eps = check_scalar("eps", eps, low=0.0)
+
+    def _init_state(self, params):
+        self.state["accumulator"] = np.full_like(params, self.initial_accumulator_value)
+
+    def _update(self, params, grads, mask, lr):
+        ops.adagrad_update(params, grads, self.state["accumulator"], lr, eps=self.eps, l1=self.l1, l2=self.l2,
+                           weight_mask=mask)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction, eps added to the square root of the bias-corrected second
+    moment (as PyTorch and optax)."""
+
+    _state_names = ("m", "v")
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7, l1=0.0, l2=0.0):
+        super().__init__(lr, l1, l2)
+        self.beta1 = check_scalar("beta1", beta1, low=0.0)
+        self.beta2 = check_scalar("beta2", beta2, low=0.0)
+        for name in ("beta1", "beta2"):
+            if getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        self.eps = check_scalar("eps", eps, low=0.0)
+        self.weight_decay = 0.0
+
+    def _update(self, params, grads, mask, lr):
+        ops.adam_update(params, grads, self.state["m"], self.state["v"], self.iterations + 1, lr, beta1=self.beta1,
+                        beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay, l1=self.l1, l2=self.l2,
+                        weight_mask=mask)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``p -= lr * weight_decay * p`` on the weights
+    before each Adam update (Loshchilov and Hutter)."""
+
+    def __init__(self, lr=1e-3, weight_decay=0.01, beta1=0.9, beta2=0.999, eps=1e-7, l1=0.0, l2=0.0):
+        super().__init__(lr, beta1, beta2, eps, l1, l2)
+        self.weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
+
+
+class RMSProp(Optimizer):
+    """RMSProp (PyTorch's form, eps outside the square root), optional momentum and centering."""
+
+    def __init__(self, lr=1e-3, rho=0.9, eps=1e-7, momentum=0.0, centered=False, l1=0.0, l2=0.0):
+        super().__init__(lr, l1, l2)
+        self.rho = check_scalar("rho", rho, low=0.0)
+        if self.rho >= 1:
+            raise ValueError(f"rho must be in [0, 1), got {self.rho}")
+        self.eps = check_scalar("eps", eps, low=0.0)
+        self.momentum = check_scalar("momentum", momentum, low=0.0)
+        self.centered = bool(centered)
+        self._state_names = ("square_avg",) + (("momentum_buffer",) if self.momentum > 0 else ()) + \
+            (("grad_avg",) if self.centered else ())
+
+    def _update(self, params, grads, mask, lr):
+        ops.rmsprop_update(params, grads, self.state["square_avg"], lr, rho=self.rho, eps=self.eps,
+                           momentum=self.momentum, momentum_buffer=self.state.get("momentum_buffer"),
+                           centered=self.centered, grad_avg=self.state.get("grad_avg"), l1=self.l1, l2=self.l2,
+                           weight_mask=mask)

@@ -1,0 +1,427 @@
+"""Layers and ``Sequential``: a model whose parameters live in ONE flat buffer.
+
+Every parameter tensor is a view into ``model.params`` and every gradient a view into
+``model.grads`` (same size, same order), so one optimizer call and one clipping call cover
+the whole model (llm.c's layout). Running statistics of batch norm live in a third flat
+buffer, ``model.buffers``: they are state, not parameters (no gradient, no update).
+
+``forward``/``backward`` run layer by layer through the fused kernels of ``fastnn.ops``.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+from fastnn import ops
+from fastnn._checks import as_numeric, check_ndim, to_kernel
+
+__all__ = ["Activation", "BatchNorm", "Dense", "Dropout", "Layer", "Sequential"]
+
+INITS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
+
+
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+class ParamSpec(NamedTuple):
+    """One tensor a layer owns: its name, shape, and whether it is a weight (the tensors
+    L1/L2 regularization applies to; not biases, batch-norm or PReLU parameters)."""
+
+    name: str
+    shape: tuple
+    is_weight: bool
+
+
+class Layer:
+    """Base class. A layer declares its parameter and buffer tensors; ``Sequential``
+    allocates them (as views into its flat buffers) and binds them with ``_bind``."""
+
+    def param_specs(self) -> list[ParamSpec]:
+        return []
+
+    def buffer_specs(self) -> list[ParamSpec]:
+        return []
+
+    def output_features(self, in_features: int) -> int:
+        return in_features
+
+    def _bind(self, params: dict, grads: dict, buffers: dict) -> None:
+        self.p, self.g, self.b = params, grads, buffers
+
+    def _init(self, rng: np.random.Generator, dtype) -> None:
+        """Fill this layer's parameters and buffers with their initial values."""
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._describe()})"
+
+    def _describe(self) -> str:
+        return ""
+
+
+class Dense(Layer):
+    """Fully connected layer ``act(x @ weight + bias)``; ``weight`` is (in_features,
+    out_features). Default init: Glorot uniform weights, zero biases (as TensorFlow's
+    ``DNNRegressor``, Keras and scikit-learn); ``init`` picks another scheme. With
+    ``activation="prelu"`` the layer also learns one ``slope`` per unit (starting at 0.25)."""
+
+    def __init__(self, in_features, out_features, activation="linear", use_bias=True, init="glorot_uniform",
+                 negative_slope=0.01, alpha=1.0):
+        self.in_features = _check_count("in_features", in_features)
+        self.out_features = _check_count("out_features", out_features)
+        ops._activation(activation, negative_slope, alpha)  # validates the name and its parameter
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.activation = activation
+        self.use_bias = bool(use_bias)
+        self.init = init
+        self.negative_slope = negative_slope
+        self.alpha = alpha
+
+    def _act_kwargs(self):
+        kw = {"negative_slope": self.negative_slope, "alpha": self.alpha}
+        if self.activation == "prelu":
+            kw["slope"] = self.p["slope"]
+        return kw
+
+    def param_specs(self):
+        specs = [ParamSpec("weight", (self.in_features, self.out_features), True)]
+        if self.use_bias:
+            specs.append(ParamSpec("bias", (self.out_features,), False))
+        if self.activation == "prelu":
+            specs.append(ParamSpec("slope", (self.out_features,), False))
+        return specs
+
+    def output_features(self, in_features):
+        if in_features != self.in_features:
+            raise ValueError(f"Dense(in_features={self.in_features}) follows a layer of width {in_features}")
+        return self.out_features
+
+    def _init(self, rng, dtype):
+        fan_in, fan_out = self.in_features, self.out_features
+        w = self.p["weight"]
+        if self.init == "glorot_uniform":
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            w[...] = rng.uniform(-limit, limit, size=w.shape)
+        elif self.init == "glorot_normal":
+            w[...] = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), size=w.shape)
+        elif self.init == "he_uniform":
+            limit = math.sqrt(6.0 / fan_in)
+            w[...] = rng.uniform(-limit, limit, size=w.shape)
+        else:
+            w[...] = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=w.shape)
+        if self.use_bias:
+            self.p["bias"][...] = 0
+        if self.activation == "prelu":
+            self.p["slope"][...] = 0.25
+
+    def forward(self, x, training, cache):
+        z = np.empty((x.shape[0], self.out_features), x.dtype) if self.activation == "prelu" else None
+        y = ops.dense_forward(x, self.p["weight"], self.p.get("bias"), self.activation, preact_out=z,
+                              **self._act_kwargs())
+        cache.update(x=x, y=y, z=z)
+        return y
+
+    def backward(self, grad, cache, need_grad_x):
+        g = ops.dense_backward(grad, cache["x"], self.p["weight"], cache["y"], self.activation, preact=cache["z"],
+                               need_grad_x=need_grad_x, bias=self.use_bias, grad_w=self.g["weight"],
+                               grad_b=self.g.get("bias"), grad_slope=self.g.get("slope"), **self._act_kwargs())
+        return g.dx
+
+    def _describe(self):
+        return f"{self.in_features}, {self.out_features}, activation={self.activation!r}"
+
+
+class Activation(Layer):
+    """A parameter-free activation (``linear``, ``relu``, ``leaky_relu``, ``elu``,
+    ``sigmoid``, ``tanh``); PReLU learns slopes, so it is ``Dense(..., activation="prelu")``."""
+
+    def __init__(self, name, negative_slope=0.01, alpha=1.0):
+        ops._activation(name, negative_slope, alpha)
+        if name == "prelu":
+            raise ValueError("prelu has learned slopes: use Dense(..., activation='prelu')")
+        self.name = name
+        self.negative_slope = negative_slope
+        self.alpha = alpha
+
+    def forward(self, x, training, cache):
+        y = ops.activation_forward(x, self.name, negative_slope=self.negative_slope, alpha=self.alpha)
+        cache.update(y=y)
+        return y
+
+    def backward(self, grad, cache, need_grad_x):
+        return ops.activation_backward(grad, cache["y"], self.name, negative_slope=self.negative_slope,
+                                       alpha=self.alpha).dx
+
+    def _describe(self):
+        return repr(self.name)
+
+
+class BatchNorm(Layer):
+    """Batch normalization per feature: ``gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    ``momentum`` is the weight of the OLD running value (TensorFlow/Keras convention:
+    ``running = momentum * running + (1 - momentum) * batch``); PyTorch's ``momentum=0.1``
+    is fastnn's 0.9. Training normalizes with the biased batch variance; the running
+    variance is updated with the unbiased one (as PyTorch). A training batch of one row is
+    a ``ValueError``. Inference (and ``predict``) uses the running statistics."""
+
+    def __init__(self, num_features, momentum=0.99, eps=1e-3):
+        self.num_features = _check_count("num_features", num_features)
+        self.momentum, self.eps = ops._bn_momentum_eps(momentum, eps)
+
+    def param_specs(self):
+        return [ParamSpec("gamma", (self.num_features,), False), ParamSpec("beta", (self.num_features,), False)]
+
+    def buffer_specs(self):
+        return [ParamSpec("running_mean", (self.num_features,), False),
+                ParamSpec("running_var", (self.num_features,), False)]
+
+    def output_features(self, in_features):
+        if in_features != self.num_features:
+            raise ValueError(f"BatchNorm(num_features={self.num_features}) follows a layer of width {in_features}")
+        return in_features
+
+    def _init(self, rng, dtype):
+        self.p["gamma"][...] = 1
+        self.p["beta"][...] = 0
+        self.b["running_mean"][...] = 0
+        self.b["running_var"][...] = 1
+
+    def forward(self, x, training, cache):
+        out = ops.batchnorm_forward(x, self.p["gamma"], self.p["beta"], self.b["running_mean"], self.b["running_var"],
+                                    training=training, momentum=self.momentum, eps=self.eps)
+        cache.update(x=x, training=training, mean=out.mean, invstd=out.invstd)
+        return out.y
+
+    def backward(self, grad, cache, need_grad_x):
+        if cache["training"]:
+            return ops.batchnorm_backward(grad, cache["x"], self.p["gamma"], cache["mean"], cache["invstd"],
+                                          grad_gamma=self.g["gamma"], grad_beta=self.g["beta"]).dx
+        # inference mode: y = gamma * (x - running_mean) * s + beta with constants s
+        s = 1.0 / np.sqrt(self.b["running_var"].astype(np.float64) + self.eps)
+        xhat = (cache["x"] - self.b["running_mean"]) * s
+        self.g["gamma"][...] = (grad * xhat).sum(axis=0)
+        self.g["beta"][...] = grad.sum(axis=0)
+        return (grad * (self.p["gamma"] * s)).astype(grad.dtype)
+
+    def _describe(self):
+        return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
+
+
+class Dropout(Layer):
+    """Inverted dropout. ``rate`` is the DROP probability (0 <= rate < 1): survivors are
+    scaled by ``1 / (1 - rate)`` in training; inference is the identity. Passing
+    ``keep_prob`` is refused: fastnn takes the drop rate, ``1 - keep_prob``."""
+
+    def __init__(self, rate=None, *, keep_prob=None):
+        if rate is None and keep_prob is None:
+            raise TypeError("Dropout needs rate, the drop probability in [0, 1)")
+        self.rate = ops._check_rate(0.0 if rate is None else rate, keep_prob)
+
+    def forward(self, x, training, cache):
+        if not training or self.rate == 0.0:
+            cache.update(mask=None)
+            return x
+        out = ops.dropout_forward(x, self.rate, seed=cache["seed"], step=cache["step"])
+        cache.update(mask=out.mask)
+        return out.y
+
+    def backward(self, grad, cache, need_grad_x):
+        if cache["mask"] is None:
+            return grad
+        return ops.dropout_backward(grad, self.rate, mask=cache["mask"])
+
+    def _describe(self):
+        return f"rate={self.rate}"
+
+
+_LOSSES = {
+    "mse": ops.mse_loss,
+    "huber": ops.huber_loss,
+    "bce": ops.binary_cross_entropy_with_logits,
+    "softmax_cross_entropy": ops.softmax_cross_entropy_with_logits,
+}
+
+
+def _layer_seed(seed: int, index: int) -> int:
+    """A dropout key per layer, derived from the model seed (stable across runs)."""
+    return zlib.crc32(f"fastnn-dropout:{index}".encode()) ^ (int(seed) & 0xFFFFFFFFFFFFFFFF)
+
+
+class Sequential:
+    """A stack of layers with ONE flat parameter buffer and ONE flat gradient buffer.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+    seed : int, seeds the weight initialization and the dropout masks
+    dtype : np.float32 (default, the fast path) or np.float64
+
+    Attributes
+    ----------
+    params, grads : 1-D arrays of the same size; every tensor is a view into them
+    buffers : 1-D array of the running statistics (batch norm)
+    weight_mask : bool array marking the entries of ``params`` that are weights
+    step : int, training forward passes so far (keys the dropout masks)
+    """
+
+    def __init__(self, layers: Iterable[Layer], seed=0, dtype=np.float32):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a fastnn.nn layer, got {type(layer).__name__}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.layers = layers
+        self.seed = int(seed)
+        self.step = 0
+        width = next((l.in_features for l in layers if isinstance(l, Dense)), None)
+        if width is None:
+            raise ValueError("Sequential needs a Dense layer to know its input width")
+        self.in_features = width
+        for i, layer in enumerate(layers):
+            try:
+                width = layer.output_features(width)
+            except ValueError as exc:
+                raise ValueError(f"layers[{i}]: {exc}") from None
+        self.out_features = width
+        self._allocate()
+        rng = np.random.Generator(np.random.Philox(self.seed))
+        for layer in layers:
+            layer._init(rng, self.dtype)
+        self._caches = None
+
+    def _allocate(self):
+        p_specs = [(i, s) for i, l in enumerate(self.layers) for s in l.param_specs()]
+        b_specs = [(i, s) for i, l in enumerate(self.layers) for s in l.buffer_specs()]
+        size = lambda specs: sum(int(np.prod(s.shape)) for _, s in specs)
+        self.params = np.zeros(size(p_specs), self.dtype)
+        self.grads = np.zeros_like(self.params)
+        self.buffers = np.zeros(size(b_specs), self.dtype)
+        self.weight_mask = np.zeros(self.params.shape, bool)
+        self._param_views, self._grad_views, self._buffer_views = {}, {}, {}
+        per_layer = [({}, {}, {}) for _ in self.layers]
+        offset = 0
+        for i, spec in p_specs:
+            n = int(np.prod(spec.shape))
+            key = f"{i}.{spec.name}"
+            self._param_views[key] = per_layer[i][0][spec.name] = self.params[offset:offset + n].reshape(spec.shape)
+            self._grad_views[key] = per_layer[i][1][spec.name] = self.grads[offset:offset + n].reshape(spec.shape)
+            self.weight_mask[offset:offset + n] = spec.is_weight
+            offset += n
+        offset = 0
+        for i, spec in b_specs:
+            n = int(np.prod(spec.shape))
+            self._buffer_views[f"{i}.{spec.name}"] = per_layer[i][2][spec.name] = \
+                self.buffers[offset:offset + n].reshape(spec.shape)
+            offset += n
+        for layer, (p, g, b) in zip(self.layers, per_layer):
+            layer._bind(p, g, b)
+
+    def named_params(self) -> dict:
+        """{"0.weight": view (in, out), "0.bias": view, "1.gamma": ...} into ``params``."""
+        return dict(self._param_views)
+
+    def named_grads(self) -> dict:
+        return dict(self._grad_views)
+
+    def named_buffers(self) -> dict:
+        return dict(self._buffer_views)
+
+    def _input(self, x, name="x"):
+        x = as_numeric(name, x)
+        check_ndim(name, x, 2, "(n_samples, n_features)")
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"{name} has {x.shape[1]} features, but the model takes {self.in_features}")
+        return to_kernel(x, self.dtype)
+
+    def forward(self, x, training=True):
+        """Run the layers; with ``training=True`` dropout is on, batch norm uses batch
+        statistics (and updates its running ones) and the inputs are kept for ``backward``."""
+        h = self._input(x)
+        caches = []
+        if training:
+            self.step += 1
+        for i, layer in enumerate(self.layers):
+            cache = {"seed": _layer_seed(self.seed, i), "step": self.step}
+            h = layer.forward(h, training, cache)
+            caches.append(cache)
+        self._caches = caches
+        self._batch_rows = x.shape[0] if hasattr(x, "shape") else len(x)
+        return h
+
+    def backward(self, grad_y):
+        """Back-propagate d loss / d output through the last ``forward``: writes
+        ``model.grads`` (overwriting) and returns d loss / d x."""
+        if self._caches is None:
+            raise RuntimeError("backward needs a forward pass first")
+        g = as_numeric("grad_y", grad_y)
+        n = self._batch_rows
+        if g.shape != (n, self.out_features):
+            raise ValueError(f"grad_y must have shape ({n}, {self.out_features}), got {g.shape}")
+        g = to_kernel(g, self.dtype)
+        self.grads[...] = 0
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = self.layers[i].backward(g, self._caches[i], need_grad_x=True)
+        return g
+
+    def train_step(self, x, y, loss="mse", optimizer=None, clip_norm=None, sample_weight=None):
+        """One update: forward (training), loss, backward, optional clipping by global norm,
+        and ``optimizer.step(self)``. Returns the loss before the update.
+
+        (This release orchestrates the kernels from Python; a single call into the core,
+        like ``train_epoch``, is the next step.)"""
+        if optimizer is None:
+            raise ValueError("train_step needs an optimizer (e.g. fastnn.optim.Adam())")
+        loss_fn = _LOSSES.get(loss) if isinstance(loss, str) else None
+        if loss_fn is None:
+            raise ValueError(f"loss must be one of {tuple(_LOSSES)}, got {loss!r}")
+        x = self._input(x)
+        target = as_numeric("y", y)
+        if target.shape[0] != x.shape[0]:
+            raise ValueError(f"y has {target.shape[0]} rows but x has {x.shape[0]}")
+        out = self.forward(x, training=True)
+        if loss in ("mse", "huber", "bce") and target.ndim == 1 and self.out_features == 1:
+            target = target.reshape(-1, 1)
+        value, grad = loss_fn(out, target, sample_weight=sample_weight)
+        if not np.isfinite(value):
+            raise FloatingPointError(f"the loss is {value}: not updating the model")
+        self.backward(grad)
+        if clip_norm is not None:
+            from fastnn.optim import clip_by_global_norm
+            norm = clip_by_global_norm(self.grads, clip_norm)
+            if not math.isfinite(norm):
+                raise FloatingPointError(f"the gradient norm is {norm}: not updating the model")
+        optimizer.step(self)
+        return value
+
+    def predict(self, x, batch_size=65536):
+        """Inference (dropout off, batch norm on running statistics), in chunks of
+        ``batch_size`` rows: every row is computed independently of the others, so the
+        result equals one call on all rows, bitwise."""
+        x = self._input(x)
+        batch_size = _check_count("batch_size", batch_size)
+        out = np.empty((x.shape[0], self.out_features), self.dtype)
+        for start in range(0, x.shape[0], batch_size):
+            h = x[start:start + batch_size]
+            for layer in self.layers:
+                h = layer.forward(h, False, {"seed": 0, "step": 0})
+            out[start:start + batch_size] = h
+        return out
+
+    def __repr__(self):
+        inner = ",\n    ".join(repr(l) for l in self.layers)
+        return f"Sequential([\n    {inner},\n], seed={self.seed}, dtype={self.dtype.name})"
