@@ -385,3 +385,15 @@ def test_bad_x_and_out():
         ro = np.empty((4, 4), np.float32)
         ro.flags.writeable = False
         ops.dropout_forward(x, 0.5, seed=0, out=ro)
+
+
+def test_mask_out_buffer_is_reused():
+    x = np.ones((5, 13), np.float32)
+    buf = np.empty((65 + 7) // 8, np.uint8)
+    y, mask = ops.dropout_forward(x, 0.5, seed=3, step=1, mask_out=buf)
+    assert mask is buf
+    assert np.array_equal(unpack(buf, 65).reshape(5, 13), y != 0)
+    with pytest.raises(ValueError, match=r"mask_out must have shape \(9,\)"):
+        ops.dropout_forward(x, 0.5, seed=3, mask_out=np.empty(8, np.uint8))
+    with pytest.raises(TypeError, match="mask_out must have dtype uint8"):
+        ops.dropout_forward(x, 0.5, seed=3, mask_out=np.empty(9, np.int8))

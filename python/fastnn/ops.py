@@ -446,7 +446,7 @@ def _mask_buffer(n):
     return np.empty((n + 7) // 8, dtype=np.uint8)
 
 
-def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, keep_prob=None):
+def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, mask_out=None, keep_prob=None):
     """Inverted dropout: each element is zeroed with probability ``rate`` (the DROP
     probability, 0 <= rate < 1) and the survivors are scaled by ``1 / (1 - rate)``, so the
     expected activation is unchanged; at inference (``training=False``) or with
@@ -464,8 +464,8 @@ def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, keep_prob
 
     Returns
     -------
-    DropoutOutput(y, mask): ``mask`` packs the kept elements as bits (``x.size / 8`` bytes)
-    for ``dropout_backward``.
+    DropoutOutput(y, mask): ``mask`` packs the kept elements as bits (``ceil(x.size / 8)``
+    bytes, written into ``mask_out`` when given) for ``dropout_backward``.
     """
     rate = _check_rate(rate, keep_prob)
     seed = _check_seed("seed", seed)
@@ -477,7 +477,8 @@ def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, keep_prob
     if not training or rate == 0.0:
         np.copyto(y, xk)
         return DropoutOutput(y, None)
-    mask = _mask_buffer(x.size)
+    mask = _mask_buffer(x.size) if mask_out is None else check_out("mask_out", mask_out, ((x.size + 7) // 8,),
+                                                                    np.dtype(np.uint8))
     _core.dropout(xk.reshape(-1), y.reshape(-1), mask, None, x.size, rate, seed, step, False)
     return DropoutOutput(y, mask)
 
