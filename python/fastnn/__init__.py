@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 
 from fastnn import _core
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
-from fastnn import nn, ops, optim
+from fastnn import nn, ops, optim, preprocessing
 from fastnn.nn import Sequential
 
 try:
@@ -23,6 +23,7 @@ __all__ = [
     "nn",
     "ops",
     "optim",
+    "preprocessing",
     "set_num_threads",
     "show_config",
     "threads",
