@@ -190,10 +190,11 @@ struct OptimizerArgs {
   int nthreads = 1;
 };
 
-// Work below which a second thread costs more than it saves: flops for GEMMs, elements
-// for memory-bound passes. Tuned on the benchmarks; results never depend on them.
-constexpr double kGemmFlopsPerThread = 2.0e6;
-constexpr double kElementsPerThread = 32768;
+// Work each thread must get before a parallel region pays for itself, even on a busy
+// machine: about 40 us of GEMM (flops) or 15 us of a memory-bound pass (elements). Results
+// never depend on the thread count these choose.
+constexpr double kGemmFlopsPerThread = 4.0e6;
+constexpr double kElementsPerThread = 65536;
 
 // Reductions over rows use fixed chunks of this many rows, summed in chunk order, so the
 // result is bitwise identical for any thread count (RELIABILITY.md section 5).
