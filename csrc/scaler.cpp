@@ -20,30 +20,44 @@ namespace {
 // (deviation) pass over a tile reads from L2, not memory, however wide x is.
 constexpr index_t kStatsCols = 256;
 
-// Rows [r0, r1) x columns [j0, j1) of x: the first pass accumulates count, sum, min, max;
-// the second (deviations from the block mean, for m2) re-reads the block from cache.
-// The pointers are __restrict so the column loops vectorize without alias checks.
+// Rows [r0, r1) x columns [j0, j1) of x: the first pass accumulates sum, min and max; the
+// second (deviations from the block mean, for m2) re-reads the block from cache. Both run
+// as plain loops that vectorize (a NaN just propagates into the sum); only the columns whose
+// sum came out NaN are then redone with NaN skipped, element by element.
 template <typename T, bool Moments, bool Extrema>
 void stats_block(const T* __restrict x, index_t c, index_t r0, index_t r1, index_t j0, index_t j1,
                  double* __restrict cnt, double* __restrict mean, double* __restrict m2, double* __restrict mn,
                  double* __restrict mx) {
   const double inf = std::numeric_limits<double>::infinity();
+  const double rows = double(r1 - r0);
   for (index_t j = j0; j < j1; ++j) {
-    cnt[j] = 0.0;
-    if (Moments) mean[j] = 0.0;  // the sum, first
+    mean[j] = 0.0;  // the sum, first
     if (Extrema) { mn[j] = inf; mx[j] = -inf; }
   }
   for (index_t r = r0; r < r1; ++r) {
     const T* __restrict xr = x + r * c;
     for (index_t j = j0; j < j1; ++j) {
       const double v = double(xr[j]);
-      const bool ok = v == v;  // false for NaN
-      cnt[j] += ok ? 1.0 : 0.0;
-      if (Moments) mean[j] += ok ? v : 0.0;
+      mean[j] += v;
       if (Extrema) {
         mn[j] = v < mn[j] ? v : mn[j];  // comparisons with NaN are false: it is skipped
         mx[j] = v > mx[j] ? v : mx[j];
       }
+    }
+  }
+  for (index_t j = j0; j < j1; ++j) {
+    cnt[j] = rows;
+    if (mean[j] != mean[j]) {  // a NaN in this column (or inf - inf): recount without NaN
+      double n_ok = 0.0, sum = 0.0;
+      for (index_t r = r0; r < r1; ++r) {
+        const double v = double(x[r * c + j]);
+        if (v == v) {
+          n_ok += 1.0;
+          sum += v;
+        }
+      }
+      cnt[j] = n_ok;
+      mean[j] = sum;
     }
   }
   if (!Moments) return;
@@ -54,10 +68,18 @@ void stats_block(const T* __restrict x, index_t c, index_t r0, index_t r1, index
   for (index_t r = r0; r < r1; ++r) {
     const T* __restrict xr = x + r * c;
     for (index_t j = j0; j < j1; ++j) {
-      const double v = double(xr[j]);
-      const double d = (v == v ? v : mean[j]) - mean[j];  // a select, then plain arithmetic:
-      m2[j] += d * d;                                       // NaN adds 0 and the loop vectorizes
+      const double d = double(xr[j]) - mean[j];
+      m2[j] += d * d;
     }
+  }
+  for (index_t j = j0; j < j1; ++j) {
+    if (cnt[j] == rows) continue;  // no NaN: the plain sum above is right
+    double sum = 0.0;
+    for (index_t r = r0; r < r1; ++r) {
+      const double v = double(x[r * c + j]);
+      if (v == v) sum += (v - mean[j]) * (v - mean[j]);
+    }
+    m2[j] = sum;
   }
 }
 
