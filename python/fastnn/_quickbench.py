@@ -39,11 +39,8 @@ def best_time(fn: Callable[[], object], budget: float = 0.25, rounds: int = 5) -
 
 
 def _numpy_blas_limit(n: int):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl is optional here; NumPy then uses its default
-        import contextlib
-        return contextlib.nullcontext()
+    """NumPy's BLAS pinned to n threads, so both libraries get the same cores."""
+    from threadpoolctl import threadpool_limits
     return threadpool_limits(n, user_api="blas")
 
 
