@@ -275,7 +275,37 @@ class _Base:
 
 
 # --------------------------------------------------------------------------- scalers
-class StandardScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class _AffineScaler(_Base):
+    """The scalers whose transform is one fused pass ``(x - shift) * scale + offset``."""
+
+    def _check_params(self):
+        """Validate constructor parameters before a fit (hook)."""
+
+    def transform(self, X):
+        """Scale X with the fitted statistics.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_features), float32 for float32 input
+        """
+        check_is_fitted(self)
+        X = _validate(self, X, reset=False, ensure_all_finite=False)
+        return self._transform_validated(X)
+
+    def fit_transform(self, X, y=None):
+        """``fit(X).transform(X)`` with one validation of X."""
+        self._reset()
+        self._check_params()
+        X = _validate(self, X, reset=True, ensure_all_finite=False)
+        self._update(X, True)
+        return self._transform_validated(X)
+
+
+class StandardScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Standardize features: ``z = (x - mean_) / scale_`` (z-score).
 
     Parameters
@@ -378,28 +408,6 @@ class StandardScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimato
         scale = 1.0 / self.scale_ if self.with_std else None
         return _affine(X, shift=shift, scale=scale)
 
-    def transform(self, X):
-        """Standardize X.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        X_new : ndarray of shape (n_samples, n_features), float32 for float32 input
-        """
-        check_is_fitted(self)
-        X = _validate(self, X, reset=False, ensure_all_finite=False)
-        return self._transform_validated(X)
-
-    def fit_transform(self, X, y=None):
-        """``fit(X).transform(X)`` with one validation of X."""
-        self._reset()
-        X = _validate(self, X, reset=True, ensure_all_finite=False)
-        self._update(X, True)
-        return self._transform_validated(X)
-
     def inverse_transform(self, X):
         """Undo :meth:`transform`: ``x = z * scale_ + mean_``.
 
@@ -417,7 +425,7 @@ class StandardScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimato
                        offset=self.mean_ if self.with_mean else None)
 
 
-class MinMaxScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Scale each feature linearly to ``feature_range``: ``x * scale_ + min_``.
 
     Parameters
@@ -496,28 +504,8 @@ class MinMaxScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             return _affine(X, scale=self.scale_, offset=self.min_, lo=lo, hi=hi)
         return _affine(X, scale=self.scale_, offset=self.min_)
 
-    def transform(self, X):
-        """Scale X to ``feature_range``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        X_new : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        X = _validate(self, X, reset=False, ensure_all_finite=False)
-        return self._transform_validated(X)
-
-    def fit_transform(self, X, y=None):
-        """``fit(X).transform(X)`` with one validation of X."""
-        self._reset()
+    def _check_params(self):
         self._range()
-        X = _validate(self, X, reset=True, ensure_all_finite=False)
-        self._update(X, True)
-        return self._transform_validated(X)
 
     def inverse_transform(self, X):
         """Undo :meth:`transform`: ``x = (y - min_) / scale_``.
