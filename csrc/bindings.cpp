@@ -20,6 +20,7 @@
 #include "cpu.hpp"
 #include "dispatch.hpp"
 #include "threading.hpp"
+#include "train.hpp"
 #include "workspace.hpp"
 
 namespace py = pybind11;
@@ -467,6 +468,25 @@ double loss(LossKind kind, const py::object& pred, const py::object& target, con
 
 // ---------------------------------------------------------------- optimizer updates
 
+// Optimizer hyperparameters from the dict fastnn.ops / fastnn.optim build (absent keys
+// keep their defaults).
+template <typename T>
+void read_hyper(OptimizerArgs<T>& a, const py::dict& h) {
+  auto get = [&](const char* key, double fallback) { return h.contains(key) ? h[key].cast<double>() : fallback; };
+  a.lr = get("lr", a.lr);
+  a.momentum = get("momentum", a.momentum);
+  a.beta1 = get("beta1", a.beta1);
+  a.beta2 = get("beta2", a.beta2);
+  a.eps = get("eps", a.eps);
+  a.rho = get("rho", a.rho);
+  a.weight_decay = get("weight_decay", a.weight_decay);
+  a.l1 = get("l1", a.l1);
+  a.l2 = get("l2", a.l2);
+  a.nesterov = get("nesterov", 0.0) != 0.0;
+  a.centered = get("centered", 0.0) != 0.0;
+  a.step = std::int64_t(get("step", 1.0));
+}
+
 template <typename T>
 void optimizer_step_typed(OptimizerKind kind, const py::object& params, const py::object& grads,
                           const py::object& state0, const py::object& state1, const py::object& state2,
@@ -483,19 +503,7 @@ void optimizer_step_typed(OptimizerKind kind, const py::object& params, const py
   const bool needs0 = kind != OptimizerKind::sgd, needs1 = kind == OptimizerKind::adam;
   if ((needs0 && !a.state0) || (needs1 && !a.state1))
     throw py::value_error("this optimizer needs its state buffers");
-  auto get = [&](const char* key, double fallback) { return h.contains(key) ? h[key].cast<double>() : fallback; };
-  a.lr = get("lr", a.lr);
-  a.momentum = get("momentum", a.momentum);
-  a.beta1 = get("beta1", a.beta1);
-  a.beta2 = get("beta2", a.beta2);
-  a.eps = get("eps", a.eps);
-  a.rho = get("rho", a.rho);
-  a.weight_decay = get("weight_decay", a.weight_decay);
-  a.l1 = get("l1", a.l1);
-  a.l2 = get("l2", a.l2);
-  a.nesterov = get("nesterov", 0.0) != 0.0;
-  a.centered = get("centered", 0.0) != 0.0;
-  a.step = std::int64_t(get("step", 1.0));
+  read_hyper(a, h);
   if (kind == OptimizerKind::adam && a.step < 1) throw py::value_error("adam step must be >= 1");
   if (kind == OptimizerKind::rmsprop && a.centered && !a.state2) throw py::value_error("centered rmsprop needs grad_avg");
   a.nthreads = threads_for(double(a.n), kElementsPerThread);
@@ -509,6 +517,141 @@ void optimizer_step(OptimizerKind kind, const py::object& params, const py::obje
   require_1d(params, "params");
   if (is_f64(params)) optimizer_step_typed<double>(kind, params, grads, state0, state1, state2, mask, h);
   else optimizer_step_typed<float>(kind, params, grads, state0, state1, state2, mask, h);
+}
+
+// ---------------------------------------------------------------- a whole training epoch
+
+template <typename T>
+py::dict train_epoch_typed(const py::object& params, const py::object& grads, const py::object& buffers,
+                           const py::list& layers, const py::object& x, const py::object& y, const py::object& labels,
+                           const py::object& order, index_t batch_size, LossKind loss, double delta,
+                           OptimizerKind opt_kind, const py::object& state0, const py::object& state1,
+                           const py::object& state2, const py::object& weight_mask, const py::dict& hyper,
+                           const py::tuple& schedule, std::int64_t iteration, std::uint64_t step, double clip_norm,
+                           bool drop_single_row_batch) {
+  EpochArgs<T> a;
+  a.n_params = dim(params, 0);
+  a.params = checked<T>(params, "params", {a.n_params}, true);
+  a.grads = checked<T>(grads, "grads", {a.n_params}, true);
+  const index_t n_buffers = dim(buffers, 0);
+  a.buffers = checked<T>(buffers, "buffers", {n_buffers}, true);
+  a.n = dim(x, 0);
+  a.in_features = dim(x, 1);
+  a.x = checked<T>(x, "x", {a.n, a.in_features}, false);
+  if (!y.is_none()) {
+    a.k = dim(y, 1);
+    a.y = checked<T>(y, "y", {a.n, a.k}, false);
+  }
+  a.labels = optional_checked<std::int64_t>(labels, "labels", {a.n}, false);
+  a.order = checked<std::int64_t>(order, "order", {a.n}, false);
+  for (index_t i = 0; i < a.n; ++i)
+    if (a.order[i] < 0 || a.order[i] >= a.n) throw py::value_error("order must be a permutation of the rows");
+  if (batch_size < 1) throw py::value_error("batch_size must be >= 1");
+  a.batch_size = batch_size;
+  a.loss = loss;
+  a.delta = delta;
+  index_t width = a.in_features;
+  for (const auto& item : layers) {
+    const auto t = item.cast<py::tuple>();
+    LayerSpec l;
+    l.kind = LayerKind(t[0].cast<int>());
+    l.in = t[1].cast<index_t>();
+    l.out = t[2].cast<index_t>();
+    l.act = Activation(t[3].cast<int>());
+    l.alpha = t[4].cast<double>();
+    l.weight = t[5].cast<index_t>();
+    l.bias = t[6].cast<index_t>();
+    l.slope = t[7].cast<index_t>();
+    l.gamma = t[8].cast<index_t>();
+    l.beta = t[9].cast<index_t>();
+    l.running_mean = t[10].cast<index_t>();
+    l.running_var = t[11].cast<index_t>();
+    l.momentum = t[12].cast<double>();
+    l.eps = t[13].cast<double>();
+    l.rate = t[14].cast<double>();
+    l.seed = t[15].cast<std::uint64_t>();
+    l.param_begin = t[16].cast<index_t>();
+    l.param_size = t[17].cast<index_t>();
+    // every offset must stay inside its buffer: the loop trusts them
+    const index_t in = l.kind == LayerKind::dense ? l.in : width;
+    if (in != width || l.out < 1 || (l.kind != LayerKind::dense && l.out != width))
+      throw py::value_error("layer widths do not chain");
+    auto inside = [](index_t off, index_t count, index_t size) { return off >= 0 && off + count <= size; };
+    bool ok = inside(l.param_begin, l.param_size, a.n_params);
+    if (l.kind == LayerKind::dense) {
+      ok = ok && inside(l.weight, l.in * l.out, a.n_params) && (l.bias < 0 || inside(l.bias, l.out, a.n_params)) &&
+           (l.slope < 0 || inside(l.slope, l.out, a.n_params)) && (l.act != Activation::prelu || l.slope >= 0);
+    }
+    if (l.kind == LayerKind::batchnorm)
+      ok = ok && inside(l.gamma, l.out, a.n_params) && inside(l.beta, l.out, a.n_params) &&
+           inside(l.running_mean, l.out, n_buffers) && inside(l.running_var, l.out, n_buffers);
+    if (!ok) throw py::value_error("a layer's parameter offsets fall outside the model's buffers");
+    width = l.out;
+    a.layers.push_back(l);
+  }
+  if (a.layers.empty()) throw py::value_error("the model has no layers");
+  if (a.y && a.k != width) throw py::value_error("y must have one column per model output");
+  if (a.labels)
+    for (index_t i = 0; i < a.n; ++i)
+      if (a.labels[i] < 0 || a.labels[i] >= width) throw py::value_error("labels must be class indices of the output");
+  if (!a.y && !a.labels) throw py::value_error("pass y or labels");
+  a.optimizer.kind = opt_kind;
+  a.optimizer.state0 = optional_checked<T>(state0, "state0", {a.n_params}, true);
+  a.optimizer.state1 = optional_checked<T>(state1, "state1", {a.n_params}, true);
+  a.optimizer.state2 = optional_checked<T>(state2, "state2", {a.n_params}, true);
+  a.optimizer.weight_mask = optional_checked<std::uint8_t>(weight_mask, "weight_mask", {a.n_params}, false);
+  read_hyper(a.optimizer, hyper);
+  a.schedule.kind = ScheduleKind(schedule[0].cast<int>());
+  a.schedule.lr = schedule[1].cast<double>();
+  a.schedule.a = schedule[2].cast<double>();
+  a.schedule.b = schedule[3].cast<double>();
+  a.schedule.staircase = schedule[4].cast<bool>();
+  a.iteration = iteration;
+  a.step = step;
+  a.clip_norm = clip_norm;
+  a.drop_single_row_batch = drop_single_row_batch;
+  EpochResult r;
+  {
+    py::gil_scoped_release release;
+    r = train_epoch(a);
+  }
+  py::dict d;
+  d["loss_sum"] = r.loss_sum;
+  d["rows"] = r.rows;
+  d["steps"] = r.steps;
+  d["diverged"] = r.diverged;
+  d["bad_step"] = r.bad_step;
+  d["bad_layer"] = r.bad_layer;
+  d["zero_fraction"] = r.zero_fraction;
+  d["grad_norm"] = r.grad_norm;
+  d["weight_norm"] = r.weight_norm;
+  py::list fired;
+  for (size_t i = 0; i + 1 < r.fired_offset.size(); ++i) {
+    py::array_t<bool> f(r.fired_offset[i + 1] - r.fired_offset[i]);
+    for (index_t j = 0; j < f.size(); ++j) f.mutable_data()[j] = r.fired[size_t(r.fired_offset[i] + j)] != 0;
+    fired.append(f);
+  }
+  d["fired"] = fired;
+  return d;
+}
+
+py::dict train_epoch_any(const py::object& params, const py::object& grads, const py::object& buffers,
+                         const py::list& layers, const py::object& x, const py::object& y, const py::object& labels,
+                         const py::object& order, index_t batch_size, LossKind loss, double delta,
+                         OptimizerKind opt_kind, const py::object& state0, const py::object& state1,
+                         const py::object& state2, const py::object& weight_mask, const py::dict& hyper,
+                         const py::tuple& schedule, std::int64_t iteration, std::uint64_t step, double clip_norm,
+                         bool drop_single_row_batch) {
+  require_1d(params, "params");
+  require_2d(x, "x");
+  if (!y.is_none()) require_2d(y, "y");
+  auto call = [&](auto tag) {
+    using T = decltype(tag);
+    return train_epoch_typed<T>(params, grads, buffers, layers, x, y, labels, order, batch_size, loss, delta, opt_kind,
+                                state0, state1, state2, weight_mask, hyper, schedule, iteration, step, clip_norm,
+                                drop_single_row_batch);
+  };
+  return is_f64(params) ? call(double()) : call(float());
 }
 
 // ---------------------------------------------------------------- configuration
@@ -636,6 +779,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("optimizer_step", &optimizer_step, py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("state0"),
         py::arg("state1"), py::arg("state2"), py::arg("weight_mask"), py::arg("hyper"));
   bind_preprocessing(m);
+  m.def("train_epoch", &train_epoch_any, py::arg("params"), py::arg("grads"), py::arg("buffers"), py::arg("layers"),
+        py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("order"), py::arg("batch_size"), py::arg("loss"),
+        py::arg("delta"), py::arg("optimizer"), py::arg("state0"), py::arg("state1"), py::arg("state2"),
+        py::arg("weight_mask"), py::arg("hyper"), py::arg("schedule"), py::arg("iteration"), py::arg("step"),
+        py::arg("clip_norm"), py::arg("drop_single_row_batch"));
   m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("out"), py::arg("activation"),
         py::arg("alpha"), py::arg("slope"));
   m.def("activation_backward", &activation_backward, py::arg("grad_out"), py::arg("out"), py::arg("preact"),

@@ -15,7 +15,7 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
-from fastnn import ops
+from fastnn import _core, ops
 from fastnn._checks import as_numeric, check_ndim, to_kernel
 
 __all__ = ["Activation", "BatchNorm", "Dense", "Dropout", "Layer", "Sequential"]
@@ -251,6 +251,34 @@ _LOSSES = {
 }
 
 
+_LOSS_KINDS = {
+    "mse": _core.LossKind.mse,
+    "huber": _core.LossKind.huber,
+    "bce": _core.LossKind.bce_logits,
+    "softmax_cross_entropy": _core.LossKind.softmax_ce,
+}
+
+
+class EpochResult(NamedTuple):
+    """What ``Sequential.train_epoch`` returns (see its docstring)."""
+
+    loss: float
+    steps: int
+    rows: int
+    diverged: bool
+    bad_step: int
+    bad_layer: int
+    zero_fraction: list
+    dead_units: list
+    grad_norm: list
+    weight_norm: list
+
+
+def _per_layer(fired, layers):
+    """The core's fired flags, one array per layer (None for layers it does not track)."""
+    return [f if isinstance(l, (Dense, Activation)) else None for f, l in zip(fired, layers)]
+
+
 def _layer_seed(seed: int, index: int) -> int:
     """A dropout key per layer, derived from the model seed (stable across runs)."""
     return zlib.crc32(f"fastnn-dropout:{index}".encode()) ^ (int(seed) & 0xFFFFFFFFFFFFFFFF)
@@ -407,6 +435,107 @@ class Sequential:
                 raise FloatingPointError(f"the gradient norm is {norm}: not updating the model")
         optimizer.step(self)
         return value
+
+    def _layer_specs(self):
+        """The layers as the C++ epoch loop sees them: offsets into the flat buffers."""
+        p_off = {k: int(v.__array_interface__["data"][0] - self.params.__array_interface__["data"][0])
+                 // self.dtype.itemsize for k, v in self._param_views.items()}
+        b_off = {k: int(v.__array_interface__["data"][0] - self.buffers.__array_interface__["data"][0])
+                 // self.dtype.itemsize for k, v in self._buffer_views.items()}
+        specs, width = [], self.in_features
+        for i, layer in enumerate(self.layers):
+            names = [s.name for s in layer.param_specs()]
+            begin = p_off[f"{i}.{names[0]}"] if names else 0
+            size = sum(int(np.prod(s.shape)) for s in layer.param_specs())
+            po = lambda name: p_off.get(f"{i}.{name}", -1)
+            bo = lambda name: b_off.get(f"{i}.{name}", -1)
+            kind, act, alpha, momentum, eps, rate = 0, 0, 0.0, 0.99, 1e-3, 0.0
+            if isinstance(layer, Dense):
+                code, alpha = ops._activation(layer.activation, layer.negative_slope, layer.alpha)
+                act, out = int(code), layer.out_features
+                kind = 0
+            elif isinstance(layer, Activation):
+                code, alpha = ops._activation(layer.name, layer.negative_slope, layer.alpha)
+                kind, act, out = 1, int(code), width
+            elif isinstance(layer, BatchNorm):
+                kind, out, momentum, eps = 2, width, layer.momentum, layer.eps
+            elif isinstance(layer, Dropout):
+                kind, out, rate = 3, width, layer.rate
+            else:
+                raise TypeError(f"train_epoch does not know layer {type(layer).__name__}")
+            specs.append((kind, width if kind else layer.in_features, out, act, float(alpha), po("weight"), po("bias"),
+                          po("slope"), po("gamma"), po("beta"), bo("running_mean"), bo("running_var"),
+                          float(momentum), float(eps), float(rate), _layer_seed(self.seed, i), begin, size))
+            width = out
+        return specs
+
+    def train_epoch(self, X, y, batch_size=32, loss="mse", optimizer=None, clip_norm=None, shuffle=True, seed=0):
+        """One epoch in ONE call into the C++ core, with the GIL released: shuffle, gather
+        each mini-batch, forward, loss, backward, optional clipping by global norm and the
+        optimizer update, with no allocation per step.
+
+        It equals a Python loop of ``train_step`` over the same batches, bitwise. The last
+        partial batch is trained on, except a batch of a single row when the model has
+        batch norm (its variance is zero): that row is dropped for this epoch (the next
+        epoch's shuffle gives it another place). If the loss or a gradient becomes
+        non-finite, the epoch stops BEFORE that update and ``diverged`` names the step
+        and the layer (-1: the loss).
+
+        Returns
+        -------
+        EpochResult(loss, steps, rows, diverged, bad_step, bad_layer, zero_fraction,
+        dead_units, grad_norm, weight_norm): ``loss`` is the mean batch loss weighted by
+        rows; per layer (NaN where a statistic does not apply): ``zero_fraction`` the share
+        of zero outputs of Dense/Activation layers (before any dropout), ``dead_units`` the
+        share of their units that never output a positive value, ``grad_norm`` the last
+        step's gradient norm, ``weight_norm`` at the end of the epoch.
+        """
+        from fastnn.optim import Optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn.optim optimizer, got {type(optimizer).__name__}")
+        if loss not in _LOSS_KINDS:
+            raise ValueError(f"loss must be one of {tuple(_LOSS_KINDS)}, got {loss!r}")
+        batch_size = _check_count("batch_size", batch_size)
+        x = self._input(X, "X")
+        n = x.shape[0]
+        target = as_numeric("y", y)
+        if target.shape[0] != n:
+            raise ValueError(f"y has {target.shape[0]} rows but X has {n}")
+        labels = None
+        if loss == "softmax_cross_entropy" and target.ndim == 1:
+            if target.dtype.kind == "f" and not np.all(target == np.round(target)):
+                raise ValueError("class-index labels must be integers")
+            labels = np.ascontiguousarray(target, dtype=np.int64)
+            if n and (labels.min() < 0 or labels.max() >= self.out_features):
+                raise ValueError(f"labels must be class indices in [0, {self.out_features})")
+            target = None
+        else:
+            if target.ndim == 1:
+                target = target.reshape(-1, 1)
+            if target.shape != (n, self.out_features):
+                raise ValueError(f"y must have shape ({n}, {self.out_features}), got {target.shape}")
+            target = to_kernel(target, self.dtype)
+        if clip_norm is not None:
+            from fastnn._checks import check_scalar
+            clip_norm = check_scalar("clip_norm", clip_norm, low=0.0)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        order = (np.random.Generator(np.random.Philox(int(seed))).permutation(n) if shuffle
+                 else np.arange(n)).astype(np.int64)
+        optimizer._prepare(self.params)
+        kind, states, hyper = optimizer._kernel()
+        has_bn = any(isinstance(l, BatchNorm) for l in self.layers)
+        r = _core.train_epoch(self.params, self.grads, self.buffers, self._layer_specs(), x, target, labels, order,
+                              batch_size, _LOSS_KINDS[loss], 1.0, kind, *states,
+                              self.weight_mask.view(np.uint8), hyper, optimizer.schedule._kernel(),
+                              optimizer.iterations, self.step, -1.0 if clip_norm is None else clip_norm, has_bn)
+        self.step += r["steps"]
+        optimizer.iterations += r["steps"]
+        dead = [float("nan") if f is None else float(1.0 - f.mean()) if f.size else float("nan")
+                for f in _per_layer(r["fired"], self.layers)]
+        return EpochResult(r["loss_sum"] / r["rows"] if r["rows"] else float("nan"), r["steps"], r["rows"],
+                           r["diverged"], r["bad_step"], r["bad_layer"], r["zero_fraction"], dead, r["grad_norm"],
+                           r["weight_norm"])
 
     def predict(self, x, batch_size=65536):
         """Inference (dropout off, batch norm on running statistics), in chunks of

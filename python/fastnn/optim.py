@@ -87,10 +87,14 @@ def clip_by_value(grads, lo, hi) -> None:
 
 
 class Schedule:
-    """A learning rate as a function of the update count (0 for the first update)."""
+    """A learning rate as a function of the update count (0 for the first update). The
+    built-in schedules are also evaluated inside the C++ epoch loop (``_kernel``)."""
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError
+
+    def _kernel(self) -> tuple:
+        raise TypeError(f"{type(self).__name__} has no C++ form: train_epoch takes the built-in schedules")
 
     def config(self) -> dict:
         return {"kind": type(self).__name__, **vars(self)}
@@ -102,6 +106,9 @@ class Constant(Schedule):
 
     def __call__(self, step):
         return self.lr
+
+    def _kernel(self):
+        return (0, self.lr, 0.0, 0.0, False)
 
 
 class ExponentialDecay(Schedule):
@@ -118,6 +125,9 @@ class ExponentialDecay(Schedule):
         p = step / self.decay_steps
         return self.lr * self.decay_rate ** (math.floor(p) if self.staircase else p)
 
+    def _kernel(self):
+        return (1, self.lr, self.decay_steps, self.decay_rate, self.staircase)
+
 
 class StepDecay(Schedule):
     """``lr * factor ** floor(step / step_size)``."""
@@ -129,6 +139,9 @@ class StepDecay(Schedule):
 
     def __call__(self, step):
         return self.lr * self.factor ** math.floor(step / self.step_size)
+
+    def _kernel(self):
+        return (2, self.lr, self.step_size, self.factor, False)
 
 
 class CosineDecay(Schedule):
@@ -142,6 +155,9 @@ class CosineDecay(Schedule):
     def __call__(self, step):
         t = min(step, self.decay_steps) / self.decay_steps
         return self.lr * ((1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * t)) + self.alpha)
+
+    def _kernel(self):
+        return (3, self.lr, self.decay_steps, self.alpha, False)
 
 
 _SCHEDULES = {cls.__name__: cls for cls in (Constant, ExponentialDecay, StepDecay, CosineDecay)}
@@ -180,6 +196,18 @@ class Optimizer:
         """The learning rate the next update will use."""
         return self.schedule(self.iterations)
 
+    def _prepare(self, params) -> None:
+        """Create the state on the first update; afterwards params must match it."""
+        if not isinstance(params, np.ndarray):
+            raise TypeError(f"params must be a numpy array (updated in place), got {type(params).__name__}")
+        if not self.state:
+            self._init_state(params)
+            return
+        first = next(iter(self.state.values()))
+        if first.shape != params.shape or first.dtype != params.dtype:
+            raise ValueError("params do not match this optimizer's state (another model?): "
+                             f"state is {first.dtype} {first.shape}, params {params.dtype} {params.shape}")
+
     def _init_state(self, params: np.ndarray) -> None:
         for name in self._state_names:
             self.state[name] = np.zeros_like(params)
@@ -190,19 +218,21 @@ class Optimizer:
             params, grads, mask = model.params, model.grads, model.weight_mask
         else:
             params, mask = model_or_params, None
-        if not isinstance(params, np.ndarray):
-            raise TypeError(f"params must be a numpy array (updated in place), got {type(params).__name__}")
-        if not self.state:
-            self._init_state(params)
-        elif next(iter(self.state.values())).shape != params.shape or \
-                next(iter(self.state.values())).dtype != params.dtype:
-            raise ValueError("params do not match this optimizer's state (another model?): "
-                             f"state is {next(iter(self.state.values())).shape}, params {params.shape}")
+        self._prepare(params)
         self._update(params, grads, mask, self.lr)
         self.iterations += 1
 
-    def _update(self, params, grads, mask, lr) -> None:
+    def _kernel(self) -> tuple:
+        """(OptimizerKind, [state0, state1, state2], hyperparameters) for the fused kernel;
+        the per-step learning rate and Adam step are added by the caller."""
         raise NotImplementedError
+
+    def _update(self, params, grads, mask, lr) -> None:
+        kind, states, hyper = self._kernel()
+        p = ops._flat("params", params, writes=True)
+        g = ops._flat("grads", grads, writes=False, dtype=p.dtype, n=p.shape[0])
+        hyper = dict(hyper, lr=float(lr), step=float(self.iterations + 1))
+        _core.optimizer_step(kind, p, g, *states, ops._weight_mask(mask, p.shape[0]), hyper)
 
     def state_dict(self) -> dict:
         return {"class": type(self).__name__, "iterations": self.iterations,
@@ -235,9 +265,9 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0")
         self._state_names = ("velocity",) if self.momentum > 0 else ()
 
-    def _update(self, params, grads, mask, lr):
-        ops.sgd_update(params, grads, lr, velocity=self.state.get("velocity"), momentum=self.momentum,
-                       nesterov=self.nesterov, l1=self.l1, l2=self.l2, weight_mask=mask)
+    def _kernel(self):
+        return (_core.OptimizerKind.sgd, [self.state.get("velocity"), None, None],
+                {"momentum": self.momentum, "nesterov": float(self.nesterov), "l1": self.l1, "l2": self.l2})
 
 
 class Adagrad(Optimizer):
@@ -254,9 +284,9 @@ class Adagrad(Optimizer):
     def _init_state(self, params):
         self.state["accumulator"] = np.full_like(params, self.initial_accumulator_value)
 
-    def _update(self, params, grads, mask, lr):
-        ops.adagrad_update(params, grads, self.state["accumulator"], lr, eps=self.eps, l1=self.l1, l2=self.l2,
-                           weight_mask=mask)
+    def _kernel(self):
+        return (_core.OptimizerKind.adagrad, [self.state["accumulator"], None, None],
+                {"eps": self.eps, "l1": self.l1, "l2": self.l2})
 
 
 class Adam(Optimizer):
@@ -275,10 +305,10 @@ class Adam(Optimizer):
         self.eps = check_scalar("eps", eps, low=0.0)
         self.weight_decay = 0.0
 
-    def _update(self, params, grads, mask, lr):
-        ops.adam_update(params, grads, self.state["m"], self.state["v"], self.iterations + 1, lr, beta1=self.beta1,
-                        beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay, l1=self.l1, l2=self.l2,
-                        weight_mask=mask)
+    def _kernel(self):
+        return (_core.OptimizerKind.adam, [self.state["m"], self.state["v"], None],
+                {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay,
+                 "l1": self.l1, "l2": self.l2})
 
 
 class AdamW(Adam):
@@ -304,8 +334,8 @@ class RMSProp(Optimizer):
         self._state_names = ("square_avg",) + (("momentum_buffer",) if self.momentum > 0 else ()) + \
             (("grad_avg",) if self.centered else ())
 
-    def _update(self, params, grads, mask, lr):
-        ops.rmsprop_update(params, grads, self.state["square_avg"], lr, rho=self.rho, eps=self.eps,
-                           momentum=self.momentum, momentum_buffer=self.state.get("momentum_buffer"),
-                           centered=self.centered, grad_avg=self.state.get("grad_avg"), l1=self.l1, l2=self.l2,
-                           weight_mask=mask)
+    def _kernel(self):
+        return (_core.OptimizerKind.rmsprop,
+                [self.state["square_avg"], self.state.get("momentum_buffer"), self.state.get("grad_avg")],
+                {"rho": self.rho, "eps": self.eps, "momentum": self.momentum, "centered": float(self.centered),
+                 "l1": self.l1, "l2": self.l2})

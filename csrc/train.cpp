@@ -1,0 +1,329 @@
+// The epoch loop behind Sequential.train_epoch (train.hpp). ISA-independent: every step
+// calls the active kernel table, exactly the kernels (and arguments) the per-call Python
+// path uses, so an epoch equals a Python loop of train_step over the same batches, bitwise.
+#include "train.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "dispatch.hpp"
+#include "threading.hpp"
+
+namespace fastnn {
+
+double Schedule::at(std::int64_t iteration) const {
+  const double t = double(iteration);
+  switch (kind) {
+    case ScheduleKind::constant: return lr;
+    case ScheduleKind::exponential: {
+      const double p = t / a;
+      return lr * std::pow(b, staircase ? std::floor(p) : p);
+    }
+    case ScheduleKind::step: return lr * std::pow(b, std::floor(t / a));
+    case ScheduleKind::cosine: {
+      const double u = std::min(t, a) / a;
+      return lr * ((1.0 - b) * 0.5 * (1.0 + std::cos(M_PI * u)) + b);
+    }
+  }
+  return lr;
+}
+
+namespace {
+
+template <typename T>
+std::unique_ptr<T[]> buffer(index_t count) {
+  return std::unique_ptr<T[]>(new T[size_t(std::max<index_t>(count, 1))]);
+}
+
+}  // namespace
+
+template <typename T>
+EpochResult train_epoch(const EpochArgs<T>& a) {
+  const auto& k = kernels().of<T>();
+  const index_t L = index_t(a.layers.size());
+  const index_t B = a.batch_size;
+  index_t width = a.in_features;
+  for (const auto& l : a.layers) width = std::max(width, l.out);
+
+  // Workspace, sized once for the largest batch.
+  std::vector<std::unique_ptr<T[]>> out(L), preact(L), stat_mean(L), stat_invstd(L);
+  std::vector<std::unique_ptr<std::uint8_t[]>> mask(L);
+  EpochResult r;
+  r.zero_fraction.assign(size_t(L), NAN);
+  r.grad_norm.assign(size_t(L), NAN);
+  r.weight_norm.assign(size_t(L), NAN);
+  r.fired_offset.assign(size_t(L) + 1, 0);
+  std::vector<double> zeros(size_t(L), 0.0), seen(size_t(L), 0.0);
+  for (index_t i = 0; i < L; ++i) {
+    const LayerSpec& l = a.layers[size_t(i)];
+    out[size_t(i)] = buffer<T>(B * l.out);
+    if (l.kind == LayerKind::dense && l.act == Activation::prelu) preact[size_t(i)] = buffer<T>(B * l.out);
+    if (l.kind == LayerKind::batchnorm) {
+      stat_mean[size_t(i)] = buffer<T>(l.out);
+      stat_invstd[size_t(i)] = buffer<T>(l.out);
+    }
+    if (l.kind == LayerKind::dropout) mask[size_t(i)] = buffer<std::uint8_t>((B * l.out + 7) / 8);
+    const bool tracked = l.kind == LayerKind::dense || l.kind == LayerKind::activation;
+    r.fired_offset[size_t(i) + 1] = r.fired_offset[size_t(i)] + (tracked ? l.out : 0);
+  }
+  r.fired.assign(size_t(r.fired_offset.back()), 0);
+  auto xb = buffer<T>(B * a.in_features);
+  auto yb = buffer<T>(a.y ? B * a.k : 0);
+  auto lb = buffer<std::int64_t>(a.labels ? B : 0);
+  auto g0 = buffer<T>(B * width), g1 = buffer<T>(B * width), dz = buffer<T>(B * width);
+  auto partials = buffer<double>(dense_backward_partials(B, width));
+  std::vector<const T*> input(static_cast<size_t>(L), nullptr), output(static_cast<size_t>(L), nullptr);
+
+  for (index_t b0 = 0; b0 < a.n; b0 += B) {
+    const index_t m = std::min(B, a.n - b0);
+    if (m == 1 && a.drop_single_row_batch) break;
+    // gather the batch
+    for (index_t r0 = 0; r0 < m; ++r0) {
+      const index_t src = a.order[b0 + r0];
+      std::memcpy(xb.get() + r0 * a.in_features, a.x + src * a.in_features, size_t(a.in_features) * sizeof(T));
+      if (a.y) std::memcpy(yb.get() + r0 * a.k, a.y + src * a.k, size_t(a.k) * sizeof(T));
+      if (a.labels) lb[size_t(r0)] = a.labels[src];
+    }
+    const std::uint64_t step = a.step + std::uint64_t(r.steps) + 1;
+    // forward
+    const T* h = xb.get();
+    index_t w = a.in_features;
+    for (index_t i = 0; i < L; ++i) {
+      const LayerSpec& l = a.layers[size_t(i)];
+      T* y = out[size_t(i)].get();
+      input[size_t(i)] = h;
+      switch (l.kind) {
+        case LayerKind::dense: {
+          GemmArgs<T> g;
+          g.m = m;
+          g.k = l.in;
+          g.n = l.out;
+          g.a = h;
+          g.rsa = l.in;
+          g.b = a.params + l.weight;
+          g.rsb = l.out;
+          g.c = y;
+          g.ldc = l.out;
+          g.bias = l.bias >= 0 ? a.params + l.bias : nullptr;
+          g.act = l.act;
+          g.alpha = T(l.alpha);
+          g.slope = l.slope >= 0 ? a.params + l.slope : nullptr;
+          g.preact = preact[size_t(i)].get();
+          g.ldz = l.out;
+          g.nthreads = threads_for(2.0 * double(m) * double(l.in) * double(l.out), kGemmFlopsPerThread);
+          k.gemm(g);
+          break;
+        }
+        case LayerKind::activation: {
+          ActArgs<T> f;
+          f.rows = m;
+          f.cols = w;
+          f.x = h;
+          f.out = y;
+          f.act = l.act;
+          f.alpha = T(l.alpha);
+          f.nthreads = threads_for(double(m) * double(w), kElementsPerThread);
+          k.act_forward(f);
+          break;
+        }
+        case LayerKind::batchnorm: {
+          BatchNormForwardArgs<T> f;
+          f.n = m;
+          f.c = w;
+          f.x = h;
+          f.gamma = a.params + l.gamma;
+          f.beta = a.params + l.beta;
+          f.y = y;
+          f.training = true;
+          f.mean = stat_mean[size_t(i)].get();
+          f.invstd = stat_invstd[size_t(i)].get();
+          f.running_mean = a.buffers + l.running_mean;
+          f.running_var = a.buffers + l.running_var;
+          f.eps = l.eps;
+          f.momentum = l.momentum;
+          f.nthreads = threads_for(double(m) * double(w), kElementsPerThread);
+          k.batchnorm_forward(f);
+          break;
+        }
+        case LayerKind::dropout: {
+          if (l.rate == 0.0) {
+            y = const_cast<T*>(h);  // identity: pass the input through
+            break;
+          }
+          DropoutArgs<T> f;
+          f.n = m * w;
+          f.x = h;
+          f.y = y;
+          f.mask_bits = mask[size_t(i)].get();
+          f.rate = l.rate;
+          f.seed = l.seed;
+          f.step = step;
+          f.nthreads = threads_for(double(m * w) * 4.0, kElementsPerThread);
+          k.dropout_forward(f);
+          break;
+        }
+      }
+      if (l.kind == LayerKind::dense || l.kind == LayerKind::activation) {  // before any dropout
+        std::uint8_t* fired = r.fired.data() + r.fired_offset[size_t(i)];
+        double z = 0.0;
+        for (index_t row = 0; row < m; ++row) {
+          const T* yr = y + row * l.out;
+          for (index_t j = 0; j < l.out; ++j) {
+            z += yr[j] == T(0) ? 1.0 : 0.0;
+            fired[j] |= std::uint8_t(yr[j] > T(0));
+          }
+        }
+        zeros[size_t(i)] += z;
+        seen[size_t(i)] += double(m) * double(l.out);
+      }
+      output[size_t(i)] = y;
+      h = y;
+      w = l.kind == LayerKind::dense ? l.out : w;
+    }
+    // loss and its gradient
+    LossArgs<T> la;
+    la.kind = a.loss;
+    la.n = m;
+    la.k = w;
+    la.pred = h;
+    la.target = a.y ? yb.get() : nullptr;
+    la.labels = a.labels ? lb.get() : nullptr;
+    la.weight_sum = double(m);
+    la.delta = a.delta;
+    la.grad = g0.get();
+    la.nthreads = threads_for(double(m) * double(w) * 8.0, kElementsPerThread);
+    const double loss = k.loss(la);
+    if (!std::isfinite(loss)) {
+      r.diverged = true;
+      r.bad_step = r.steps;
+      r.bad_layer = -1;
+      break;
+    }
+    // backward
+    T* g = g0.get();
+    T* spare = g1.get();
+    for (index_t i = L - 1; i >= 0; --i) {
+      const LayerSpec& l = a.layers[size_t(i)];
+      const index_t wi = l.kind == LayerKind::dense ? l.in : l.out;
+      T* next = spare;
+      switch (l.kind) {
+        case LayerKind::dense: {
+          DenseBackwardArgs<T> d;
+          d.n = m;
+          d.ic = l.in;
+          d.oc = l.out;
+          d.dy = g;
+          d.x = input[size_t(i)];
+          d.w = a.params + l.weight;
+          d.y = output[size_t(i)];
+          d.z = preact[size_t(i)].get();
+          d.slope = l.slope >= 0 ? a.params + l.slope : nullptr;
+          d.act = l.act;
+          d.alpha = T(l.alpha);
+          d.dx = i > 0 ? next : nullptr;
+          d.dw = a.grads + l.weight;
+          d.db = l.bias >= 0 ? a.grads + l.bias : nullptr;
+          d.dslope = l.slope >= 0 ? a.grads + l.slope : nullptr;
+          d.dz_workspace = dz.get();
+          d.partials_workspace = partials.get();
+          d.nthreads = max_threads();
+          k.dense_backward(d);
+          break;
+        }
+        case LayerKind::activation: {
+          ActBackwardArgs<T> d;
+          d.rows = m;
+          d.cols = wi;
+          d.dy = g;
+          d.y = output[size_t(i)];
+          d.act = l.act;
+          d.alpha = T(l.alpha);
+          d.dz = next;
+          d.nthreads = threads_for(double(m) * double(wi), kElementsPerThread);
+          k.act_backward(d);
+          break;
+        }
+        case LayerKind::batchnorm: {
+          BatchNormBackwardArgs<T> d;
+          d.n = m;
+          d.c = wi;
+          d.dy = g;
+          d.x = input[size_t(i)];
+          d.gamma = a.params + l.gamma;
+          d.mean = stat_mean[size_t(i)].get();
+          d.invstd = stat_invstd[size_t(i)].get();
+          d.dx = next;
+          d.dgamma = a.grads + l.gamma;
+          d.dbeta = a.grads + l.beta;
+          d.nthreads = threads_for(double(m) * double(wi), kElementsPerThread);
+          k.batchnorm_backward(d);
+          break;
+        }
+        case LayerKind::dropout: {
+          if (l.rate == 0.0) {
+            next = g;  // identity
+            break;
+          }
+          DropoutArgs<T> d;
+          d.n = m * wi;
+          d.x = g;
+          d.y = next;
+          d.mask_in = mask[size_t(i)].get();
+          d.rate = l.rate;
+          d.seed = l.seed;
+          d.step = step;
+          d.nthreads = threads_for(double(m * wi), kElementsPerThread);
+          k.dropout_backward(d);
+          break;
+        }
+      }
+      if (next != g) {
+        spare = g;
+        g = next;
+      }
+    }
+    // per-layer gradient norms: a non-finite one stops the epoch before the update
+    bool bad = false;
+    for (index_t i = 0; i < L && !bad; ++i) {
+      const LayerSpec& l = a.layers[size_t(i)];
+      if (l.param_size == 0) continue;
+      const double s = k.sum_squares(a.grads + l.param_begin, l.param_size, 1);
+      r.grad_norm[size_t(i)] = std::sqrt(s);
+      if (!std::isfinite(s)) {
+        r.diverged = true;
+        r.bad_step = r.steps;
+        r.bad_layer = i;
+        bad = true;
+      }
+    }
+    if (bad) break;
+    if (a.clip_norm >= 0.0) {  // as optim.clip_by_global_norm: one exact factor for all
+      const double norm = std::sqrt(k.sum_squares(a.grads, a.n_params, threads_for(double(a.n_params), kElementsPerThread)));
+      if (norm > a.clip_norm) k.scale(a.grads, a.n_params, T(a.clip_norm / norm), threads_for(double(a.n_params), kElementsPerThread));
+    }
+    OptimizerArgs<T> o = a.optimizer;
+    o.n = a.n_params;
+    o.params = a.params;
+    o.grads = a.grads;
+    o.lr = a.schedule.at(a.iteration + r.steps);
+    o.step = a.iteration + r.steps + 1;
+    o.nthreads = threads_for(double(a.n_params), kElementsPerThread);
+    k.optimizer_step(o);
+    r.loss_sum += loss * double(m);
+    r.rows += m;
+    r.steps += 1;
+  }
+  for (index_t i = 0; i < L; ++i) {
+    const LayerSpec& l = a.layers[size_t(i)];
+    if (seen[size_t(i)] > 0) r.zero_fraction[size_t(i)] = zeros[size_t(i)] / seen[size_t(i)];
+    if (l.param_size > 0) r.weight_norm[size_t(i)] = std::sqrt(k.sum_squares(a.params + l.param_begin, l.param_size, 1));
+  }
+  return r;
+}
+
+template EpochResult train_epoch<float>(const EpochArgs<float>&);
+template EpochResult train_epoch<double>(const EpochArgs<double>&);
+
+}  // namespace fastnn

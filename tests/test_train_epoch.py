@@ -1,0 +1,147 @@
+"""Sequential.train_epoch: one C++ call per epoch that equals a Python loop of train_step
+over the same shuffled batches, bitwise; statistics; the stop on a non-finite loss or
+gradient; the single-row last batch with batch norm; bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn, optim
+
+
+def make(seed=1, dtype=np.float32):
+    return nn.Sequential([
+        nn.Dense(4, 16, activation="relu"), nn.BatchNorm(16), nn.Dropout(0.2),
+        nn.Dense(16, 8, activation="prelu"), nn.Activation("tanh"), nn.Dense(8, 1),
+    ], seed=seed, dtype=dtype)
+
+
+def data(n=203, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    return x, (x[:, 0] * x[:, 1] + 0.1 * x[:, 2]).astype(np.float32)
+
+
+def python_epoch(model, opt, x, y, batch_size, seed, clip_norm, shuffle=True, loss="mse"):
+    order = np.random.Generator(np.random.Philox(seed)).permutation(len(x)) if shuffle else np.arange(len(x))
+    total = rows = 0
+    for start in range(0, len(x), batch_size):
+        idx = order[start:start + batch_size]
+        if len(idx) == 1:
+            break  # the model has batch norm: a one-row batch is dropped
+        total += model.train_step(x[idx], y[idx], loss=loss, optimizer=opt, clip_norm=clip_norm) * len(idx)
+        rows += len(idx)
+    return total / rows
+
+
+@pytest.mark.parametrize("make_opt", [lambda: optim.Adam(lr=optim.CosineDecay(0.01, 50)),
+                                      lambda: optim.SGD(lr=0.05, momentum=0.9, l2=1e-3),
+                                      lambda: optim.Adagrad(lr=optim.StepDecay(0.05, 5, 0.5))])
+@pytest.mark.parametrize("clip_norm", [None, 0.5])
+def test_equals_a_python_loop_of_train_step(simd, make_opt, clip_norm):
+    x, y = data()
+    a, b = make(), make()
+    oa, ob = make_opt(), make_opt()
+    for epoch in range(2):
+        r = a.train_epoch(x, y, batch_size=32, optimizer=oa, clip_norm=clip_norm, seed=epoch)
+        expected = python_epoch(b, ob, x, y, 32, epoch, clip_norm)
+        assert r.loss == expected
+        assert np.array_equal(a.params, b.params)
+        assert np.array_equal(a.buffers, b.buffers)
+        assert a.step == b.step and oa.iterations == ob.iterations
+    assert r.steps == 7 and r.rows == 203 and not r.diverged
+
+
+def test_bitwise_identical_for_any_thread_count():
+    x, y = data(1500)
+    results = []
+    for threads in (1, 2, 3):
+        m = make()
+        with fastnn.threads(threads):
+            m.train_epoch(x, y, batch_size=64, optimizer=optim.Adam(), seed=3)
+        results.append(m.params.copy())
+    assert all(np.array_equal(r, results[0]) for r in results)
+
+
+def test_softmax_cross_entropy_with_labels():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 4)).astype(np.float32)
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
+    m = nn.Sequential([nn.Dense(4, 32, activation="relu"), nn.Dense(32, 3)], seed=0)
+    opt = optim.Adam(lr=0.01)
+    first = m.train_epoch(x, labels, batch_size=32, loss="softmax_cross_entropy", optimizer=opt).loss
+    for epoch in range(20):
+        last = m.train_epoch(x, labels, batch_size=32, loss="softmax_cross_entropy", optimizer=opt, seed=epoch).loss
+    assert last < 0.5 * first
+    assert (m.predict(x).argmax(axis=1) == labels).mean() > 0.9
+
+
+def test_statistics_before_dropout():
+    x, y = data(512)
+    m = nn.Sequential([nn.Dense(4, 64, activation="relu"), nn.Dropout(0.5), nn.Dense(64, 1)], seed=0)
+    r = m.train_epoch(x, y, batch_size=512, optimizer=optim.SGD(lr=0.0), shuffle=False)
+    h = np.maximum(x @ m.named_params()["0.weight"] + m.named_params()["0.bias"], 0)
+    assert r.zero_fraction[0] == pytest.approx((h == 0).mean())  # dropout zeros are not counted
+    assert r.dead_units[0] == pytest.approx((h <= 0).all(axis=0).mean())
+    assert np.isnan(r.zero_fraction[1]) and np.isnan(r.grad_norm[1])
+    assert r.weight_norm[0] == pytest.approx(np.sqrt((m.params[:4 * 64 + 64].astype(np.float64) ** 2).sum()))
+
+
+def test_dead_layer_is_reported():
+    x, y = data(256)
+    m = nn.Sequential([nn.Dense(4, 8, activation="relu"), nn.Dense(8, 1)], seed=0)
+    m.named_params()["0.bias"][...] = -100.0  # every unit outputs 0
+    r = m.train_epoch(x, y, batch_size=64, optimizer=optim.SGD(lr=0.01))
+    assert r.zero_fraction[0] == 1.0 and r.dead_units[0] == 1.0
+
+
+def test_stops_before_a_non_finite_update():
+    x, y = data(256)
+    m = nn.Sequential([nn.Dense(4, 8, activation="relu"), nn.Dense(8, 1)], seed=0)
+    y = y.copy()
+    y[100] = np.nan  # the batch holding row 100 has a NaN loss
+    opt = optim.Adam()
+    r = m.train_epoch(x, y, batch_size=64, optimizer=opt, shuffle=False)
+    assert r.diverged and r.bad_step == 1 and r.bad_layer == -1
+    assert r.steps == 1 and opt.iterations == 1
+    assert np.isfinite(m.params).all()
+    m2 = nn.Sequential([nn.Dense(4, 8, activation="relu"), nn.Dense(8, 1)], seed=0)
+    x2 = x.copy()
+    x2[5, 0] = np.inf
+    r2 = m2.train_epoch(x2, data(256)[1], batch_size=64, optimizer=optim.Adam(), shuffle=False)
+    assert r2.diverged and r2.bad_step == 0 and np.isfinite(m2.params).all()
+
+
+def test_single_row_last_batch_with_batch_norm_is_dropped():
+    x, y = data(65)
+    m = nn.Sequential([nn.Dense(4, 8), nn.BatchNorm(8), nn.Dense(8, 1)], seed=0)
+    r = m.train_epoch(x, y, batch_size=32, optimizer=optim.SGD(lr=0.01))
+    assert r.steps == 2 and r.rows == 64
+    plain = nn.Sequential([nn.Dense(4, 8), nn.Dense(8, 1)], seed=0)
+    r = plain.train_epoch(x, y, batch_size=32, optimizer=optim.SGD(lr=0.01))
+    assert r.steps == 3 and r.rows == 65
+
+
+def test_bad_input():
+    x, y = data(50)
+    m = make()
+    opt = optim.Adam()
+    with pytest.raises(ValueError, match="X has 3 features, but the model takes 4"):
+        m.train_epoch(x[:, :3], y, optimizer=opt)
+    with pytest.raises(ValueError, match="y has 49 rows but X has 50"):
+        m.train_epoch(x, y[:49], optimizer=opt)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        m.train_epoch(x, y, batch_size=0, optimizer=opt)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        m.train_epoch(x, y, loss="mae", optimizer=opt)
+    with pytest.raises(TypeError, match="optimizer must be a fastnn.optim optimizer"):
+        m.train_epoch(x, y, optimizer="adam")
+    with pytest.raises(ValueError, match=r"y must have shape \(50, 1\)"):
+        m.train_epoch(x, np.ones((50, 2)), optimizer=opt)
+    with pytest.raises(ValueError, match="clip_norm must be >= 0"):
+        m.train_epoch(x, y, optimizer=opt, clip_norm=-1)
+    with pytest.raises(ValueError, match="another model"):
+        small = nn.Sequential([nn.Dense(4, 1)], seed=0)
+        small.train_epoch(x, y, optimizer=opt)
+        make().train_epoch(x, y, optimizer=opt)
