@@ -37,6 +37,22 @@ std::unique_ptr<T[]> buffer(index_t count) {
   return std::unique_ptr<T[]>(new T[size_t(std::max<index_t>(count, 1))]);
 }
 
+// Zero outputs of a (rows, cols) activation block, and fired[j] |= (some output of unit j
+// > 0). Restrict-qualified locals so the loops vectorize (a uint8_t store could otherwise
+// alias anything).
+template <typename T>
+index_t activation_stats(const T* __restrict y, index_t rows, index_t cols, std::uint8_t* __restrict fired) {
+  index_t zeros = 0;
+  for (index_t r = 0; r < rows; ++r) {
+    const T* __restrict yr = y + r * cols;
+    for (index_t j = 0; j < cols; ++j) {
+      zeros += yr[j] == T(0) ? 1 : 0;
+      fired[j] |= std::uint8_t(yr[j] > T(0));
+    }
+  }
+  return zeros;
+}
+
 }  // namespace
 
 template <typename T>
@@ -166,16 +182,7 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
         }
       }
       if (l.kind == LayerKind::dense || l.kind == LayerKind::activation) {  // before any dropout
-        std::uint8_t* fired = r.fired.data() + r.fired_offset[size_t(i)];
-        double z = 0.0;
-        for (index_t row = 0; row < m; ++row) {
-          const T* yr = y + row * l.out;
-          for (index_t j = 0; j < l.out; ++j) {
-            z += yr[j] == T(0) ? 1.0 : 0.0;
-            fired[j] |= std::uint8_t(yr[j] > T(0));
-          }
-        }
-        zeros[size_t(i)] += z;
+        zeros[size_t(i)] += double(activation_stats(y, m, l.out, r.fired.data() + r.fired_offset[size_t(i)]));
         seen[size_t(i)] += double(m) * double(l.out);
       }
       output[size_t(i)] = y;

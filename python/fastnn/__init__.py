@@ -8,8 +8,19 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 
 from fastnn import _core
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
-from fastnn import nn, ops, optim, preprocessing
+from fastnn import nn, ops, optim
 from fastnn.nn import Sequential
+
+
+
+def __getattr__(name):
+    # fastnn.preprocessing builds on scikit-learn, whose import takes about a second:
+    # load it on first use, not with every `import fastnn` (PEP 562).
+    if name == "preprocessing":
+        import importlib
+        return importlib.import_module("fastnn.preprocessing")
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
 
 try:
     __version__ = _dist_version("fastnn")
