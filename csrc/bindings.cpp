@@ -359,7 +359,7 @@ void dropout_typed(const py::object& x, const py::object& y, const py::object& m
   a.rate = rate;
   a.seed = seed;
   a.step = step;
-  a.nthreads = threads_for(double(n) * 4.0, kElementsPerThread);  // Philox costs a few flops per element
+  a.nthreads = threads_for(double(n), kElementsPerThread);
   const auto& k = kernels().of<T>();
   py::gil_scoped_release release;
   if (backward) k.dropout_backward(a); else k.dropout_forward(a);

@@ -176,7 +176,7 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
           f.rate = l.rate;
           f.seed = l.seed;
           f.step = step;
-          f.nthreads = threads_for(double(m * w) * 4.0, kElementsPerThread);
+          f.nthreads = threads_for(double(m * w), kElementsPerThread);
           k.dropout_forward(f);
           break;
         }
