@@ -165,5 +165,9 @@ def test_bad_layers_and_inputs():
         m.backward(np.ones((4, 3)))
     with pytest.raises(ValueError, match="loss must be one of"):
         m.train_step(np.ones((4, 3)), np.ones((4, 2)), loss="mae", optimizer=optim.SGD())
-    with pytest.raises(ValueError, match="y has 5 rows but x has 4"):
+    with pytest.raises(ValueError, match="y has 5 rows but X has 4"):
         m.train_step(np.ones((4, 3)), np.ones((5, 2)), optimizer=optim.SGD())
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        m.train_step(np.ones((1, 3)), np.ones((1, 2)), optimizer=optim.SGD())
+    with pytest.raises(FloatingPointError, match="the loss is not finite"):
+        m.train_step(np.ones((4, 3)), np.full((4, 2), np.nan), optimizer=optim.SGD())

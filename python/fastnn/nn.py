@@ -243,14 +243,6 @@ class Dropout(Layer):
         return f"rate={self.rate}"
 
 
-_LOSSES = {
-    "mse": ops.mse_loss,
-    "huber": ops.huber_loss,
-    "bce": ops.binary_cross_entropy_with_logits,
-    "softmax_cross_entropy": ops.softmax_cross_entropy_with_logits,
-}
-
-
 _LOSS_KINDS = {
     "mse": _core.LossKind.mse,
     "huber": _core.LossKind.huber,
@@ -406,35 +398,20 @@ class Sequential:
             g = self.layers[i].backward(g, self._caches[i], need_grad_x=True)
         return g
 
-    def train_step(self, x, y, loss="mse", optimizer=None, clip_norm=None, sample_weight=None):
-        """One update: forward (training), loss, backward, optional clipping by global norm,
-        and ``optimizer.step(self)``. Returns the loss before the update.
-
-        (This release orchestrates the kernels from Python; a single call into the core,
-        like ``train_epoch``, is the next step.)"""
-        if optimizer is None:
-            raise ValueError("train_step needs an optimizer (e.g. fastnn.optim.Adam())")
-        loss_fn = _LOSSES.get(loss) if isinstance(loss, str) else None
-        if loss_fn is None:
-            raise ValueError(f"loss must be one of {tuple(_LOSSES)}, got {loss!r}")
+    def train_step(self, x, y, loss="mse", optimizer=None, clip_norm=None):
+        """One update in one call into the core: forward (training), loss, backward,
+        optional clipping by global norm and ``optimizer.step``. Returns the loss before
+        the update. A non-finite loss or gradient raises ``FloatingPointError`` and leaves
+        the model untouched."""
         x = self._input(x)
-        target = as_numeric("y", y)
-        if target.shape[0] != x.shape[0]:
-            raise ValueError(f"y has {target.shape[0]} rows but x has {x.shape[0]}")
-        out = self.forward(x, training=True)
-        if loss in ("mse", "huber", "bce") and target.ndim == 1 and self.out_features == 1:
-            target = target.reshape(-1, 1)
-        value, grad = loss_fn(out, target, sample_weight=sample_weight)
-        if not np.isfinite(value):
-            raise FloatingPointError(f"the loss is {value}: not updating the model")
-        self.backward(grad)
-        if clip_norm is not None:
-            from fastnn.optim import clip_by_global_norm
-            norm = clip_by_global_norm(self.grads, clip_norm)
-            if not math.isfinite(norm):
-                raise FloatingPointError(f"the gradient norm is {norm}: not updating the model")
-        optimizer.step(self)
-        return value
+        if x.shape[0] < 2 and any(isinstance(l, BatchNorm) for l in self.layers):
+            raise ValueError("batch norm training needs at least 2 rows: the variance of 1 row is zero")
+        r = self.train_epoch(x, y, batch_size=max(1, x.shape[0]), loss=loss, optimizer=optimizer,
+                             clip_norm=clip_norm, shuffle=False)
+        if r.diverged:
+            where = "the loss" if r.bad_layer < 0 else f"the gradient of layer {r.bad_layer}"
+            raise FloatingPointError(f"{where} is not finite: the model was not updated")
+        return r.loss
 
     def _layer_specs(self):
         """The layers as the C++ epoch loop sees them: offsets into the flat buffers."""
