@@ -323,6 +323,7 @@ class Sequential:
         for layer in layers:
             layer._init(rng, self.dtype)
         self._caches = None
+        self._specs = None
 
     def _allocate(self):
         p_specs = [(i, s) for i, l in enumerate(self.layers) for s in l.param_specs()]
@@ -502,7 +503,9 @@ class Sequential:
         optimizer._prepare(self.params)
         kind, states, hyper = optimizer._kernel()
         has_bn = any(isinstance(l, BatchNorm) for l in self.layers)
-        r = _core.train_epoch(self.params, self.grads, self.buffers, self._layer_specs(), x, target, labels, order,
+        if self._specs is None:  # offsets are fixed once the buffers exist: build the list once
+            self._specs = self._layer_specs()
+        r = _core.train_epoch(self.params, self.grads, self.buffers, self._specs, x, target, labels, order,
                               batch_size, _LOSS_KINDS[loss], 1.0, kind, *states,
                               self.weight_mask.view(np.uint8), hyper, optimizer.schedule._kernel(),
                               optimizer.iterations, self.step, -1.0 if clip_norm is None else clip_norm, has_bn)
