@@ -53,6 +53,21 @@ index_t activation_stats(const T* __restrict y, index_t rows, index_t cols, std:
   return zeros;
 }
 
+// A dropout layer's kernel arguments for n elements at one training step (forward: x -> y;
+// backward: dy -> dx, same mask key).
+template <typename T>
+DropoutArgs<T> dropout_args(const LayerSpec& l, index_t n, std::uint64_t step, const T* in, T* out) {
+  DropoutArgs<T> a;
+  a.n = n;
+  a.x = in;
+  a.y = out;
+  a.rate = l.rate;
+  a.seed = l.seed;
+  a.step = step;
+  a.nthreads = threads_for(double(n), kElementsPerThread);
+  return a;
+}
+
 }  // namespace
 
 template <typename T>
@@ -168,15 +183,8 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
             y = const_cast<T*>(h);  // identity: pass the input through
             break;
           }
-          DropoutArgs<T> f;
-          f.n = m * w;
-          f.x = h;
-          f.y = y;
+          DropoutArgs<T> f = dropout_args(l, m * w, step, h, y);
           f.mask_bits = mask[size_t(i)].get();
-          f.rate = l.rate;
-          f.seed = l.seed;
-          f.step = step;
-          f.nthreads = threads_for(double(m * w), kElementsPerThread);
           k.dropout_forward(f);
           break;
         }
@@ -273,15 +281,8 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
             next = g;  // identity
             break;
           }
-          DropoutArgs<T> d;
-          d.n = m * wi;
-          d.x = g;
-          d.y = next;
+          DropoutArgs<T> d = dropout_args(l, m * wi, step, g, next);
           d.mask_in = mask[size_t(i)].get();
-          d.rate = l.rate;
-          d.seed = l.seed;
-          d.step = step;
-          d.nthreads = threads_for(double(m * wi), kElementsPerThread);
           k.dropout_backward(d);
           break;
         }
