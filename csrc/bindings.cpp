@@ -524,11 +524,11 @@ void optimizer_step(OptimizerKind kind, const py::object& params, const py::obje
 template <typename T>
 py::dict train_epoch_typed(const py::object& params, const py::object& grads, const py::object& buffers,
                            const py::list& layers, const py::object& x, const py::object& y, const py::object& labels,
-                           const py::object& order, index_t batch_size, LossKind loss, double delta,
-                           OptimizerKind opt_kind, const py::object& state0, const py::object& state1,
+                           const py::object& weights, const py::object& order, index_t batch_size, LossKind loss,
+                           double delta, OptimizerKind opt_kind, const py::object& state0, const py::object& state1,
                            const py::object& state2, const py::object& weight_mask, const py::dict& hyper,
                            const py::tuple& schedule, std::int64_t iteration, std::uint64_t step, double clip_norm,
-                           bool drop_single_row_batch) {
+                           bool drop_single_row_batch, bool skip_nonfinite, index_t max_batches, bool statistics) {
   EpochArgs<T> a;
   a.n_params = dim(params, 0);
   a.params = checked<T>(params, "params", {a.n_params}, true);
@@ -543,6 +543,7 @@ py::dict train_epoch_typed(const py::object& params, const py::object& grads, co
     a.y = checked<T>(y, "y", {a.n, a.k}, false);
   }
   a.labels = optional_checked<std::int64_t>(labels, "labels", {a.n}, false);
+  a.weights = optional_checked<T>(weights, "weights", {a.n}, false);
   a.order = checked<std::int64_t>(order, "order", {a.n}, false);
   for (index_t i = 0; i < a.n; ++i)
     if (a.order[i] < 0 || a.order[i] >= a.n) throw py::value_error("order must be a permutation of the rows");
@@ -610,6 +611,9 @@ py::dict train_epoch_typed(const py::object& params, const py::object& grads, co
   a.step = step;
   a.clip_norm = clip_norm;
   a.drop_single_row_batch = drop_single_row_batch;
+  a.skip_nonfinite = skip_nonfinite;
+  a.max_batches = max_batches;
+  a.statistics = statistics;
   EpochResult r;
   {
     py::gil_scoped_release release;
@@ -619,12 +623,14 @@ py::dict train_epoch_typed(const py::object& params, const py::object& grads, co
   d["loss_sum"] = r.loss_sum;
   d["rows"] = r.rows;
   d["steps"] = r.steps;
+  d["skipped"] = r.skipped;
   d["diverged"] = r.diverged;
   d["bad_step"] = r.bad_step;
   d["bad_layer"] = r.bad_layer;
   d["zero_fraction"] = r.zero_fraction;
   d["grad_norm"] = r.grad_norm;
   d["weight_norm"] = r.weight_norm;
+  d["update_ratio"] = r.update_ratio;
   py::list fired;
   for (size_t i = 0; i + 1 < r.fired_offset.size(); ++i) {
     py::array_t<bool> f(r.fired_offset[i + 1] - r.fired_offset[i]);
@@ -637,19 +643,19 @@ py::dict train_epoch_typed(const py::object& params, const py::object& grads, co
 
 py::dict train_epoch_any(const py::object& params, const py::object& grads, const py::object& buffers,
                          const py::list& layers, const py::object& x, const py::object& y, const py::object& labels,
-                         const py::object& order, index_t batch_size, LossKind loss, double delta,
-                         OptimizerKind opt_kind, const py::object& state0, const py::object& state1,
+                         const py::object& weights, const py::object& order, index_t batch_size, LossKind loss,
+                         double delta, OptimizerKind opt_kind, const py::object& state0, const py::object& state1,
                          const py::object& state2, const py::object& weight_mask, const py::dict& hyper,
                          const py::tuple& schedule, std::int64_t iteration, std::uint64_t step, double clip_norm,
-                         bool drop_single_row_batch) {
+                         bool drop_single_row_batch, bool skip_nonfinite, index_t max_batches, bool statistics) {
   require_1d(params, "params");
   require_2d(x, "x");
   if (!y.is_none()) require_2d(y, "y");
   auto call = [&](auto tag) {
     using T = decltype(tag);
-    return train_epoch_typed<T>(params, grads, buffers, layers, x, y, labels, order, batch_size, loss, delta, opt_kind,
-                                state0, state1, state2, weight_mask, hyper, schedule, iteration, step, clip_norm,
-                                drop_single_row_batch);
+    return train_epoch_typed<T>(params, grads, buffers, layers, x, y, labels, weights, order, batch_size, loss, delta,
+                                opt_kind, state0, state1, state2, weight_mask, hyper, schedule, iteration, step,
+                                clip_norm, drop_single_row_batch, skip_nonfinite, max_batches, statistics);
   };
   return is_f64(params) ? call(double()) : call(float());
 }
@@ -780,10 +786,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("state1"), py::arg("state2"), py::arg("weight_mask"), py::arg("hyper"));
   bind_preprocessing(m);
   m.def("train_epoch", &train_epoch_any, py::arg("params"), py::arg("grads"), py::arg("buffers"), py::arg("layers"),
-        py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("order"), py::arg("batch_size"), py::arg("loss"),
-        py::arg("delta"), py::arg("optimizer"), py::arg("state0"), py::arg("state1"), py::arg("state2"),
-        py::arg("weight_mask"), py::arg("hyper"), py::arg("schedule"), py::arg("iteration"), py::arg("step"),
-        py::arg("clip_norm"), py::arg("drop_single_row_batch"));
+        py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("weights"), py::arg("order"), py::arg("batch_size"),
+        py::arg("loss"), py::arg("delta"), py::arg("optimizer"), py::arg("state0"), py::arg("state1"),
+        py::arg("state2"), py::arg("weight_mask"), py::arg("hyper"), py::arg("schedule"), py::arg("iteration"),
+        py::arg("step"), py::arg("clip_norm"), py::arg("drop_single_row_batch"), py::arg("skip_nonfinite"),
+        py::arg("max_batches"), py::arg("statistics"));
   m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("out"), py::arg("activation"),
         py::arg("alpha"), py::arg("slope"));
   m.def("activation_backward", &activation_backward, py::arg("grad_out"), py::arg("out"), py::arg("preact"),

@@ -68,6 +68,41 @@ DropoutArgs<T> dropout_args(const LayerSpec& l, index_t n, std::uint64_t step, c
   return a;
 }
 
+index_t buffer_count(const std::vector<LayerSpec>& layers) {
+  index_t end = 0;
+  for (const auto& l : layers)
+    if (l.kind == LayerKind::batchnorm) end = std::max({end, l.running_mean + l.out, l.running_var + l.out});
+  return end;
+}
+
+// The first layer whose gradient is not finite (-1 when none is: cannot happen when the
+// total is not finite, but keeps the caller honest).
+template <typename T>
+index_t first_nonfinite_layer(const TypedKernels<T>& k, const EpochArgs<T>& a) {
+  for (index_t i = 0; i < index_t(a.layers.size()); ++i) {
+    const LayerSpec& l = a.layers[size_t(i)];
+    if (l.param_size > 0 && !std::isfinite(k.sum_squares(a.grads + l.param_begin, l.param_size, 1))) return i;
+  }
+  return -1;
+}
+
+// Per layer: |params - before| / |before| over the layer's parameters (once per epoch, so a
+// plain float64 loop).
+template <typename T>
+void update_ratios(const EpochArgs<T>& a, const T* before, std::vector<double>& ratio) {
+  for (size_t i = 0; i < a.layers.size(); ++i) {
+    const LayerSpec& l = a.layers[i];
+    if (l.param_size == 0) continue;
+    double delta = 0.0, base = 0.0;
+    for (index_t j = l.param_begin; j < l.param_begin + l.param_size; ++j) {
+      const double d = double(a.params[j]) - double(before[j]);
+      delta += d * d;
+      base += double(before[j]) * double(before[j]);
+    }
+    ratio[i] = base > 0.0 ? std::sqrt(delta / base) : NAN;
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -85,6 +120,8 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
   r.zero_fraction.assign(size_t(L), NAN);
   r.grad_norm.assign(size_t(L), NAN);
   r.weight_norm.assign(size_t(L), NAN);
+  r.update_ratio.assign(size_t(L), NAN);
+  std::vector<double> grad_norm_sum(size_t(L), 0.0), step_norm(size_t(L), 0.0);
   r.fired_offset.assign(size_t(L) + 1, 0);
   std::vector<double> zeros(size_t(L), 0.0), seen(size_t(L), 0.0);
   for (index_t i = 0; i < L; ++i) {
@@ -103,21 +140,50 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
   auto xb = buffer<T>(B * a.in_features);
   auto yb = buffer<T>(a.y ? B * a.k : 0);
   auto lb = buffer<std::int64_t>(a.labels ? B : 0);
+  auto wb = buffer<T>(a.weights ? B : 0);
+  // Running statistics before each batch: a batch that is not trained on (non-finite loss or
+  // gradient) must leave no trace in them either.
+  const index_t n_buffers = buffer_count(a.layers);
+  auto buffers_before = buffer<T>(n_buffers);
+  // The parameters before the epoch's last update, for the update-to-weight ratio.
+  auto params_before = buffer<T>(a.n_params);
   auto g0 = buffer<T>(B * width), g1 = buffer<T>(B * width), dz = buffer<T>(B * width);
   auto partials = buffer<double>(dense_backward_partials(B, width));
   std::vector<const T*> input(static_cast<size_t>(L), nullptr), output(static_cast<size_t>(L), nullptr);
 
+  index_t batches = 0;
   for (index_t b0 = 0; b0 < a.n; b0 += B) {
     const index_t m = std::min(B, a.n - b0);
     if (m == 1 && a.drop_single_row_batch) break;
+    if (a.max_batches >= 0 && batches >= a.max_batches) break;
+    const index_t rest = a.n - (b0 + m);
+    const bool last = rest == 0 || (rest == 1 && a.drop_single_row_batch) ||
+                      (a.max_batches >= 0 && batches + 1 == a.max_batches);
+    ++batches;
     // gather the batch
     for (index_t r0 = 0; r0 < m; ++r0) {
       const index_t src = a.order[b0 + r0];
       std::memcpy(xb.get() + r0 * a.in_features, a.x + src * a.in_features, size_t(a.in_features) * sizeof(T));
       if (a.y) std::memcpy(yb.get() + r0 * a.k, a.y + src * a.k, size_t(a.k) * sizeof(T));
       if (a.labels) lb[size_t(r0)] = a.labels[src];
+      if (a.weights) wb[size_t(r0)] = a.weights[src];
     }
-    const std::uint64_t step = a.step + std::uint64_t(r.steps) + 1;
+    const std::uint64_t step = a.step + std::uint64_t(batches);
+    if (n_buffers > 0) std::memcpy(buffers_before.get(), a.buffers, size_t(n_buffers) * sizeof(T));
+    // A batch that is not trained on: undo its running-statistics update, then stop or skip.
+    auto reject = [&](index_t layer) {
+      if (n_buffers > 0) std::memcpy(a.buffers, buffers_before.get(), size_t(n_buffers) * sizeof(T));
+      if (r.bad_step < 0) {
+        r.bad_step = batches - 1;
+        r.bad_layer = layer;
+      }
+      if (a.skip_nonfinite) {
+        ++r.skipped;
+        return false;
+      }
+      r.diverged = true;
+      return true;
+    };
     // forward
     const T* h = xb.get();
     index_t w = a.in_features;
@@ -189,7 +255,7 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
           break;
         }
       }
-      if (l.kind == LayerKind::dense || l.kind == LayerKind::activation) {  // before any dropout
+      if (a.statistics && (l.kind == LayerKind::dense || l.kind == LayerKind::activation)) {  // before any dropout
         zeros[size_t(i)] += double(activation_stats(y, m, l.out, r.fired.data() + r.fired_offset[size_t(i)]));
         seen[size_t(i)] += double(m) * double(l.out);
       }
@@ -205,16 +271,15 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
     la.pred = h;
     la.target = a.y ? yb.get() : nullptr;
     la.labels = a.labels ? lb.get() : nullptr;
-    la.weight_sum = double(m);
+    la.weights = a.weights ? wb.get() : nullptr;
+    la.weight_sum = double(m);  // weights have mean 1 over the data: a batch's loss stays a mean
     la.delta = a.delta;
     la.grad = g0.get();
     la.nthreads = threads_for(double(m) * double(w) * 8.0, kElementsPerThread);
     const double loss = k.loss(la);
     if (!std::isfinite(loss)) {
-      r.diverged = true;
-      r.bad_step = r.steps;
-      r.bad_layer = -1;
-      break;
+      if (reject(-1)) break;
+      continue;
     }
     // backward
     T* g = g0.get();
@@ -292,25 +357,34 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
         g = next;
       }
     }
-    // per-layer gradient norms: a non-finite one stops the epoch before the update
-    bool bad = false;
-    for (index_t i = 0; i < L && !bad; ++i) {
-      const LayerSpec& l = a.layers[size_t(i)];
-      if (l.param_size == 0) continue;
-      const double s = k.sum_squares(a.grads + l.param_begin, l.param_size, 1);
-      r.grad_norm[size_t(i)] = std::sqrt(s);
-      if (!std::isfinite(s)) {
-        r.diverged = true;
-        r.bad_step = r.steps;
-        r.bad_layer = i;
-        bad = true;
+    // Gradient norms (per layer with statistics, else one global pass): a non-finite one
+    // means this batch is not trained on.
+    const int flat_threads = threads_for(double(a.n_params), kElementsPerThread);
+    double total = 0.0;
+    index_t bad_layer = -2;
+    if (a.statistics) {
+      for (index_t i = 0; i < L; ++i) {
+        const LayerSpec& l = a.layers[size_t(i)];
+        if (l.param_size == 0) continue;
+        const double s = k.sum_squares(a.grads + l.param_begin, l.param_size, 1);
+        step_norm[size_t(i)] = std::sqrt(s);
+        if (!std::isfinite(s) && bad_layer == -2) bad_layer = i;
+        total += s;
       }
+    } else {
+      total = k.sum_squares(a.grads, a.n_params, flat_threads);
+      if (!std::isfinite(total)) bad_layer = first_nonfinite_layer(k, a);
     }
-    if (bad) break;
+    if (bad_layer != -2) {
+      if (reject(bad_layer)) break;
+      continue;
+    }
+    for (index_t i = 0; i < L && a.statistics; ++i) grad_norm_sum[size_t(i)] += step_norm[size_t(i)];
     if (a.clip_norm >= 0.0) {  // as optim.clip_by_global_norm: one exact factor for all
-      const double norm = std::sqrt(k.sum_squares(a.grads, a.n_params, threads_for(double(a.n_params), kElementsPerThread)));
-      if (norm > a.clip_norm) k.scale(a.grads, a.n_params, T(a.clip_norm / norm), threads_for(double(a.n_params), kElementsPerThread));
+      const double norm = a.statistics ? std::sqrt(k.sum_squares(a.grads, a.n_params, flat_threads)) : std::sqrt(total);
+      if (norm > a.clip_norm) k.scale(a.grads, a.n_params, T(a.clip_norm / norm), flat_threads);
     }
+    if (last && a.statistics) std::memcpy(params_before.get(), a.params, size_t(a.n_params) * sizeof(T));
     OptimizerArgs<T> o = a.optimizer;
     o.n = a.n_params;
     o.params = a.params;
@@ -322,11 +396,15 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
     r.loss_sum += loss * double(m);
     r.rows += m;
     r.steps += 1;
+    if (last && a.statistics) update_ratios(a, params_before.get(), r.update_ratio);
   }
   for (index_t i = 0; i < L; ++i) {
     const LayerSpec& l = a.layers[size_t(i)];
     if (seen[size_t(i)] > 0) r.zero_fraction[size_t(i)] = zeros[size_t(i)] / seen[size_t(i)];
-    if (l.param_size > 0) r.weight_norm[size_t(i)] = std::sqrt(k.sum_squares(a.params + l.param_begin, l.param_size, 1));
+    if (l.param_size > 0) {
+      r.weight_norm[size_t(i)] = std::sqrt(k.sum_squares(a.params + l.param_begin, l.param_size, 1));
+      if (a.statistics && r.steps > 0) r.grad_norm[size_t(i)] = grad_norm_sum[size_t(i)] / double(r.steps);
+    }
   }
   return r;
 }

@@ -46,6 +46,7 @@ struct EpochArgs {
   const T* x = nullptr;                  // (N, IC)
   const T* y = nullptr;                  // (N, K) targets, or null with labels
   const std::int64_t* labels = nullptr;  // (N) class indices (softmax cross-entropy)
+  const T* weights = nullptr;            // (N) sample weights (scaled by the caller to mean 1), or null
   const std::int64_t* order = nullptr;   // (N) the row order of this epoch
   index_t n = 0, in_features = 0, k = 0, batch_size = 32;
   LossKind loss = LossKind::mse;
@@ -56,14 +57,22 @@ struct EpochArgs {
   std::uint64_t step = 0;                // model training steps before this epoch (dropout masks)
   double clip_norm = -1.0;               // < 0: no clipping
   bool drop_single_row_batch = false;    // a last batch of one row is skipped (batch norm cannot train on it)
+  bool skip_nonfinite = false;           // a batch with a non-finite loss or gradient is skipped (else: stop)
+  index_t max_batches = -1;              // stop after this many batches (< 0: the whole epoch); replays
+  bool statistics = true;                // per-layer zero fraction, fired units and gradient norms
 };
 
 struct EpochResult {
-  double loss_sum = 0.0;   // sum of the batch losses weighted by batch rows
-  index_t rows = 0, steps = 0;
+  double loss_sum = 0.0;   // sum of the batch losses weighted by batch rows (updated batches only)
+  index_t rows = 0, steps = 0;  // rows and batches that were trained on (optimizer updates)
+  // steps + skipped batches consumed a dropout key each; a stopping batch did not.
+  index_t skipped = 0;     // batches skipped for a non-finite loss or gradient (skip_nonfinite)
   bool diverged = false;   // a non-finite loss or gradient stopped the epoch before its update
-  index_t bad_step = -1, bad_layer = -1;  // step within the epoch, layer (-1: the loss)
-  std::vector<double> zero_fraction, grad_norm, weight_norm;  // per layer (NaN where not applicable)
+  index_t bad_step = -1, bad_layer = -1;  // first bad batch within the epoch, its layer (-1: the loss)
+  // Per layer (NaN where not applicable): zero_fraction of Dense/Activation outputs over the
+  // epoch; grad_norm the mean over the updates of the layer's gradient norm (before
+  // clipping); weight_norm at the end; update_ratio = |last update| / |weights before it|.
+  std::vector<double> zero_fraction, grad_norm, weight_norm, update_ratio;
   std::vector<std::uint8_t> fired;  // per layer, per unit: output > 0 at least once (dense/activation)
   std::vector<index_t> fired_offset;
 };

@@ -9,16 +9,23 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 from fastnn import _core
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
 from fastnn import nn, ops, optim
+from fastnn._errors import ModelFormatError, TrainingDivergedError
 from fastnn.nn import Sequential
 
+# Loaded on first use, not with every `import fastnn`: the estimators and preprocessing
+# build on scikit-learn, whose import takes about a second (PEP 562).
+_LAZY = {"preprocessing": ("fastnn.preprocessing", None), "estimators": ("fastnn.estimators", None),
+         "doctor": ("fastnn.doctor", None), "persistence": ("fastnn.persistence", None),
+         "DNNRegressor": ("fastnn.estimators", "DNNRegressor"), "DNNClassifier": ("fastnn.estimators", "DNNClassifier"),
+         "load": ("fastnn.persistence", "load")}
 
 
 def __getattr__(name):
-    # fastnn.preprocessing builds on scikit-learn, whose import takes about a second:
-    # load it on first use, not with every `import fastnn` (PEP 562).
-    if name == "preprocessing":
+    if name in _LAZY:
         import importlib
-        return importlib.import_module("fastnn.preprocessing")
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        return mod if attr is None else getattr(mod, attr)
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
 
 
@@ -28,9 +35,14 @@ except PackageNotFoundError:  # running from a source tree without an install
     __version__ = _core.build_info()["version"]
 
 __all__ = [
+    "DNNClassifier",
+    "DNNRegressor",
+    "ModelFormatError",
     "Sequential",
+    "TrainingDivergedError",
     "__version__",
     "get_num_threads",
+    "load",
     "nn",
     "ops",
     "optim",

@@ -59,6 +59,11 @@ class Layer:
     def _init(self, rng: np.random.Generator, dtype) -> None:
         """Fill this layer's parameters and buffers with their initial values."""
 
+    def __getstate__(self):
+        # the bound tensors are views into a Sequential's flat buffers: pickling them would
+        # copy them apart from the buffers; the Sequential binds them again on unpickling
+        return {k: v for k, v in vars(self).items() if k not in ("p", "g", "b")}
+
     def __repr__(self):
         return f"{type(self).__name__}({self._describe()})"
 
@@ -264,11 +269,33 @@ class EpochResult(NamedTuple):
     dead_units: list
     grad_norm: list
     weight_norm: list
+    skipped: int = 0
+    update_ratio: list = []
 
 
 def _per_layer(fired, layers):
     """The core's fired flags, one array per layer (None for layers it does not track)."""
     return [f if isinstance(l, (Dense, Activation)) else None for f, l in zip(fired, layers)]
+
+
+def _own_writable(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when it is a writable C-contiguous array owning its data, else a copy."""
+    if a.flags.writeable and a.flags.c_contiguous and a.flags.owndata:
+        return a
+    return np.array(a, order="C", copy=True)
+
+
+def _normalized_weights(sample_weight, n: int, dtype) -> np.ndarray:
+    """Per-row loss weights scaled to mean 1 (see ``Sequential.train_epoch``)."""
+    w = as_numeric("sample_weight", sample_weight).astype(np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or (n and w.min() < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    total = w.sum()
+    if n and not total > 0:
+        raise ValueError("sample_weight must not be all zero")
+    return np.ascontiguousarray(w * (n / total) if n else w, dtype=dtype)
 
 
 def _layer_seed(seed: int, index: int) -> int:
@@ -325,14 +352,23 @@ class Sequential:
         self._caches = None
         self._specs = None
 
+    def _tensor_specs(self):
+        """(layer index, ParamSpec) of every parameter and of every buffer, in buffer order."""
+        return ([(i, s) for i, l in enumerate(self.layers) for s in l.param_specs()],
+                [(i, s) for i, l in enumerate(self.layers) for s in l.buffer_specs()])
+
     def _allocate(self):
-        p_specs = [(i, s) for i, l in enumerate(self.layers) for s in l.param_specs()]
-        b_specs = [(i, s) for i, l in enumerate(self.layers) for s in l.buffer_specs()]
+        p_specs, b_specs = self._tensor_specs()
         size = lambda specs: sum(int(np.prod(s.shape)) for _, s in specs)
         self.params = np.zeros(size(p_specs), self.dtype)
         self.grads = np.zeros_like(self.params)
         self.buffers = np.zeros(size(b_specs), self.dtype)
         self.weight_mask = np.zeros(self.params.shape, bool)
+        self._bind_views()
+
+    def _bind_views(self):
+        """Carve every layer's tensors out of the flat buffers (also after unpickling)."""
+        p_specs, b_specs = self._tensor_specs()
         self._param_views, self._grad_views, self._buffer_views = {}, {}, {}
         per_layer = [({}, {}, {}) for _ in self.layers]
         offset = 0
@@ -351,6 +387,18 @@ class Sequential:
             offset += n
         for layer, (p, g, b) in zip(self.layers, per_layer):
             layer._bind(p, g, b)
+
+    def __getstate__(self):
+        views = ("_param_views", "_grad_views", "_buffer_views", "_caches", "_specs")
+        return {k: v for k, v in vars(self).items() if k not in views}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for name in ("params", "grads", "buffers", "weight_mask"):  # e.g. read-only joblib memmaps
+            setattr(self, name, _own_writable(getattr(self, name)))
+        self._caches = None
+        self._specs = None
+        self._bind_views()
 
     def named_params(self) -> dict:
         """{"0.weight": view (in, out), "0.bias": view, "1.gamma": ...} into ``params``."""
@@ -447,7 +495,8 @@ class Sequential:
             width = out
         return specs
 
-    def train_epoch(self, X, y, batch_size=32, loss="mse", optimizer=None, clip_norm=None, shuffle=True, seed=0):
+    def train_epoch(self, X, y, batch_size=32, loss="mse", optimizer=None, clip_norm=None, shuffle=True, seed=0, *,
+                    sample_weight=None, skip_nonfinite=False, max_batches=None, statistics=True):
         """One epoch in ONE call into the C++ core, with the GIL released: shuffle, gather
         each mini-batch, forward, loss, backward, optional clipping by global norm and the
         optimizer update, with no allocation per step.
@@ -456,17 +505,26 @@ class Sequential:
         partial batch is trained on, except a batch of a single row when the model has
         batch norm (its variance is zero): that row is dropped for this epoch (the next
         epoch's shuffle gives it another place). If the loss or a gradient becomes
-        non-finite, the epoch stops BEFORE that update and ``diverged`` names the step
-        and the layer (-1: the loss).
+        non-finite, the epoch stops BEFORE that update (batch-norm running statistics are
+        restored too) and ``diverged`` names the step and the layer (-1: the loss); with
+        ``skip_nonfinite=True`` such a batch is skipped instead and counted.
+
+        ``sample_weight`` (one non-negative weight per row, not all zero) weights each row's
+        loss; the weights are scaled to mean 1 over ``X``, so a batch's loss stays a mean
+        and the learning rate keeps its meaning. ``max_batches`` stops after that many
+        batches (replaying part of an epoch). ``statistics=False`` skips the per-layer
+        statistics (they cost a few percent).
 
         Returns
         -------
         EpochResult(loss, steps, rows, diverged, bad_step, bad_layer, zero_fraction,
-        dead_units, grad_norm, weight_norm): ``loss`` is the mean batch loss weighted by
-        rows; per layer (NaN where a statistic does not apply): ``zero_fraction`` the share
-        of zero outputs of Dense/Activation layers (before any dropout), ``dead_units`` the
-        share of their units that never output a positive value, ``grad_norm`` the last
-        step's gradient norm, ``weight_norm`` at the end of the epoch.
+        dead_units, grad_norm, weight_norm, skipped, update_ratio): ``loss`` is the mean
+        batch loss weighted by rows; per layer (NaN where a statistic does not apply):
+        ``zero_fraction`` the share of zero outputs of Dense/Activation layers (before any
+        dropout), ``dead_units`` the share of their units that never output a positive
+        value, ``grad_norm`` the mean over the epoch's updates of the layer's gradient norm
+        (before clipping), ``weight_norm`` at the end of the epoch, ``update_ratio`` the
+        norm of the last update over the norm of the weights before it.
         """
         from fastnn.optim import Optimizer
         if not isinstance(optimizer, Optimizer):
@@ -498,6 +556,8 @@ class Sequential:
             clip_norm = check_scalar("clip_norm", clip_norm, low=0.0)
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        weights = None if sample_weight is None else _normalized_weights(sample_weight, n, self.dtype)
+        max_batches = -1 if max_batches is None else _check_count("max_batches", max_batches) if max_batches else 0
         order = (np.random.Generator(np.random.Philox(int(seed))).permutation(n) if shuffle
                  else np.arange(n)).astype(np.int64)
         optimizer._prepare(self.params)
@@ -505,17 +565,18 @@ class Sequential:
         has_bn = any(isinstance(l, BatchNorm) for l in self.layers)
         if self._specs is None:  # offsets are fixed once the buffers exist: build the list once
             self._specs = self._layer_specs()
-        r = _core.train_epoch(self.params, self.grads, self.buffers, self._specs, x, target, labels, order,
+        r = _core.train_epoch(self.params, self.grads, self.buffers, self._specs, x, target, labels, weights, order,
                               batch_size, _LOSS_KINDS[loss], 1.0, kind, *states,
                               self.weight_mask.view(np.uint8), hyper, optimizer.schedule._kernel(),
-                              optimizer.iterations, self.step, -1.0 if clip_norm is None else clip_norm, has_bn)
-        self.step += r["steps"]
+                              optimizer.iterations, self.step, -1.0 if clip_norm is None else clip_norm, has_bn,
+                              bool(skip_nonfinite), max_batches, bool(statistics))
+        self.step += r["steps"] + r["skipped"]
         optimizer.iterations += r["steps"]
-        dead = [float("nan") if f is None else float(1.0 - f.mean()) if f.size else float("nan")
+        dead = [float("nan") if f is None or not statistics else float(1.0 - f.mean()) if f.size else float("nan")
                 for f in _per_layer(r["fired"], self.layers)]
         return EpochResult(r["loss_sum"] / r["rows"] if r["rows"] else float("nan"), r["steps"], r["rows"],
                            r["diverged"], r["bad_step"], r["bad_layer"], r["zero_fraction"], dead, r["grad_norm"],
-                           r["weight_norm"])
+                           r["weight_norm"], r["skipped"], r["update_ratio"])
 
     def predict(self, x, batch_size=65536):
         """Inference (dropout off, batch norm on running statistics), in chunks of

@@ -234,6 +234,12 @@ class Optimizer:
         hyper = dict(hyper, lr=float(lr), step=float(self.iterations + 1))
         _core.optimizer_step(kind, p, g, *states, ops._weight_mask(mask, p.shape[0]), hyper)
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # unpickled state may be read-only (joblib memmaps): updates write it in place
+        self.state = {k: np.array(v, order="C", copy=True) if not v.flags.writeable else v
+                      for k, v in self.state.items()}
+
     def state_dict(self) -> dict:
         return {"class": type(self).__name__, "iterations": self.iterations,
                 "state": {k: v.copy() for k, v in self.state.items()}}

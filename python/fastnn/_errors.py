@@ -1,0 +1,22 @@
+"""fastnn's own exception types (importable without scikit-learn)."""
+from __future__ import annotations
+
+
+class ModelFormatError(ValueError):
+    """A file given to ``fastnn.load`` is not a model fastnn can read: truncated,
+    corrupted, foreign, or written by a newer fastnn format."""
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss or gradient (the lecture's NaN trap).
+
+    The model was restored to its last finite weights before this was raised, so it is
+    still usable. ``epoch`` and ``step`` (both 0-based, step within the epoch) and
+    ``layer`` (hidden layer index, or None when the loss itself was non-finite) say where.
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, layer: int | None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.layer = layer

@@ -1,0 +1,652 @@
+"""``DNNRegressor`` and ``DNNClassifier``: the lecture's estimator, scikit-learn compatible.
+
+A hidden layer is ``Dense(activation)``, then ``BatchNorm`` (``batch_norm=True``), then
+``Dropout`` (``dropout`` set), in both estimators. The activation stays fused into the
+dense kernel (one pass over the outputs, PReLU included), and dropout comes last so batch
+norm never normalizes with statistics that dropout inflated in training but that are
+absent at inference (the "variance shift" of Li et al., CVPR 2019). The output layer is a
+linear ``Dense``. Weights start Glorot uniform, biases at zero.
+
+Every epoch is ONE call into the C++ core (``Sequential.train_epoch``): no Python runs per
+mini-batch. Between epochs the estimator records ``history_``, evaluates the validation
+loss, applies early stopping and reduce-on-plateau, and runs the callbacks.
+
+The NaN trap: with ``nan_policy="raise"`` a non-finite loss or gradient stops training;
+the estimator replays the epoch from its start up to the last finite update (the core is
+deterministic, so the replay is bitwise the original run) and raises
+``TrainingDivergedError`` with the model holding those last finite weights.
+"""
+from __future__ import annotations
+
+import copy
+import numbers
+import sys
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from fastnn import nn, ops, optim
+from fastnn._config import threads
+from fastnn._errors import TrainingDivergedError
+
+__all__ = ["DNNClassifier", "DNNRegressor"]
+
+OPTIMIZERS = {"sgd": optim.SGD, "adagrad": optim.Adagrad, "adam": optim.Adam, "adamw": optim.AdamW,
+              "rmsprop": optim.RMSProp}
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh")
+NAN_POLICIES = ("raise", "skip")
+_DEFAULT_LEARNING_RATE = 0.05
+_STAT_KEYS = ("zero_fraction", "dead_units", "grad_norm", "weight_norm", "update_ratio")
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    hidden_units : sequence of int, default (64, 32)
+        Units per hidden layer, input side first (``(64, 32)``: two hidden layers). An
+        empty sequence gives a linear model.
+    activation : {"relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh", "linear"}
+        Activation of every hidden layer. ReLU and ELU resist vanishing gradients;
+        sigmoid and tanh saturate in deep networks (``diagnose()`` shows it).
+    optimizer : {"adagrad", "adam", "adamw", "sgd", "rmsprop"} or fastnn.optim optimizer
+        A name is built with ``learning_rate``, ``l1`` and ``l2``; an instance is copied at
+        ``fit`` (yours is never changed) and brings its own learning rate and
+        regularization, so ``learning_rate``, ``l1`` and ``l2`` must stay at their
+        defaults.
+    learning_rate : float, default 0.05
+        Initial learning rate (the lecture's Adagrad default).
+    batch_size : int, default 32
+        Rows per mini-batch (fewer for the last one).
+    epochs : int, default 100
+        Passes over the training data (``fit``); ``partial_fit`` runs one.
+    dropout : float or None, default None
+        DROP probability after every hidden layer, in [0, 1) (0.2 is a good start). It is
+        NOT a keep probability: ``keep_prob=0.8`` is ``dropout=0.2``.
+    batch_norm : bool, default False
+        Batch normalization after every hidden layer's activation.
+    clip_norm : float or None, default None
+        Clip the gradient to this global norm before every update.
+    l1, l2 : float, default 0.0
+        Weight regularization (weights only: not biases, batch norm or PReLU slopes).
+    loss : str
+        Regressor: "mse" (mean squared error) or "huber". Classifier: "cross_entropy".
+    validation_fraction : float, default 0.1
+        Share of the training rows held out (stratified for the classifier) to measure
+        ``val_loss``, only when ``early_stopping=True``.
+    early_stopping : bool, default False
+        Stop when ``val_loss`` has not improved by a relative ``tol`` for ``patience``
+        epochs, and restore the weights of the best epoch.
+    patience : int, default 10
+        Epochs without improvement before early stopping.
+    lr_patience : int or None, default None
+        Reduce-on-plateau: after this many epochs without improvement of the monitored
+        loss (``val_loss`` with early stopping, else the training loss) multiply the
+        learning rate by ``lr_factor``, down to ``min_lr``. None: off.
+    lr_factor : float, default 0.5
+    min_lr : float, default 1e-6
+    tol : float, default 1e-4
+        Relative improvement that counts (``new < best * (1 - tol)``).
+    nan_policy : {"raise", "skip"}, default "raise"
+        "raise": at the first non-finite loss or gradient, restore the last finite weights
+        and raise ``fastnn.TrainingDivergedError`` naming epoch, step and layer. "skip":
+        skip such mini-batches and count them in ``history_["skipped"]``.
+    random_state : int, numpy Generator/RandomState or None
+        Seeds the weights, the validation split, the shuffles and the dropout masks; an
+        int makes ``fit`` reproducible bit for bit (for any thread count).
+    verbose : int, default 0
+        1: one line per epoch on stdout.
+    callbacks : list or None
+        Objects with any of ``on_train_begin(estimator)``, ``on_epoch_end(estimator,
+        epoch, logs)`` and ``on_train_end(estimator)``; setting
+        ``estimator.stop_training = True`` ends training after the current epoch.
+    num_threads : int or None
+        Threads for training and prediction (None: fastnn's process-wide setting).
+    keep_prob : None
+        Refused: fastnn takes the drop rate (``dropout``); kept only to explain that.
+"""
+
+_ATTRS_DOC = """
+    Attributes
+    ----------
+    model_ : fastnn.nn.Sequential, the fitted network
+    optimizer_ : the fastnn.optim optimizer that trained it (its state included)
+    n_features_in_, feature_names_in_ : the input width (and column names of a DataFrame)
+    n_iter_ : int, epochs trained (``fit`` and ``partial_fit`` together)
+    loss_curve_ : list of float, the training loss per epoch
+    history_ : dict of per-epoch lists: "loss", "val_loss" (NaN without validation), "lr",
+        "skipped", "time", and per hidden layer (a list per epoch, shape (epochs,
+        n_hidden)): "zero_fraction" (zero activations, before dropout), "dead_units"
+        (units that never output a positive value in the epoch), "grad_norm" (mean over
+        the epoch's updates), "weight_norm", "update_ratio" (last update / weights)
+    best_loss_ : float, best monitored loss (early stopping)
+"""
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_float(name, value, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value
+
+
+def _check_finite_X(X, where):
+    """NaN/Inf in X would poison every weight: refuse with the column and the remedy."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        cols = np.flatnonzero(bad.any(axis=0))
+        raise ValueError(
+            f"X passed to {where} contains NaN or infinity ({int(bad.sum())} values, in columns "
+            f"{cols[:10].tolist()}{' ...' if cols.size > 10 else ''}). A network cannot train on them: drop or "
+            "impute those rows first; fastnn.preprocessing scalers (StandardScaler, MinMaxScaler, ...) ignore NaN "
+            "when fitting and keep it in transform, so impute after scaling.")
+
+
+class _BaseDNN(BaseEstimator):
+    """Shared fitting machinery; see DNNRegressor / DNNClassifier."""
+
+    _losses: tuple = ()
+
+    def __init__(self, hidden_units=(64, 32), activation="relu", optimizer="adagrad",
+                 learning_rate=_DEFAULT_LEARNING_RATE, batch_size=32, epochs=100, dropout=None, batch_norm=False,
+                 clip_norm=None, l1=0.0, l2=0.0, loss=None, validation_fraction=0.1, early_stopping=False,
+                 patience=10, lr_patience=None, lr_factor=0.5, min_lr=1e-6, tol=1e-4, nan_policy="raise",
+                 random_state=None, verbose=0, callbacks=None, num_threads=None, keep_prob=None):
+        self.hidden_units = hidden_units
+        self.activation = activation
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.clip_norm = clip_norm
+        self.l1 = l1
+        self.l2 = l2
+        self.loss = loss
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.min_lr = min_lr
+        self.tol = tol
+        self.nan_policy = nan_policy
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.num_threads = num_threads
+        self.keep_prob = keep_prob
+
+    # ------------------------------------------------------------------ validation
+
+    def _validated_params(self) -> dict:
+        """Every hyperparameter checked (scikit-learn: validation happens in fit)."""
+        if self.keep_prob is not None:
+            ops._check_rate(0.0, self.keep_prob)  # raises with the conversion
+        units = self.hidden_units
+        if isinstance(units, numbers.Integral) and not isinstance(units, bool):
+            units = (units,)
+        try:
+            units = tuple(units)
+        except TypeError:
+            raise TypeError(f"hidden_units must be a sequence of ints, got {type(self.hidden_units).__name__}") from None
+        units = tuple(_check_int(f"hidden_units[{i}]", u, 1) for i, u in enumerate(units))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        loss = self._default_loss if self.loss is None else self.loss
+        if loss not in self._losses:
+            raise ValueError(f"loss must be one of {self._losses}, got {loss!r}")
+        if self.nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
+        p = dict(
+            hidden_units=units, loss=loss,
+            learning_rate=_check_float("learning_rate", self.learning_rate, low=0.0, low_open=True),
+            batch_size=_check_int("batch_size", self.batch_size, 1),
+            epochs=_check_int("epochs", self.epochs, 1),
+            dropout=0.0 if self.dropout is None else ops._check_rate(self.dropout, None),
+            clip_norm=None if self.clip_norm is None else _check_float("clip_norm", self.clip_norm, 0.0, low_open=True),
+            l1=_check_float("l1", self.l1, 0.0), l2=_check_float("l2", self.l2, 0.0),
+            validation_fraction=_check_float("validation_fraction", self.validation_fraction, 0.0, 1.0, True, True),
+            patience=_check_int("patience", self.patience, 1),
+            lr_patience=None if self.lr_patience is None else _check_int("lr_patience", self.lr_patience, 1),
+            lr_factor=_check_float("lr_factor", self.lr_factor, 0.0, 1.0, True, True),
+            min_lr=_check_float("min_lr", self.min_lr, 0.0),
+            tol=_check_float("tol", self.tol, 0.0, 1.0, high_open=True),
+            verbose=_check_int("verbose", self.verbose, 0),
+            num_threads=None if self.num_threads is None else _check_int("num_threads", self.num_threads, 1),
+        )
+        if not isinstance(self.batch_norm, (bool, np.bool_)):
+            raise TypeError(f"batch_norm must be a bool, got {type(self.batch_norm).__name__}")
+        if not isinstance(self.early_stopping, (bool, np.bool_)):
+            raise TypeError(f"early_stopping must be a bool, got {type(self.early_stopping).__name__}")
+        if isinstance(self.optimizer, str):
+            if self.optimizer not in OPTIMIZERS:
+                raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)} or a fastnn.optim optimizer, "
+                                 f"got {self.optimizer!r}")
+        elif isinstance(self.optimizer, optim.Optimizer):
+            if p["learning_rate"] != _DEFAULT_LEARNING_RATE or p["l1"] or p["l2"]:
+                raise ValueError("with an optimizer instance set its lr, l1 and l2 on the instance; leave "
+                                 "learning_rate, l1 and l2 of the estimator at their defaults")
+        else:
+            raise TypeError(f"optimizer must be a name or a fastnn.optim optimizer, got {type(self.optimizer).__name__}")
+        callbacks = [] if self.callbacks is None else list(self.callbacks)
+        p["callbacks"] = callbacks
+        return p
+
+    def _new_optimizer(self, p):
+        if isinstance(self.optimizer, optim.Optimizer):
+            opt = copy.deepcopy(self.optimizer)
+            opt.iterations, opt.state = 0, {}
+            return opt
+        return OPTIMIZERS[self.optimizer](lr=p["learning_rate"], l1=p["l1"], l2=p["l2"])
+
+    def _check_X(self, X, reset, where):
+        X = validate_data(self, X, reset=reset, dtype=(np.float32, np.float64), ensure_all_finite=False,
+                          ensure_min_samples=1)
+        _check_finite_X(X, where)
+        return X
+
+    # ------------------------------------------------------------------ the network
+
+    def _build_model(self, p, n_in, n_out, seed):
+        layers, width, hidden = [], n_in, []
+        for units in p["hidden_units"]:
+            hidden.append(len(layers))
+            layers.append(nn.Dense(width, units, activation=self.activation))
+            if self.batch_norm:
+                layers.append(nn.BatchNorm(units))
+            if p["dropout"] > 0:
+                layers.append(nn.Dropout(p["dropout"]))
+            width = units
+        layers.append(nn.Dense(width, n_out))
+        self._hidden_index_ = hidden
+        return nn.Sequential(layers, seed=seed)
+
+    def _snapshot(self):
+        return (self.model_.params.copy(), self.model_.buffers.copy(), self.model_.step,
+                copy.deepcopy(self.optimizer_.state), self.optimizer_.iterations, self.optimizer_.schedule.lr)
+
+    def _restore(self, snap):
+        params, buffers, step, state, iterations, lr = snap
+        self.model_.params[...] = params
+        self.model_.buffers[...] = buffers
+        self.model_.step = step
+        self.optimizer_.state = copy.deepcopy(state)
+        self.optimizer_.iterations = iterations
+        self.optimizer_.schedule.lr = lr
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X, y, sample_weight=None):
+        """Train from scratch for ``epochs`` epochs (fewer with early stopping)."""
+        for attr in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, attr)
+        return self._fit(X, y, sample_weight, partial=False, classes=None)
+
+    def _partial_fit(self, X, y, sample_weight, classes):
+        return self._fit(X, y, sample_weight, partial=True, classes=classes)
+
+    def _fit(self, X, y, sample_weight, partial, classes):
+        p = self._validated_params()
+        first = not hasattr(self, "model_")
+        X, y = validate_data(self, X, y, reset=first, dtype=(np.float32, np.float64), ensure_all_finite=False,
+                             multi_output=self._multi_output, y_numeric=self._y_numeric, ensure_min_samples=1)
+        _check_finite_X(X, "fit")
+        target, n_out = self._encode_targets(y, first, classes)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            if sample_weight.min() < 0:
+                raise ValueError("sample_weight must be non-negative")
+            if not sample_weight.sum() > 0:
+                raise ValueError("sample_weight must not be all zero")
+        if first:
+            rng = np.random.default_rng(self._seed_from(self.random_state))
+            self._rng_ = rng
+            self.model_ = self._build_model(p, X.shape[1], n_out, int(rng.integers(2 ** 31)))
+            self.optimizer_ = self._new_optimizer(p)
+            self.history_ = {k: [] for k in ("loss", "val_loss", "lr", "skipped", "time") + _STAT_KEYS}
+            self.n_iter_ = 0
+            self.best_loss_ = np.inf
+            # the raw scale of every feature, for diagnose() (the litres-vs-millilitres soup)
+            self._feature_std_ = X.std(axis=0, dtype=np.float64)
+            self.divergence_ = None
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        Xt, yt, wt, Xv, yv, wv = self._split(X, target, sample_weight, p, partial)
+        epochs = 1 if partial else p["epochs"]
+        ctx = threads(p["num_threads"]) if p["num_threads"] else _NoThreads()
+        with ctx:
+            self._train(p, Xt, yt, wt, Xv, yv, wv, epochs, partial)
+        return self
+
+    def _split(self, X, target, weight, p, partial):
+        if not self.early_stopping or partial:
+            return X, target, weight, None, None, None
+        n = X.shape[0]
+        n_val = int(np.ceil(p["validation_fraction"] * n))
+        if n_val < 1 or n - n_val < 2:
+            raise ValueError(f"early_stopping needs at least 2 training rows and 1 validation row: "
+                             f"{n} rows with validation_fraction={p['validation_fraction']}")
+        idx = self._validation_rows(target, n_val)
+        val = np.zeros(n, bool)
+        val[idx] = True
+        take = lambda a, m: None if a is None else np.ascontiguousarray(a[m])
+        return X[~val], take(target, ~val), take(weight, ~val), X[val], take(target, val), take(weight, val)
+
+    def _validation_rows(self, target, n_val):
+        return self._rng_.permutation(target.shape[0])[:n_val]
+
+    @staticmethod
+    def _seed_from(random_state):
+        if random_state is None:
+            return None
+        if isinstance(random_state, np.random.RandomState):
+            return int(random_state.randint(2 ** 31))
+        if isinstance(random_state, np.random.Generator):
+            return int(random_state.integers(2 ** 31))
+        return _check_int("random_state", random_state, 0)
+
+    def _train(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial):
+        model, opt = self.model_, self.optimizer_
+        self.stop_training_ = False
+        callbacks = p["callbacks"]
+        for cb in callbacks:
+            getattr(cb, "on_train_begin", lambda est: None)(self)
+        best = getattr(self, "_best_snapshot_", None) if partial else None
+        since_best = since_lr = 0
+        lr_best = np.inf
+        for _ in range(epochs):
+            epoch = self.n_iter_
+            start = time.perf_counter()
+            lr = opt.lr
+            snap = self._snapshot()
+            seed = int(self._rng_.integers(2 ** 63))
+            kw = dict(batch_size=p["batch_size"], loss=self._core_loss, optimizer=opt, clip_norm=p["clip_norm"],
+                      shuffle=True, seed=seed, sample_weight=wt)
+            r = model.train_epoch(Xt, yt, skip_nonfinite=self.nan_policy == "skip", **kw)
+            if r.diverged or (r.steps == 0 and r.skipped) or not np.all(np.isfinite(model.params)):
+                self._diverged(p, r, snap, epoch, Xt, yt, kw)
+            val_loss = np.nan if Xv is None else self._loss_on(Xv, yv, wv if wv is None or wv.sum() > 0 else None)
+            self._record(r, lr, val_loss, time.perf_counter() - start)
+            self.n_iter_ += 1
+            monitored = r.loss if Xv is None else val_loss
+            if Xv is not None:
+                if monitored < self.best_loss_ * (1 - p["tol"]) or not np.isfinite(self.best_loss_):
+                    self.best_loss_ = monitored
+                    self._best_snapshot_ = best = (model.params.copy(), model.buffers.copy())
+                    since_best = 0
+                else:
+                    since_best += 1
+            if p["lr_patience"] is not None:
+                if monitored < lr_best * (1 - p["tol"]):
+                    lr_best, since_lr = monitored, 0
+                else:
+                    since_lr += 1
+                    if since_lr >= p["lr_patience"]:
+                        opt.schedule.lr = max(opt.schedule.lr * p["lr_factor"], p["min_lr"])
+                        since_lr = 0
+            if p["verbose"]:
+                self._print_epoch(epoch, r, val_loss, lr)
+            logs = {k: v[-1] for k, v in self.history_.items()}
+            for cb in callbacks:
+                getattr(cb, "on_epoch_end", lambda est, e, l: None)(self, epoch, logs)
+            if self.early_stopping and not partial and since_best >= p["patience"]:
+                break
+            if self.stop_training_:
+                break
+        if best is not None and not partial:
+            model.params[...], model.buffers[...] = best
+        for cb in callbacks:
+            getattr(cb, "on_train_end", lambda est: None)(self)
+
+    def _record(self, r, lr, val_loss, seconds):
+        h = self.history_
+        h["loss"].append(float(r.loss))
+        h["val_loss"].append(float(val_loss))
+        h["lr"].append(float(lr))
+        h["skipped"].append(int(r.skipped))
+        h["time"].append(float(seconds))
+        for key in _STAT_KEYS:
+            values = getattr(r, key)
+            h[key].append([float(values[i]) for i in self._hidden_index_])
+        self.loss_curve_ = h["loss"]
+
+    def _print_epoch(self, epoch, r, val_loss, lr):
+        val = "" if np.isnan(val_loss) else f" - val_loss {val_loss:.6g}"
+        skipped = f" - skipped {r.skipped}" if r.skipped else ""
+        print(f"epoch {epoch + 1}: loss {r.loss:.6g}{val} - lr {lr:.3g}{skipped}", file=sys.stdout, flush=True)
+
+    def _diverged(self, p, r, snap, epoch, Xt, yt, kw):
+        """Restore the last finite weights (replaying the epoch up to them) and raise."""
+        bad_step = r.bad_step if r.bad_step >= 0 else 0
+        keep = bad_step if r.diverged else 0
+        while True:  # an update can itself overflow (SGD, huge lr): step back until finite
+            self._restore(snap)
+            if keep > 0:
+                self.model_.train_epoch(Xt, yt, max_batches=keep, **kw)
+            if keep == 0 or np.all(np.isfinite(self.model_.params)):
+                break
+            keep -= 1
+        layer = None
+        if r.bad_layer >= 0:
+            layer = next((h for h, i in enumerate(self._hidden_index_) if i == r.bad_layer), len(self._hidden_index_))
+        self.divergence_ = {"epoch": epoch, "step": bad_step, "layer": layer, "restored_steps": keep,
+                            "learning_rate": float(self.optimizer_.lr)}
+        where = "the loss" if layer is None else (
+            f"the gradient of hidden layer {layer}" if layer < len(self._hidden_index_) else
+            "the gradient of the output layer")
+        raise TrainingDivergedError(
+            f"training diverged (the NaN trap) at epoch {epoch}, step {bad_step}: {where} is not finite. The model "
+            f"holds the last finite weights (epoch {epoch}, after {keep} of its updates) and can still predict. "
+            "Remedies: lower the learning rate (now "
+            f"{self.divergence_['learning_rate']:g}); clip gradients (clip_norm=1.0); scale the features "
+            "(fastnn.preprocessing.StandardScaler); batch_norm=True. diagnose() has the evidence.",
+            epoch=epoch, step=bad_step, layer=layer)
+
+    # ------------------------------------------------------------------ inference
+
+    def _forward(self, X, where):
+        check_is_fitted(self, "model_")
+        X = self._check_X(X, reset=False, where=where)
+        ctx = threads(self.num_threads) if self.num_threads else _NoThreads()
+        with ctx:
+            return self.model_.predict(np.ascontiguousarray(X, dtype=np.float32))
+
+    def diagnose(self):
+        """The training doctor: findings (failure mode, evidence, remedy) from ``history_``
+        and the training data, for the lecture's failure modes. See fastnn.doctor."""
+        check_is_fitted(self, "model_")
+        from fastnn.doctor import diagnose
+        return diagnose(self)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class _NoThreads:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class DNNRegressor(RegressorMixin, _BaseDNN):
+    __doc__ = ("""A dense neural network regressor, modelled on the lecture's ``DNNRegressor``.
+
+    ``reg = DNNRegressor(hidden_units=(64, 32)).fit(X, y)``; ``reg.predict(X)``;
+    ``reg.score(X, y)`` is R². ``y`` may be 1-D or 2-D (several outputs).
+""" + _PARAMS_DOC + _ATTRS_DOC)
+
+    _losses = ("mse", "huber")
+    _default_loss = "mse"
+    _multi_output = True
+    _y_numeric = True
+
+    def __init__(self, hidden_units=(64, 32), activation="relu", optimizer="adagrad",
+                 learning_rate=_DEFAULT_LEARNING_RATE, batch_size=32, epochs=100, dropout=None, batch_norm=False,
+                 clip_norm=None, l1=0.0, l2=0.0, loss="mse", validation_fraction=0.1, early_stopping=False,
+                 patience=10, lr_patience=None, lr_factor=0.5, min_lr=1e-6, tol=1e-4, nan_policy="raise",
+                 random_state=None, verbose=0, callbacks=None, num_threads=None, keep_prob=None):
+        super().__init__(hidden_units=hidden_units, activation=activation, optimizer=optimizer,
+                         learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, dropout=dropout,
+                         batch_norm=batch_norm, clip_norm=clip_norm, l1=l1, l2=l2, loss=loss,
+                         validation_fraction=validation_fraction, early_stopping=early_stopping, patience=patience,
+                         lr_patience=lr_patience, lr_factor=lr_factor, min_lr=min_lr, tol=tol, nan_policy=nan_policy,
+                         random_state=random_state, verbose=verbose, callbacks=callbacks, num_threads=num_threads,
+                         keep_prob=keep_prob)
+
+    @property
+    def _core_loss(self):
+        return self.loss
+
+    def _encode_targets(self, y, first, classes):
+        y = np.asarray(y)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinity: drop or impute those rows")
+        target = y.reshape(len(y), -1).astype(np.float32)
+        if first:
+            self._y_ndim_ = y.ndim
+        elif target.shape[1] != self.model_.out_features:
+            raise ValueError(f"y has {target.shape[1]} outputs, but the model was fitted with "
+                             f"{self.model_.out_features}")
+        return np.ascontiguousarray(target), target.shape[1]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), continuing from the current weights and optimizer state
+        (the first call initializes them). No validation split, no early stopping."""
+        return self._partial_fit(X, y, sample_weight, None)
+
+    def predict(self, X):
+        """Predictions, shape (n,) for a 1-D target, else (n, outputs). Computed in float32
+        (the model's precision), returned as float64 like scikit-learn's regressors."""
+        out = self._forward(X, "predict").astype(np.float64)
+        return out.ravel() if self._y_ndim_ == 1 else out
+
+    def _loss_on(self, X, target, weight):
+        pred = self.model_.predict(X)
+        if self.loss == "huber":
+            return float(ops.huber_loss(pred, target, sample_weight=weight).loss)
+        return float(ops.mse_loss(pred, target, sample_weight=weight).loss)
+
+
+class DNNClassifier(ClassifierMixin, _BaseDNN):
+    __doc__ = ("""A dense neural network classifier (binary or multiclass), modelled on the
+    lecture's ``DNNRegressor`` with a softmax (or, for two classes, a sigmoid) output.
+
+    ``clf = DNNClassifier(hidden_units=(64, 32)).fit(X, y)``; ``clf.predict(X)``,
+    ``clf.predict_proba(X)``, ``clf.score(X, y)`` (accuracy). Labels may be of any type
+    scikit-learn accepts; ``classes_`` holds them, sorted.
+""" + _PARAMS_DOC + _ATTRS_DOC + """    classes_ : array of the class labels
+""")
+
+    _losses = ("cross_entropy",)
+    _default_loss = "cross_entropy"
+    _multi_output = False
+    _y_numeric = False
+
+    def __init__(self, hidden_units=(64, 32), activation="relu", optimizer="adagrad",
+                 learning_rate=_DEFAULT_LEARNING_RATE, batch_size=32, epochs=100, dropout=None, batch_norm=False,
+                 clip_norm=None, l1=0.0, l2=0.0, loss="cross_entropy", validation_fraction=0.1,
+                 early_stopping=False, patience=10, lr_patience=None, lr_factor=0.5, min_lr=1e-6, tol=1e-4,
+                 nan_policy="raise", random_state=None, verbose=0, callbacks=None, num_threads=None, keep_prob=None):
+        super().__init__(hidden_units=hidden_units, activation=activation, optimizer=optimizer,
+                         learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, dropout=dropout,
+                         batch_norm=batch_norm, clip_norm=clip_norm, l1=l1, l2=l2, loss=loss,
+                         validation_fraction=validation_fraction, early_stopping=early_stopping, patience=patience,
+                         lr_patience=lr_patience, lr_factor=lr_factor, min_lr=min_lr, tol=tol, nan_policy=nan_policy,
+                         random_state=random_state, verbose=verbose, callbacks=callbacks, num_threads=num_threads,
+                         keep_prob=keep_prob)
+
+    @property
+    def _core_loss(self):
+        return "bce" if len(self.classes_) == 2 else "softmax_cross_entropy"
+
+    def _encode_targets(self, y, first, classes):
+        check_classification_targets(y)
+        kind = type_of_target(y)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"DNNClassifier takes binary or multiclass labels, got {kind} targets")
+        if first:
+            if classes is not None:
+                self.classes_ = np.unique(np.asarray(classes))
+            else:
+                self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(f"DNNClassifier needs at least 2 classes in y, got 1 class: {self.classes_[0]!r}")
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes {classes!r} differ from the classes of the first partial_fit {self.classes_!r}")
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        if unseen.size:
+            raise ValueError(f"y has labels {unseen.tolist()} that are not in classes_ {self.classes_.tolist()}")
+        codes = np.searchsorted(self.classes_, y)
+        if len(self.classes_) == 2:
+            return np.ascontiguousarray(codes.reshape(-1, 1), dtype=np.float32), 1
+        return np.ascontiguousarray(codes, dtype=np.int64), len(self.classes_)
+
+    def _validation_rows(self, target, n_val):
+        # stratified: each class's share of the validation rows follows its share of the data
+        codes = target.ravel().astype(np.int64)
+        perm = self._rng_.permutation(codes.shape[0])
+        order = perm[np.argsort(codes[perm], kind="stable")]  # shuffled within each class
+        # every k-th row of the class-sorted order: proportional to the class sizes
+        pick = np.linspace(0, codes.shape[0] - 1, n_val).round().astype(np.int64)
+        return order[pick]
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over (X, y), continuing from the current weights. The first call
+        needs ``classes`` (all labels that will ever appear), as in scikit-learn."""
+        if not hasattr(self, "model_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        return self._partial_fit(X, y, sample_weight, classes)
+
+    def decision_function(self, X):
+        """Logits: shape (n,) for two classes (positive: ``classes_[1]``), else (n, classes)."""
+        z = self._forward(X, "decision_function")
+        return z.ravel() if z.shape[1] == 1 else z
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        z = self._forward(X, "predict_proba").astype(np.float64)
+        if z.shape[1] == 1:
+            p = 0.5 * (1.0 + np.tanh(0.5 * z[:, 0]))  # the logistic function without overflow
+            return np.column_stack([1.0 - p, p])
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """The most probable class label per row."""
+        z = self._forward(X, "predict")
+        idx = (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
+        return self.classes_[idx]
+
+    def _loss_on(self, X, target, weight):
+        z = self.model_.predict(X)
+        if z.shape[1] == 1:
+            return float(ops.binary_cross_entropy_with_logits(z, target, sample_weight=weight).loss)
+        return float(ops.softmax_cross_entropy_with_logits(z, target, sample_weight=weight).loss)
