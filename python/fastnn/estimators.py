@@ -40,6 +40,8 @@ OPTIMIZERS = {"sgd": optim.SGD, "adagrad": optim.Adagrad, "adam": optim.Adam, "a
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh")
 NAN_POLICIES = ("raise", "skip")
 _DEFAULT_LEARNING_RATE = 0.05
+_PROBE_ROWS = 2048
+_SATURATION = {"sigmoid": lambda y: (y < 0.02) | (y > 0.98), "tanh": lambda y: np.abs(y) > 0.99}
 _STAT_KEYS = ("zero_fraction", "dead_units", "grad_norm", "weight_norm", "update_ratio")
 
 _PARAMS_DOC = """
@@ -331,7 +333,16 @@ class _BaseDNN(BaseEstimator):
         ctx = threads(p["num_threads"]) if p["num_threads"] else _NoThreads()
         with ctx:
             self._train(p, Xt, yt, wt, Xv, yv, wv, epochs, partial)
+            self._saturation_ = self._probe_saturation(Xt[:_PROBE_ROWS])
         return self
+
+    def _probe_saturation(self, X):
+        """Per hidden layer, the share of sigmoid/tanh outputs in the flat tails (derivative
+        below about 2% of its peak), on training rows; NaN for other activations."""
+        if self.activation not in _SATURATION or X.shape[0] == 0:
+            return [float("nan")] * len(self._hidden_index_)
+        outputs = self.model_.layer_outputs(X)
+        return [float(np.mean(_SATURATION[self.activation](outputs[i]))) for i in self._hidden_index_]
 
     def _split(self, X, target, weight, p, partial):
         if not self.early_stopping or partial:
@@ -434,18 +445,22 @@ class _BaseDNN(BaseEstimator):
         """Restore the last finite weights (replaying the epoch up to them) and raise."""
         bad_step = r.bad_step if r.bad_step >= 0 else 0
         keep = bad_step if r.diverged else 0
+        replay = None
         while True:  # an update can itself overflow (SGD, huge lr): step back until finite
             self._restore(snap)
             if keep > 0:
-                self.model_.train_epoch(Xt, yt, max_batches=keep, **kw)
+                replay = self.model_.train_epoch(Xt, yt, max_batches=keep, **kw)
             if keep == 0 or np.all(np.isfinite(self.model_.params)):
                 break
             keep -= 1
         layer = None
         if r.bad_layer >= 0:
             layer = next((h for h, i in enumerate(self._hidden_index_) if i == r.bad_layer), len(self._hidden_index_))
+        # the statistics of the replayed updates: evidence for diagnose()
+        stats = {key: [float(getattr(replay, key)[i]) if replay is not None and keep > 0 else float("nan")
+                       for i in self._hidden_index_] for key in ("grad_norm", "update_ratio")}
         self.divergence_ = {"epoch": epoch, "step": bad_step, "layer": layer, "restored_steps": keep,
-                            "learning_rate": float(self.optimizer_.lr)}
+                            "learning_rate": float(self.optimizer_.lr), **stats}
         where = "the loss" if layer is None else (
             f"the gradient of hidden layer {layer}" if layer < len(self._hidden_index_) else
             "the gradient of the output layer")
@@ -477,6 +492,115 @@ class _BaseDNN(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path):
+        """Write the fitted estimator to ``path`` (a NumPy ``.npz`` zip with a JSON header,
+        no pickle; see ``fastnn.persistence``), atomically: a failed save leaves an
+        existing file intact. ``fastnn.load(path)`` gives it back with bitwise-identical
+        predictions, its history and its optimizer state (so ``partial_fit`` continues).
+        Callbacks are not saved."""
+        check_is_fitted(self, "model_")
+        from fastnn import persistence
+        params = self.get_params(deep=False)
+        params["callbacks"] = None
+        if isinstance(params["optimizer"], optim.Optimizer):
+            params["optimizer"] = persistence.optimizer_state(params["optimizer"])[0]
+        params["hidden_units"] = list(self._validated_params()["hidden_units"])
+        if params["random_state"] is not None and not isinstance(params["random_state"], numbers.Integral):
+            params["random_state"] = None  # a Generator/RandomState was consumed by fit: not a setting
+        model_config, model_arrays = persistence.sequential_state(self.model_)
+        opt_config, opt_arrays = persistence.optimizer_state(self.optimizer_)
+        names = getattr(self, "feature_names_in_", None)
+        fitted = {"n_features_in_": int(self.n_features_in_), "n_iter_": int(self.n_iter_),
+                  "feature_names_in_": None if names is None else [str(n) for n in names],
+                  "best_loss_": _json_float(self.best_loss_), "hidden_index": list(self._hidden_index_),
+                  "y_ndim": getattr(self, "_y_ndim_", None), "rng": self._rng_.bit_generator.state,
+                  "divergence_": _json_safe(self.divergence_)}
+        arrays = {"feature_std": self._feature_std_, "saturation": np.asarray(self._saturation_, np.float64),
+                  **{f"model.{k}": v for k, v in model_arrays.items()},
+                  **{f"optimizer.{k}": v for k, v in opt_arrays.items()},
+                  **{f"history.{k}": np.asarray(v, np.float64).reshape(len(self.history_["loss"]), -1)
+                     for k, v in self.history_.items()}}
+        if hasattr(self, "classes_"):
+            classes = self.classes_
+            arrays["classes"] = np.asarray(classes.tolist()) if classes.dtype.hasobject else classes
+        persistence.write_model(path, {"class": type(self).__name__, "params": params, "fitted": fitted,
+                                       "model": model_config, "optimizer": opt_config}, arrays)
+
+
+def _json_float(x):
+    return float(x) if np.isfinite(x) else None
+
+
+def _json_safe(value):
+    """``value`` with non-finite floats as None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    return value
+
+
+def _load_estimator(header, arrays):
+    """The loader ``fastnn.load`` uses for estimator files (see ``_BaseDNN.save``)."""
+    from fastnn import persistence
+    from fastnn._errors import ModelFormatError
+    cls = {"DNNRegressor": DNNRegressor, "DNNClassifier": DNNClassifier}[header["class"]]
+    params = dict(header["params"])
+    expected = set(cls._get_param_names())
+    if set(params) != expected:
+        raise ModelFormatError(f"params has keys {sorted(params)}, {cls.__name__} takes {sorted(expected)}")
+    if isinstance(params["optimizer"], dict):
+        params["optimizer"] = persistence.optimizer_from_state(params["optimizer"], {})
+    params["hidden_units"] = tuple(params["hidden_units"]) if isinstance(params["hidden_units"], list) else None
+    est = cls(**params)
+    try:
+        p = est._validated_params()
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"params: {exc}") from None
+    f = header["fitted"]
+    est.model_ = persistence.sequential_from_state(header["model"], _strip("model.", arrays))
+    est.optimizer_ = persistence.optimizer_from_state(header["optimizer"], _strip("optimizer.", arrays))
+    est.n_features_in_ = int(f["n_features_in_"])
+    if f["feature_names_in_"] is not None:
+        est.feature_names_in_ = np.asarray(f["feature_names_in_"], dtype=object)
+    est.n_iter_ = int(f["n_iter_"])
+    est.best_loss_ = np.inf if f["best_loss_"] is None else float(f["best_loss_"])
+    est._hidden_index_ = [int(i) for i in f["hidden_index"]]
+    expected_hidden = [i for i, layer in enumerate(est.model_.layers) if isinstance(layer, nn.Dense)][:-1]
+    if est._hidden_index_ != expected_hidden or len(expected_hidden) != len(p["hidden_units"]):
+        raise ModelFormatError("the model's layers do not match hidden_units")
+    if est.model_.in_features != est.n_features_in_:
+        raise ModelFormatError(f"the model takes {est.model_.in_features} features, n_features_in_ says "
+                               f"{est.n_features_in_}")
+    rng = np.random.default_rng()
+    rng.bit_generator.state = f["rng"]
+    est._rng_ = rng
+    est.divergence_ = f["divergence_"]
+    est._feature_std_ = np.asarray(arrays["feature_std"], np.float64)
+    est._saturation_ = np.asarray(arrays["saturation"], np.float64).tolist()
+    est.history_ = {k: np.asarray(v).tolist() for k, v in _strip("history.", arrays).items()}
+    for key in ("loss", "val_loss", "lr", "skipped", "time"):
+        est.history_[key] = [x[0] for x in est.history_[key]]
+    est.history_["skipped"] = [int(x) for x in est.history_["skipped"]]
+    est.loss_curve_ = est.history_["loss"]
+    if cls is DNNClassifier:
+        est.classes_ = arrays["classes"]
+        if len(est.classes_) != max(2, est.model_.out_features) or len(est.classes_) == 2 and \
+                est.model_.out_features != 1:
+            raise ModelFormatError(f"{len(est.classes_)} classes do not fit a model with "
+                                   f"{est.model_.out_features} outputs")
+    else:
+        est._y_ndim_ = int(f["y_ndim"])
+    return est
+
+
+def _strip(prefix, arrays):
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 class _NoThreads:
@@ -650,3 +774,12 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
         if z.shape[1] == 1:
             return float(ops.binary_cross_entropy_with_logits(z, target, sample_weight=weight).loss)
         return float(ops.softmax_cross_entropy_with_logits(z, target, sample_weight=weight).loss)
+
+
+def _register_loaders():
+    from fastnn import persistence
+    for name in ("DNNRegressor", "DNNClassifier"):
+        persistence.register_loader(name, _load_estimator)
+
+
+_register_loaders()

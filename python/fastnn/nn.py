@@ -592,6 +592,16 @@ class Sequential:
             out[start:start + batch_size] = h
         return out
 
+    def layer_outputs(self, x) -> list:
+        """Inference pass that keeps every layer's output (a list, one array per layer):
+        for inspecting hidden activations, e.g. how many saturate or stay at zero."""
+        h = self._input(x)
+        outputs = []
+        for layer in self.layers:
+            h = layer.forward(h, False, {"seed": 0, "step": 0})
+            outputs.append(h)
+        return outputs
+
     def __repr__(self):
         inner = ",\n    ".join(repr(l) for l in self.layers)
         return f"Sequential([\n    {inner},\n], seed={self.seed}, dtype={self.dtype.name})"

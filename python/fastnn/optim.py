@@ -3,6 +3,7 @@ schedules and gradient clipping. Each optimizer step is one fused in-place pass 
 buffer (the kernels are ``fastnn.ops.sgd_update`` and friends)."""
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Sequence
 
@@ -98,6 +99,10 @@ class Schedule:
 
     def config(self) -> dict:
         return {"kind": type(self).__name__, **vars(self)}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
 
 
 class Constant(Schedule):
@@ -233,6 +238,12 @@ class Optimizer:
         g = ops._flat("grads", grads, writes=False, dtype=p.dtype, n=p.shape[0])
         hyper = dict(hyper, lr=float(lr), step=float(self.iterations + 1))
         _core.optimizer_step(kind, p, g, *states, ops._weight_mask(mask, p.shape[0]), hyper)
+
+    def __repr__(self):
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n not in ("self", "lr")]
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in names if hasattr(self, n))
+        lr = self.schedule.lr if isinstance(self.schedule, Constant) else self.schedule
+        return f"{type(self).__name__}(lr={lr!r}, {args})"
 
     def __setstate__(self, state):
         self.__dict__.update(state)

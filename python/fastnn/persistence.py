@@ -1,0 +1,574 @@
+"""Safe model files: a zip of ``.npy`` arrays (the ``np.savez`` layout, uncompressed) with a
+JSON header. Loading never unpickles and never runs code named by the file; every way a
+file can be bad (foreign, truncated, corrupted, tampered, from a newer fastnn) is a
+``ModelFormatError`` naming the path. Saving is atomic: a failed or interrupted save
+leaves the old file as it was.
+
+``write_model``/``read_model`` are the container; ``sequential_state``/
+``optimizer_state`` and their ``*_from_state`` inverses turn fastnn objects into
+(JSON config, arrays) and back, for any saver (``save_sequential`` here; estimators
+register their own loaders with ``register_loader``, and ``load`` dispatches on the
+header's ``"class"``).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import inspect
+import json
+import math
+import os
+import re
+import stat
+import tempfile
+import threading
+import zipfile
+from typing import Callable
+
+import numpy as np
+
+from fastnn import nn, optim
+from fastnn._checks import _describe
+from fastnn._errors import ModelFormatError
+
+__all__ = [
+    "FORMAT_VERSION", "MAGIC", "ModelFormatError", "load", "load_sequential", "optimizer_from_state",
+    "optimizer_state", "read_model", "register_loader", "save_sequential", "sequential_from_state",
+    "sequential_state", "write_model",
+]
+
+FORMAT_VERSION = 1
+MAGIC = "fastnn-model"
+
+_HEADER = "__header__"
+_RESERVED = ("magic", "format_version", "fastnn_version", "arrays")
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_KINDS = "biufcSU"  # numbers, bools, fixed-width strings: what .npy stores without pickle
+_MAX_HEADER_BYTES = 16 << 20  # a header is configuration; a larger one is not a fastnn file
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # a fixed timestamp: the same model gives the same bytes
+
+
+def _fastnn_version() -> str:
+    import fastnn  # at call time: the package has finished importing (no import cycle)
+    return fastnn.__version__
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_model(path, header: dict, arrays: dict) -> None:
+    """Write ``arrays`` and a JSON ``header`` to ``path`` (str or os.PathLike), atomically.
+
+    The file is a zip of ``.npy`` entries (no ``.npz`` suffix is added) with the header as
+    the uint8 entry ``__header__``; ``magic``, ``format_version``, ``fastnn_version`` and
+    ``arrays`` (the sorted entry names) are added to it. The data goes to a temporary file
+    in the same directory, is flushed to disk and renamed over ``path``: on any error or
+    interrupt the old file stays intact and the temporary file is removed. A replaced
+    file keeps its permission bits; a new one gets ``0o666 & ~umask``.
+
+    Parameters
+    ----------
+    header : dict, JSON-serializable (str keys, finite numbers)
+    arrays : dict of name -> array of numbers, bools or fixed-width strings; names use
+        letters, digits, ``_ . -`` and do not start with ``__``
+    """
+    if not isinstance(header, dict):
+        raise TypeError(f"header must be a dict, got {type(header).__name__}")
+    taken = [k for k in _RESERVED if k in header]
+    if taken:
+        raise ValueError(f"header keys {taken} are reserved: write_model sets them")
+    if not isinstance(arrays, dict):
+        raise TypeError(f"arrays must be a dict of name -> array, got {type(arrays).__name__}")
+    entries = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str):
+            raise TypeError(f"array names must be strings, got {type(name).__name__} {name!r}")
+        if not _NAME.fullmatch(name) or name.startswith("__"):
+            raise ValueError(f"array name {name!r} must be letters, digits, '_', '.', '-' and not start with '__'")
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:
+            raise TypeError(f"arrays[{name!r}] has dtype {arr.dtype}: object arrays would need pickle, "
+                            "which fastnn model files never hold")
+        if arr.dtype.kind not in _KINDS or arr.dtype.itemsize == 0:
+            raise TypeError(f"arrays[{name!r}] has dtype {arr.dtype}: only numbers, bools and fixed-width "
+                            "strings can be saved")
+        entries[name] = arr
+    full = {"magic": MAGIC, "format_version": FORMAT_VERSION, "fastnn_version": _fastnn_version(), **header,
+            "arrays": sorted(entries)}
+    try:
+        text = json.dumps(full, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"header must be JSON-serializable (str keys, finite numbers): {exc}") from None
+    entries = {_HEADER: np.frombuffer(text.encode("utf-8"), np.uint8), **entries}
+    _atomic_write(path, lambda f: _write_archive(f, entries))
+
+
+def _write_archive(f, entries: dict) -> None:
+    # what np.savez does, minus its keyword arguments (an array named "file" would clash)
+    # and with allow_pickle=False as a last guard
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in entries.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
+def _atomic_write(path, write: Callable) -> None:
+    # through a symlink, write its target (as open(path, "w") would), not replace the link
+    target = os.path.realpath(os.fspath(path))
+    directory, base = os.path.split(target)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {os.fspath(path)!r}: no such directory", directory)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = _new_file_mode()
+    fd, tmp = tempfile.mkstemp(prefix="." + base, suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)  # mkstemp made it 0600
+        os.replace(tmp, target)
+    except BaseException:  # KeyboardInterrupt too: never leave a half-written temp file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _new_file_mode() -> int:
+    """``0o666 & ~umask``: the mode ``open(path, "w")`` would give a new file."""
+    try:  # Linux shows the umask without changing it
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # elsewhere reading the umask means setting it: a restrictive value meanwhile, and a
+    # lock so that two saving threads cannot restore each other's placeholder
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable; best effort (Windows cannot open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@contextlib.contextmanager
+def _as_format_errors(path, what: str):
+    """Inside, every exception becomes a ``ModelFormatError`` naming ``path``: the input is
+    untrusted bytes, and zipfile, zlib, numpy and json each fail in their own types."""
+    try:
+        yield
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"cannot load {os.fspath(path)!r}: {exc}") from None
+    except Exception as exc:
+        raise ModelFormatError(f"cannot load {os.fspath(path)!r}: {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def read_model(path) -> tuple[dict, dict]:
+    """The (header, arrays) of a file written by ``write_model``, validated.
+
+    Every array is read into memory (nothing stays tied to the file). A missing file is
+    ``FileNotFoundError`` (other errors opening it pass through as ``OSError``); a file that
+    is not an intact fastnn model of a format this fastnn reads is ``ModelFormatError``.
+    """
+    with open(path, "rb") as f, _as_format_errors(path, "truncated or corrupted file"):
+        return _read_archive(f)
+
+
+def _read_archive(f) -> tuple[dict, dict]:
+    head = f.read(8)
+    f.seek(0)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise ModelFormatError(_foreign(head))
+    with zipfile.ZipFile(f) as zf:
+        members = {}
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if name is None or name in members:
+                raise ModelFormatError(f"not a fastnn model: entry {info.filename!r} is not one .npy array")
+            members[name] = info
+        if _HEADER not in members:
+            raise ModelFormatError(f"not a fastnn model: no {_HEADER} entry (a plain np.savez archive?)")
+        info = members.pop(_HEADER)
+        if info.file_size > _MAX_HEADER_BYTES:
+            raise ModelFormatError(f"the header entry is {info.file_size} bytes, more than a model header holds")
+        header = _parse_header(_read_entry(zf, info, _HEADER))
+        listed = header["arrays"]
+        missing = sorted(set(listed) - set(members))
+        if missing:
+            raise ModelFormatError(f"entries {missing} named by the header are missing")
+        extra = sorted(set(members) - set(listed))
+        if extra:
+            raise ModelFormatError(f"entries {extra} are not named by the header")
+        return header, {name: _read_entry(zf, members[name], name) for name in listed}
+
+
+def _foreign(head: bytes) -> str:
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"\x93NUMPY"):
+        return "not a fastnn model: a single .npy array (np.save), not a model archive"
+    if head[:1] == b"\x80":
+        return "not a fastnn model: it looks like a Python pickle (fastnn never unpickles)"
+    return f"not a fastnn model: not a zip archive (it starts with {head!r})"
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.ndarray:
+    """One .npy entry, parsed by hand: the dtype is checked before any data is read (no
+    pickle path at all), and the declared size against the entry's, so a forged shape
+    cannot make us allocate more than the file holds. Reading to the end checks the CRC."""
+    fmt = np.lib.format
+    with zf.open(info) as fh:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise ModelFormatError(f"entry {name!r} is in .npy format {version}, which fastnn does not write")
+        if dtype.hasobject or dtype.kind not in _KINDS or dtype.itemsize == 0:
+            raise ModelFormatError(f"entry {name!r} has dtype {dtype}: fastnn model files hold numbers only "
+                                   "(object arrays would need unpickling)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if fh.tell() + nbytes != info.file_size:
+            raise ModelFormatError(f"entry {name!r} declares {dtype} of shape {shape} ({nbytes} bytes) but holds "
+                                   f"{info.file_size - fh.tell()} bytes of data")
+        data = fh.read(nbytes)
+        if len(data) != nbytes or fh.read(1):
+            raise ModelFormatError(f"entry {name!r} does not hold the {nbytes} bytes its header declares")
+    arr = np.frombuffer(data, dtype).copy()  # a writeable array of its own
+    return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_header(raw: np.ndarray) -> dict:
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFormatError(f"the {_HEADER} entry is {_describe(raw)}, not a byte string")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelFormatError(f"the header is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ModelFormatError(f"the header is a JSON {type(header).__name__}, not an object")
+    if header.get("magic") != MAGIC:
+        raise ModelFormatError(f"not a fastnn model (header magic {header.get('magic')!r}, expected {MAGIC!r})")
+    version = header.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFormatError(f"format_version must be an int, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(f"written by fastnn {header.get('fastnn_version', '?')} in model format {version}; "
+                               f"this fastnn {_fastnn_version()} reads format <= {FORMAT_VERSION}: upgrade fastnn")
+    if version < 1:
+        raise ModelFormatError(f"format_version {version} is not a fastnn model format (they start at 1)")
+    listed = header.get("arrays")
+    if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed) or len(set(listed)) != len(listed):
+        raise ModelFormatError(f"header 'arrays' must be a list of distinct names, got {listed!r}")
+    return header
+
+
+# ----------------------------------------------------------------------------- fastnn objects
+
+_LAYERS = {cls.__name__: cls for cls in (nn.Dense, nn.Activation, nn.BatchNorm, nn.Dropout)}
+_OPTIMIZERS = {cls.__name__: cls for cls in (optim.SGD, optim.Adagrad, optim.Adam, optim.AdamW, optim.RMSProp)}
+_SCHEDULES = {cls.__name__: cls for cls in (optim.Constant, optim.ExponentialDecay, optim.StepDecay,
+                                             optim.CosineDecay)}
+_DTYPES = ("float32", "float64")
+
+
+def _allowed(obj, allowed: dict, what: str):
+    """The class of ``obj`` if it is exactly one of ``allowed`` (a subclass may behave
+    differently, and would be rebuilt as its base)."""
+    cls = type(obj)
+    if allowed.get(cls.__name__) is not cls:
+        raise TypeError(f"{what} is a {cls.__module__}.{cls.__qualname__}: only {sorted(allowed)} can be saved")
+    return cls
+
+
+def _parameters(cls) -> dict:
+    """The constructor arguments that fully describe an instance of ``cls``: its
+    positional-or-keyword parameters (keyword-only ones are aliases, e.g. ``keep_prob``)."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: p for k, p in params.items() if k != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def _type_problem(value, default) -> str | None:
+    """What is wrong with ``value`` for a parameter whose default is ``default``: bools,
+    strings and numbers keep their type; a required argument is a number or a string (its
+    constructor checks which). Never a list or an object: nothing nested reaches a class."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"must be a bool, got {value!r}"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else f"must be a string, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return f"must be a number or a string, got {value!r}"
+    if isinstance(value, str) and isinstance(default, (int, float)):
+        return f"must be a number, got {value!r}"
+    return None
+
+
+def _arguments(obj, where: str, skip=()) -> dict:
+    """The constructor arguments of ``obj``, read back from its attributes of the same names."""
+    args = {}
+    for name, param in _parameters(type(obj)).items():
+        if name in skip:
+            continue
+        value = getattr(obj, name)
+        if isinstance(value, np.generic):
+            value = value.item()
+        problem = _type_problem(value, param.default)
+        if problem:
+            raise TypeError(f"{where}.{name} {problem}: it cannot be saved")
+        args[name] = value
+    return args
+
+
+def _construct(cls, args, where: str, **given):
+    """``cls(**args, **given)`` for ``args`` read from a file: exactly the expected names,
+    of the expected types; the constructor's own validation errors become format errors."""
+    params = _parameters(cls)
+    if not isinstance(args, dict):
+        raise ModelFormatError(f"{where} must be a JSON object, got {args!r}")
+    expected = set(params) - set(given)
+    if set(args) != expected:
+        raise ModelFormatError(f"{where} has arguments {sorted(args)}, {cls.__name__} takes {sorted(expected)}")
+    for name, value in args.items():
+        problem = _type_problem(value, params[name].default)
+        if problem:
+            raise ModelFormatError(f"{where}.{name} {problem}")
+    try:
+        return cls(**args, **given)
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{where}: {exc}") from None
+
+
+def _fields(config, keys: tuple, where: str) -> list:
+    """The values of exactly ``keys`` in the JSON object ``config``."""
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{where} must be a JSON object, got {type(config).__name__}")
+    if set(config) != set(keys):
+        raise ModelFormatError(f"{where} has keys {sorted(config)}, expected {sorted(keys)}")
+    return [config[k] for k in keys]
+
+
+def _count(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ModelFormatError(f"{where} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _lookup(name, allowed: dict, what: str, where: str):
+    cls = allowed.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ModelFormatError(f"{where}: unknown {what} {name!r} (known: {', '.join(sorted(allowed))})")
+    return cls
+
+
+def sequential_state(model) -> tuple[dict, dict]:
+    """(config, arrays) describing a ``fastnn.nn.Sequential`` completely.
+
+    ``config`` (JSON) holds the layers (type and constructor arguments), ``seed``,
+    ``dtype`` and ``step`` (the dropout counter); ``arrays`` holds copies of the flat
+    ``params`` and ``buffers``. Gradients are not state: every backward pass overwrites them.
+    """
+    _allowed(model, {"Sequential": nn.Sequential}, "model")
+    layers = [{"type": _allowed(layer, _LAYERS, f"model.layers[{i}]").__name__,
+               "args": _arguments(layer, f"model.layers[{i}]")}
+              for i, layer in enumerate(model.layers)]
+    config = {"layers": layers, "seed": int(model.seed), "dtype": model.dtype.name, "step": int(model.step)}
+    return config, {"params": model.params.copy(), "buffers": model.buffers.copy()}
+
+
+def sequential_from_state(config, arrays) -> nn.Sequential:
+    """The ``Sequential`` that ``sequential_state`` described: it predicts and trains on
+    bitwise as the original would. Anything inconsistent is a ``ModelFormatError``."""
+    layers, seed, dtype, step = _fields(config, ("layers", "seed", "dtype", "step"), "model")
+    if not isinstance(layers, list) or not layers:
+        raise ModelFormatError(f"model.layers must be a non-empty list, got {layers!r}")
+    built = []
+    for i, spec in enumerate(layers):
+        where = f"model.layers[{i}]"
+        kind, args = _fields(spec, ("type", "args"), where)
+        built.append(_construct(_lookup(kind, _LAYERS, "layer type", where), args, where))
+    if dtype not in _DTYPES:
+        raise ModelFormatError(f"model.dtype must be one of {_DTYPES}, got {dtype!r}")
+    seed, step = _count(seed, "model.seed"), _count(step, "model.step")
+    params, buffers = _fields(arrays, ("params", "buffers"), "model arrays")
+    # sizes first: forged layer widths must not make us allocate more than the file holds
+    for name, value, specs in (("params", params, "param_specs"), ("buffers", buffers, "buffer_specs")):
+        size = sum(math.prod(s.shape) for layer in built for s in getattr(layer, specs)())
+        if not isinstance(value, np.ndarray) or value.size != size:
+            raise ModelFormatError(f"model array {name!r} must hold {size} values for these layers, "
+                                   f"got {_describe(value)}")
+    try:
+        model = nn.Sequential(built, seed=seed, dtype=np.dtype(dtype))
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"model: {exc}") from None
+    for name, value, into in (("params", params, model.params), ("buffers", buffers, model.buffers)):
+        if not isinstance(value, np.ndarray) or value.dtype != into.dtype or value.shape != into.shape:
+            raise ModelFormatError(f"model array {name!r} must be {into.dtype} of shape {into.shape} for these "
+                                   f"layers, got {_describe(value)}")
+        into[...] = value
+    model.step = step
+    return model
+
+
+def optimizer_state(opt) -> tuple[dict, dict]:
+    """(config, arrays) describing a ``fastnn.optim`` optimizer: class, hyperparameters,
+    learning rate (a schedule's ``config()``), update count, and copies of its state."""
+    cls = _allowed(opt, _OPTIMIZERS, "optimizer")
+    _allowed(opt.schedule, _SCHEDULES, "the optimizer's learning-rate schedule")
+    config = {"class": cls.__name__, "lr": opt.schedule.config(), "args": _arguments(opt, "optimizer", skip=("lr",)),
+              "iterations": int(opt.iterations)}
+    return config, {name: arr.copy() for name, arr in opt.state.items()}
+
+
+def optimizer_from_state(config, arrays) -> optim.Optimizer:
+    """The optimizer ``optimizer_state`` described, continuing bitwise where it stopped."""
+    name, lr, args, iterations = _fields(config, ("class", "lr", "args", "iterations"), "optimizer")
+    cls = _lookup(name, _OPTIMIZERS, "optimizer", "optimizer")
+    if not isinstance(lr, dict):
+        raise ModelFormatError(f"optimizer.lr must be a JSON object (a schedule), got {lr!r}")
+    lr = dict(lr)
+    kind = _lookup(lr.pop("kind", None), _SCHEDULES, "schedule", "optimizer.lr")
+    opt = _construct(cls, args, "optimizer.args", lr=_construct(kind, lr, "optimizer.lr"))
+    if not isinstance(arrays, dict):
+        raise ModelFormatError(f"optimizer arrays must be a dict, got {type(arrays).__name__}")
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray) or value.dtype.name not in _DTYPES:
+            raise ModelFormatError(f"optimizer state {key!r} must be a float32 or float64 array, got "
+                                   f"{_describe(value)}")
+    if len({v.dtype for v in arrays.values()}) > 1:
+        raise ModelFormatError("optimizer state arrays mix float32 and float64")
+    if iterations and opt._state_names and not arrays:  # an update has run: its state must be there
+        raise ModelFormatError(f"optimizer state {list(opt._state_names)} is missing after {iterations} updates")
+    try:
+        opt.load_state_dict({"class": cls.__name__, "iterations": _count(iterations, "optimizer.iterations"),
+                             "state": arrays})
+    except ValueError as exc:
+        raise ModelFormatError(f"optimizer: {exc}") from None
+    return opt
+
+
+def _state_mismatch(opt, model) -> str | None:
+    """Why ``opt``'s state cannot belong to ``model`` (None when it can)."""
+    for name, arr in opt.state.items():
+        if arr.shape != model.params.shape or arr.dtype != model.dtype:
+            return (f"state {name!r} is {arr.dtype} of shape {arr.shape}, but the model's params are "
+                    f"{model.dtype} of shape {model.params.shape}")
+    return None
+
+
+def _prefixed(prefix: str, arrays: dict) -> dict:
+    return {prefix + name: arr for name, arr in arrays.items()}
+
+
+def _unprefixed(prefix: str, arrays: dict) -> dict:
+    return {name[len(prefix):]: arr for name, arr in arrays.items() if name.startswith(prefix)}
+
+
+def save_sequential(model, path, optimizer=None) -> None:
+    """Save a ``Sequential`` (and optionally its optimizer, to resume training) to ``path``.
+
+    ``load(path)`` gives the model back; ``load_sequential(path)`` the pair.
+    """
+    config, arrays = sequential_state(model)
+    header = {"class": "Sequential", "model": config, "optimizer": None}
+    files = _prefixed("model.", arrays)
+    if optimizer is not None:
+        header["optimizer"], opt_arrays = optimizer_state(optimizer)
+        problem = _state_mismatch(optimizer, model)
+        if problem:
+            raise ValueError(f"optimizer does not belong to this model: {problem}")
+        files.update(_prefixed("optimizer.", opt_arrays))
+    write_model(path, header, files)
+
+
+def _sequential_file(header: dict, arrays: dict):
+    if header.get("class") != "Sequential":
+        raise ModelFormatError(f"it holds a {header.get('class')!r}, not a Sequential "
+                               "(fastnn.persistence.load reads any model)")
+    model = sequential_from_state(header.get("model"), _unprefixed("model.", arrays))
+    opt_config = header.get("optimizer")
+    if opt_config is None:
+        return model, None
+    opt = optimizer_from_state(opt_config, _unprefixed("optimizer.", arrays))
+    problem = _state_mismatch(opt, model)
+    if problem:
+        raise ModelFormatError(f"the optimizer does not fit the model: {problem}")
+    return model, opt
+
+
+def load_sequential(path) -> tuple[nn.Sequential, optim.Optimizer | None]:
+    """(model, optimizer) from a file of ``save_sequential`` (optimizer None if not saved)."""
+    header, arrays = read_model(path)
+    with _as_format_errors(path, "malformed model"):
+        return _sequential_file(header, arrays)
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+_LOADERS: dict[str, Callable[[dict, dict], object]] = {}
+# modules that register loaders when imported: tried when a file names an unknown class
+_PROVIDERS = ("fastnn.estimators",)
+
+
+def register_loader(class_name: str, fn: Callable[[dict, dict], object]) -> None:
+    """Make ``load`` build files whose header ``"class"`` is ``class_name`` with
+    ``fn(header, arrays)`` (replacing any earlier loader for that name). ``fn`` should raise
+    ``ModelFormatError`` for what it finds wrong; any other exception is reported as one."""
+    if not isinstance(class_name, str) or not class_name:
+        raise TypeError(f"class_name must be a non-empty string, got {class_name!r}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable as fn(header, arrays), got {type(fn).__name__}")
+    _LOADERS[class_name] = fn
+
+
+def _loader(name):
+    if isinstance(name, str) and name not in _LOADERS:
+        for module in _PROVIDERS:  # a fixed list: the file never chooses what is imported
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
+    fn = _LOADERS.get(name) if isinstance(name, str) else None
+    if fn is None:
+        raise ModelFormatError(f"it holds a {name!r}, which this fastnn cannot build "
+                               f"(known: {', '.join(sorted(_LOADERS))})")
+    return fn
+
+
+def load(path):
+    """The object saved at ``path`` (a ``Sequential`` for ``save_sequential`` files), built
+    by the loader registered for the header's ``"class"``. Never unpickles."""
+    header, arrays = read_model(path)
+    with _as_format_errors(path, "malformed model"):
+        return _loader(header.get("class"))(header, arrays)
+
+
+register_loader("Sequential", lambda header, arrays: _sequential_file(header, arrays)[0])
