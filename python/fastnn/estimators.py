@@ -199,7 +199,12 @@ class _BaseDNN(BaseEstimator):
     def _validated_params(self) -> dict:
         """Every hyperparameter checked (scikit-learn: validation happens in fit)."""
         if self.keep_prob is not None:
-            ops._check_rate(0.0, self.keep_prob)  # raises with the conversion
+            try:
+                hint = f"dropout={1 - float(self.keep_prob):g}"
+            except (TypeError, ValueError):
+                hint = "dropout=1 - keep_prob"
+            raise ValueError(f"fastnn takes the DROP rate, not keep_prob: pass {hint} instead of "
+                             f"keep_prob={self.keep_prob!r} (mixing them up keeps 10% instead of dropping 10%)")
         units = self.hidden_units
         if isinstance(units, numbers.Integral) and not isinstance(units, bool):
             units = (units,)
@@ -444,7 +449,9 @@ class _BaseDNN(BaseEstimator):
     def _diverged(self, p, r, snap, epoch, Xt, yt, kw):
         """Restore the last finite weights (replaying the epoch up to them) and raise."""
         bad_step = r.bad_step if r.bad_step >= 0 else 0
-        keep = bad_step if r.diverged else 0
+        # keep the updates before the bad batch; when its LOSS was non-finite, the weights
+        # of the last update already overflow the forward pass: keep one update fewer
+        keep = max(bad_step - (r.bad_layer < 0), 0) if r.diverged else 0
         replay = None
         while True:  # an update can itself overflow (SGD, huge lr): step back until finite
             self._restore(snap)
@@ -466,7 +473,8 @@ class _BaseDNN(BaseEstimator):
             "the gradient of the output layer")
         raise TrainingDivergedError(
             f"training diverged (the NaN trap) at epoch {epoch}, step {bad_step}: {where} is not finite. The model "
-            f"holds the last finite weights (epoch {epoch}, after {keep} of its updates) and can still predict. "
+            f"holds the last weights that gave a finite loss (epoch {epoch}, after {keep} of its updates) and can "
+            "still predict. "
             "Remedies: lower the learning rate (now "
             f"{self.divergence_['learning_rate']:g}); clip gradients (clip_norm=1.0); scale the features "
             "(fastnn.preprocessing.StandardScaler); batch_norm=True. diagnose() has the evidence.",
@@ -642,6 +650,9 @@ class DNNRegressor(RegressorMixin, _BaseDNN):
 
     def _encode_targets(self, y, first, classes):
         y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"y must be numeric for regression, got dtype {y.dtype} (for class labels use "
+                             "DNNClassifier)")
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinity: drop or impute those rows")
         target = y.reshape(len(y), -1).astype(np.float32)
