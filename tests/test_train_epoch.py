@@ -152,3 +152,99 @@ def test_bad_input():
         small = nn.Sequential([nn.Dense(4, 1)], seed=0)
         small.train_epoch(x, y, optimizer=opt)
         make().train_epoch(x, y, optimizer=opt)
+
+
+def small(seed=0, bn=False):
+    layers = [nn.Dense(4, 8, activation="relu")] + ([nn.BatchNorm(8)] if bn else []) + [nn.Dense(8, 1)]
+    return nn.Sequential(layers, seed=seed)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_skip_nonfinite_skips_the_bad_batch_and_its_running_statistics(bn):
+    x, y = data(256)
+    y_bad = y.copy()
+    y_bad[100] = np.nan  # batch 1 of 4 (shuffle off)
+    a, b = small(bn=bn), small(bn=bn)
+    r = a.train_epoch(x, y_bad, batch_size=64, optimizer=optim.SGD(lr=0.05), shuffle=False, skip_nonfinite=True)
+    assert r.skipped == 1 and r.steps == 3 and not r.diverged and r.bad_step == 1 and r.bad_layer == -1
+    assert a.step == 4  # the skipped batch consumed its dropout key
+    keep = np.r_[0:64, 128:256]  # the same epoch without batch 1
+    opt = optim.SGD(lr=0.05)
+    b.train_epoch(x[keep], y[keep], batch_size=64, optimizer=opt, shuffle=False)
+    assert np.array_equal(a.params, b.params)
+    assert np.array_equal(a.buffers, b.buffers)  # batch 1 left no trace in the running statistics
+    stop = small(bn=bn)
+    r = stop.train_epoch(x, y_bad, batch_size=64, optimizer=optim.SGD(lr=0.05), shuffle=False)
+    assert r.diverged and r.steps == 1 and stop.step == 1
+    one = small(bn=bn)
+    one.train_epoch(x[:64], y[:64], batch_size=64, optimizer=optim.SGD(lr=0.05), shuffle=False)
+    assert np.array_equal(stop.buffers, one.buffers)  # the stopping batch's statistics were undone
+
+
+def test_max_batches_replays_the_start_of_the_epoch():
+    x, y = data()
+    full, part = make(), make()
+    of, op = optim.Adam(), optim.Adam()
+    steps = []
+
+    r = part.train_epoch(x, y, batch_size=32, optimizer=op, seed=4, max_batches=3)
+    assert r.steps == 3 and part.step == 3 and op.iterations == 3
+    order = np.random.Generator(np.random.Philox(4)).permutation(len(x))
+    full.train_epoch(x[order[:96]], y[order[:96]], batch_size=32, optimizer=of, shuffle=False)
+    assert np.array_equal(full.params, part.params)
+    assert part.train_epoch(x, y, batch_size=32, optimizer=op, max_batches=0).steps == 0
+    del steps
+
+
+def test_sample_weight_scales_each_rows_loss():
+    x, y = data(128)
+    a, b, c = small(), small(), small()
+    ones = a.train_epoch(x, y, batch_size=128, optimizer=optim.SGD(lr=0.1), shuffle=False,
+                         sample_weight=np.ones(128))
+    none = b.train_epoch(x, y, batch_size=128, optimizer=optim.SGD(lr=0.1), shuffle=False)
+    assert ones.loss == none.loss and np.array_equal(a.params, b.params)
+    # weights 1 on the first half and 0 on the second: scaled to mean 1 they are 2 and 0,
+    # so the full batch's mean loss equals the unweighted mean over the first half
+    w = np.r_[np.ones(64), np.zeros(64)]
+    d = small()
+    rw = c.train_epoch(x, y, batch_size=128, optimizer=optim.SGD(lr=0.1), shuffle=False, sample_weight=w)
+    rh = d.train_epoch(x[:64], y[:64], batch_size=64, optimizer=optim.SGD(lr=0.1), shuffle=False)
+    assert rw.loss == pytest.approx(rh.loss, rel=1e-6)
+    np.testing.assert_allclose(c.params, d.params, rtol=1e-5, atol=1e-7)
+    for bad, match in [(np.ones(5), "shape"), (-np.ones(128), "non-negative"), (np.zeros(128), "all zero")]:
+        with pytest.raises(ValueError, match=match):
+            small().train_epoch(x, y, optimizer=optim.SGD(), sample_weight=bad)
+
+
+def test_update_ratio_and_mean_gradient_norm():
+    x, y = data(256)
+    m = small()
+    before = {}
+
+    opt = optim.SGD(lr=0.05)
+    m.train_epoch(x, y, batch_size=64, optimizer=opt, shuffle=False, max_batches=3)
+    before = m.params.copy()
+    r_last = m.train_epoch(x[192:], y[192:], batch_size=64, optimizer=opt, shuffle=False)
+    n0 = 4 * 8 + 8
+    ratio = np.linalg.norm((m.params[:n0] - before[:n0]).astype(np.float64)) / np.linalg.norm(
+        before[:n0].astype(np.float64))
+    assert r_last.update_ratio[0] == pytest.approx(ratio, rel=1e-6)
+    # grad_norm is the mean over the epoch's updates of each step's norm
+    g = small()
+    norms = []
+    for start in range(0, 256, 64):
+        out = g.forward(x[start:start + 64])
+        g.backward(fastnn.ops.mse_loss(out, y[start:start + 64].reshape(-1, 1)).grad)
+        norms.append(np.linalg.norm(g.grads[:n0].astype(np.float64)))
+        optim.SGD(lr=0.05).step(g)
+    r = small().train_epoch(x, y, batch_size=64, optimizer=optim.SGD(lr=0.05), shuffle=False)
+    assert r.grad_norm[0] == pytest.approx(np.mean(norms), rel=1e-5)
+
+
+def test_statistics_off_trains_the_same_bits():
+    x, y = data()
+    a, b = make(), make()
+    ra = a.train_epoch(x, y, batch_size=32, optimizer=optim.Adam(), seed=2, clip_norm=0.5)
+    rb = b.train_epoch(x, y, batch_size=32, optimizer=optim.Adam(), seed=2, clip_norm=0.5, statistics=False)
+    assert np.array_equal(a.params, b.params) and ra.loss == rb.loss
+    assert np.isnan(rb.zero_fraction[0]) and np.isnan(rb.grad_norm[0]) and np.isnan(rb.dead_units[0])

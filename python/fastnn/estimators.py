@@ -534,6 +534,7 @@ class _BaseDNN(BaseEstimator):
         if hasattr(self, "classes_"):
             classes = self.classes_
             arrays["classes"] = np.asarray(classes.tolist()) if classes.dtype.hasobject else classes
+            fitted["classes_object"] = bool(classes.dtype.hasobject)
         persistence.write_model(path, {"class": type(self).__name__, "params": params, "fitted": fitted,
                                        "model": model_config, "optimizer": opt_config}, arrays)
 
@@ -554,7 +555,9 @@ def _json_safe(value):
 
 
 def _load_estimator(header, arrays):
-    """The loader ``fastnn.load`` uses for estimator files (see ``_BaseDNN.save``)."""
+    """The loader ``fastnn.load`` uses for estimator files (see ``_BaseDNN.save``): every
+    field is checked against the rebuilt model, so a tampered file is a ModelFormatError
+    here rather than a KeyError later in ``partial_fit`` or ``diagnose``."""
     from fastnn import persistence
     from fastnn._errors import ModelFormatError
     cls = {"DNNRegressor": DNNRegressor, "DNNClassifier": DNNClassifier}[header["class"]]
@@ -573,38 +576,61 @@ def _load_estimator(header, arrays):
     f = header["fitted"]
     est.model_ = persistence.sequential_from_state(header["model"], _strip("model.", arrays))
     est.optimizer_ = persistence.optimizer_from_state(header["optimizer"], _strip("optimizer.", arrays))
+    problem = persistence._state_mismatch(est.optimizer_, est.model_)
+    if problem:
+        raise ModelFormatError(f"the optimizer does not fit the model: {problem}")
     est.n_features_in_ = int(f["n_features_in_"])
+    n_out = est.model_.out_features
+    # the layers the parameters describe, rebuilt: the file's model must be exactly that
+    rebuilt = est._build_model(p, est.n_features_in_, n_out, seed=0)
+    if persistence.sequential_state(rebuilt)[0]["layers"] != header["model"]["layers"]:
+        raise ModelFormatError("the model's layers do not match the estimator's parameters (hidden_units, "
+                               f"activation, batch_norm, dropout) and its n_features_in_={est.n_features_in_} features")
+    if [int(i) for i in f["hidden_index"]] != est._hidden_index_:
+        raise ModelFormatError("hidden_index does not match the model's layers")
     if f["feature_names_in_"] is not None:
         est.feature_names_in_ = np.asarray(f["feature_names_in_"], dtype=object)
+        if est.feature_names_in_.shape != (est.n_features_in_,):
+            raise ModelFormatError("feature_names_in_ does not have one name per feature")
     est.n_iter_ = int(f["n_iter_"])
     est.best_loss_ = np.inf if f["best_loss_"] is None else float(f["best_loss_"])
-    est._hidden_index_ = [int(i) for i in f["hidden_index"]]
-    expected_hidden = [i for i, layer in enumerate(est.model_.layers) if isinstance(layer, nn.Dense)][:-1]
-    if est._hidden_index_ != expected_hidden or len(expected_hidden) != len(p["hidden_units"]):
-        raise ModelFormatError("the model's layers do not match hidden_units")
-    if est.model_.in_features != est.n_features_in_:
-        raise ModelFormatError(f"the model takes {est.model_.in_features} features, n_features_in_ says "
-                               f"{est.n_features_in_}")
     rng = np.random.default_rng()
     rng.bit_generator.state = f["rng"]
     est._rng_ = rng
     est.divergence_ = f["divergence_"]
-    est._feature_std_ = np.asarray(arrays["feature_std"], np.float64)
-    est._saturation_ = np.asarray(arrays["saturation"], np.float64).tolist()
-    est.history_ = {k: np.asarray(v).tolist() for k, v in _strip("history.", arrays).items()}
-    for key in ("loss", "val_loss", "lr", "skipped", "time"):
-        est.history_[key] = [x[0] for x in est.history_[key]]
+    n_hidden = len(est._hidden_index_)
+    est._feature_std_ = _array(arrays, "feature_std", (est.n_features_in_,))
+    est._saturation_ = _array(arrays, "saturation", (n_hidden,)).tolist()
+    history = _strip("history.", arrays)
+    scalar_keys = ("loss", "val_loss", "lr", "skipped", "time")
+    if set(history) != set(scalar_keys + _STAT_KEYS):
+        raise ModelFormatError(f"history has {sorted(history)}, expected {sorted(scalar_keys + _STAT_KEYS)}")
+    est.history_ = {}
+    for key in scalar_keys:
+        est.history_[key] = _array(history, key, (est.n_iter_, 1))[:, 0].tolist()
+    for key in _STAT_KEYS:
+        est.history_[key] = _array(history, key, (est.n_iter_, n_hidden)).tolist()
     est.history_["skipped"] = [int(x) for x in est.history_["skipped"]]
     est.loss_curve_ = est.history_["loss"]
     if cls is DNNClassifier:
-        est.classes_ = arrays["classes"]
-        if len(est.classes_) != max(2, est.model_.out_features) or len(est.classes_) == 2 and \
-                est.model_.out_features != 1:
-            raise ModelFormatError(f"{len(est.classes_)} classes do not fit a model with "
-                                   f"{est.model_.out_features} outputs")
+        classes = arrays["classes"]
+        est.classes_ = classes.astype(object) if f.get("classes_object") else classes
+        if classes.ndim != 1 or len(classes) < 2 or n_out != (1 if len(classes) == 2 else len(classes)):
+            raise ModelFormatError(f"{len(classes)} classes do not fit a model with {n_out} outputs")
     else:
+        if f["y_ndim"] not in (1, 2) or (f["y_ndim"] == 1 and n_out != 1):
+            raise ModelFormatError(f"y_ndim must be 1 (one output) or 2, got {f['y_ndim']!r}")
         est._y_ndim_ = int(f["y_ndim"])
     return est
+
+
+def _array(arrays, name, shape):
+    from fastnn._errors import ModelFormatError
+    a = arrays.get(name)
+    if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype.kind not in "biuf":
+        raise ModelFormatError(f"array {name!r} must be numeric of shape {shape}, got "
+                               f"{None if a is None else (a.dtype, a.shape)}")
+    return a.astype(np.float64)
 
 
 def _strip(prefix, arrays):
