@@ -2,6 +2,12 @@
 (Sequential.train_epoch), PyTorch eager and scikit-learn's MLPRegressor, 1 and 2 threads.
 
     python bench/train_report.py [--threads 1 2] [--no-torch] [--no-sklearn]
+    python bench/train_report.py --overhead [--threads 1]
+
+``--overhead`` measures, in one process per thread count, what the per-layer statistics
+cost a W1/W2 epoch (train_epoch with statistics on against off, alternated 16 times, the
+median ratio of adjacent epochs) and what DNNRegressor adds around the same epoch (its history, snapshot and
+bookkeeping: the best epoch of an 8-epoch fit against the best bare train_epoch).
 
 Each (library, workload, thread count) runs in its own process: in one process, the worker
 threads another library leaves spinning (OpenMP, OpenBLAS) would steal the cores.
@@ -136,13 +142,45 @@ def cell(lib, name, n):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def overhead(name, n, rounds=16):
+    """(epoch seconds with statistics off, on, the median of the on/off ratios of adjacent
+    epochs (pairs cancel the slow drifts of a shared machine), DNNRegressor's best epoch)."""
+    hidden, batch, _ = WORKLOADS[name]
+    X, y = data()
+    with fastnn.threads(n):
+        model = nn.Sequential([nn.Dense(w, h, activation="relu") for w, h in zip((16,) + hidden, hidden)]
+                              + [nn.Dense(hidden[-1], 1)], seed=0)
+        opt = optim.Adam(lr=1e-3)
+        times = {True: [], False: []}
+        for r in range(rounds):
+            for stats in (True, False) if r % 2 else (False, True):
+                t0 = time.perf_counter()
+                model.train_epoch(X, y, batch_size=batch, optimizer=opt, seed=r, statistics=stats)
+                times[stats].append(time.perf_counter() - t0)
+        ratio = float(np.median(np.array(times[True]) / np.array(times[False])))
+        est = fastnn.DNNRegressor(hidden_units=hidden, optimizer="adam", learning_rate=1e-3, batch_size=batch,
+                                  epochs=rounds // 2, random_state=0).fit(X, y)
+    return min(times[False]), min(times[True]), ratio, min(est.history_["time"])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-sklearn", action="store_true")
+    parser.add_argument("--overhead", action="store_true", help="cost of the statistics and of the estimator")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.overhead:
+        print("| workload | threads | train_epoch, statistics off | on | statistics cost (median of pairs) | "
+              "DNNRegressor epoch | estimator cost |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name in ("W1", "W2"):
+            for n in args.threads:
+                off, on, ratio, est = overhead(name, n)
+                print(f"| {name} | {n} | {off:.4f} s | {on:.4f} s | {100 * (ratio - 1):+.1f}% | {est:.4f} s | "
+                      f"{100 * (est / on - 1):+.1f}% |", flush=True)
+        return
     if args.child:
         lib, name, n = args.child
         child(lib, name, int(n))

@@ -103,7 +103,31 @@ void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
   }
 }
 
+// Plain loops, auto-vectorized under this path's flags: per row an int count of exact
+// zeros and a running per-column maximum (a unit has fired once its maximum is > 0).
+template <typename T>
+index_t activation_stats_impl(const T* __restrict y, index_t rows, index_t cols, T* __restrict colmax) {
+  index_t zeros = 0;
+  for (index_t r = 0; r < rows; ++r) {
+    const T* __restrict yr = y + r * cols;
+    int row_zeros = 0;
+    for (index_t j = 0; j < cols; ++j) {
+      row_zeros += yr[j] == T(0) ? 1 : 0;
+      colmax[j] = yr[j] > colmax[j] ? yr[j] : colmax[j];
+    }
+    zeros += row_zeros;
+  }
+  return zeros;
+}
+
 }  // namespace
+
+index_t activation_stats(const float* y, index_t rows, index_t cols, float* colmax) {
+  return activation_stats_impl(y, rows, cols, colmax);
+}
+index_t activation_stats(const double* y, index_t rows, index_t cols, double* colmax) {
+  return activation_stats_impl(y, rows, cols, colmax);
+}
 
 void act_forward(const ActArgs<float>& args) { act_forward_impl<f32v>(args); }
 void act_forward(const ActArgs<double>& args) { act_forward_impl<f64v>(args); }

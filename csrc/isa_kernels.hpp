@@ -23,6 +23,11 @@ FASTNN_DECLARE_KERNEL(optimizer_step, OptimizerArgs)
 double loss(const LossArgs<float>& args);
 double loss(const LossArgs<double>& args);
 
+// Training statistics of a (rows, cols) activation block: returns its number of exact
+// zeros and raises colmax[j] to the largest value of column j.
+index_t activation_stats(const float* y, index_t rows, index_t cols, float* colmax);
+index_t activation_stats(const double* y, index_t rows, index_t cols, double* colmax);
+
 // Clipping helpers over a flat buffer: sum of squares in float64 (fixed chunks, ordered),
 // in-place scaling, and clamping to [lo, hi] (NaN stays NaN).
 double sum_squares(const float* x, index_t n, int nthreads);

@@ -13,6 +13,7 @@ static void fill_typed(TypedKernels<T>& k) {
   k.gemm = gemm;
   k.act_forward = act_forward;
   k.act_backward = act_backward;
+  k.activation_stats = activation_stats;
   k.dense_backward = dense_backward;
   k.batchnorm_forward = batchnorm_forward;
   k.batchnorm_backward = batchnorm_backward;

@@ -214,6 +214,7 @@ struct TypedKernels {
   void (*batchnorm_backward)(const BatchNormBackwardArgs<T>&) = nullptr;
   void (*dropout_forward)(const DropoutArgs<T>&) = nullptr;
   void (*dropout_backward)(const DropoutArgs<T>&) = nullptr;
+  index_t (*activation_stats)(const T* y, index_t rows, index_t cols, T* colmax) = nullptr;
   double (*sum_squares)(const T* x, index_t n, int nthreads) = nullptr;
   void (*scale)(T* x, index_t n, T factor, int nthreads) = nullptr;
   void (*clip_value)(T* x, index_t n, T lo, T hi, int nthreads) = nullptr;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include "dispatch.hpp"
@@ -35,22 +36,6 @@ namespace {
 template <typename T>
 std::unique_ptr<T[]> buffer(index_t count) {
   return std::unique_ptr<T[]>(new T[size_t(std::max<index_t>(count, 1))]);
-}
-
-// Zero outputs of a (rows, cols) activation block, and fired[j] |= (some output of unit j
-// > 0). Restrict-qualified locals so the loops vectorize (a uint8_t store could otherwise
-// alias anything).
-template <typename T>
-index_t activation_stats(const T* __restrict y, index_t rows, index_t cols, std::uint8_t* __restrict fired) {
-  index_t zeros = 0;
-  for (index_t r = 0; r < rows; ++r) {
-    const T* __restrict yr = y + r * cols;
-    for (index_t j = 0; j < cols; ++j) {
-      zeros += yr[j] == T(0) ? 1 : 0;
-      fired[j] |= std::uint8_t(yr[j] > T(0));
-    }
-  }
-  return zeros;
 }
 
 // A dropout layer's kernel arguments for n elements at one training step (forward: x -> y;
@@ -137,6 +122,8 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
     r.fired_offset[size_t(i) + 1] = r.fired_offset[size_t(i)] + (tracked ? l.out : 0);
   }
   r.fired.assign(size_t(r.fired_offset.back()), 0);
+  // per tracked unit, its largest output so far (fired = it exceeded 0 once)
+  std::vector<T> colmax(size_t(r.fired_offset.back()), -std::numeric_limits<T>::infinity());
   auto xb = buffer<T>(B * a.in_features);
   auto yb = buffer<T>(a.y ? B * a.k : 0);
   auto lb = buffer<std::int64_t>(a.labels ? B : 0);
@@ -256,7 +243,7 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
         }
       }
       if (a.statistics && (l.kind == LayerKind::dense || l.kind == LayerKind::activation)) {  // before any dropout
-        zeros[size_t(i)] += double(activation_stats(y, m, l.out, r.fired.data() + r.fired_offset[size_t(i)]));
+        zeros[size_t(i)] += double(k.activation_stats(y, m, l.out, colmax.data() + r.fired_offset[size_t(i)]));
         seen[size_t(i)] += double(m) * double(l.out);
       }
       output[size_t(i)] = y;
@@ -398,6 +385,7 @@ EpochResult train_epoch(const EpochArgs<T>& a) {
     r.steps += 1;
     if (last && a.statistics) update_ratios(a, params_before.get(), r.update_ratio);
   }
+  for (size_t j = 0; j < colmax.size(); ++j) r.fired[j] = colmax[j] > T(0);
   for (index_t i = 0; i < L; ++i) {
     const LayerSpec& l = a.layers[size_t(i)];
     if (seen[size_t(i)] > 0) r.zero_fraction[size_t(i)] = zeros[size_t(i)] / seen[size_t(i)];

@@ -662,13 +662,7 @@ class DNNRegressor(RegressorMixin, _BaseDNN):
                  clip_norm=None, l1=0.0, l2=0.0, loss="mse", validation_fraction=0.1, early_stopping=False,
                  patience=10, lr_patience=None, lr_factor=0.5, min_lr=1e-6, tol=1e-4, nan_policy="raise",
                  random_state=None, verbose=0, callbacks=None, num_threads=None, keep_prob=None):
-        super().__init__(hidden_units=hidden_units, activation=activation, optimizer=optimizer,
-                         learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, dropout=dropout,
-                         batch_norm=batch_norm, clip_norm=clip_norm, l1=l1, l2=l2, loss=loss,
-                         validation_fraction=validation_fraction, early_stopping=early_stopping, patience=patience,
-                         lr_patience=lr_patience, lr_factor=lr_factor, min_lr=min_lr, tol=tol, nan_policy=nan_policy,
-                         random_state=random_state, verbose=verbose, callbacks=callbacks, num_threads=num_threads,
-                         keep_prob=keep_prob)
+        super().__init__(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
     @property
     def _core_loss(self):
@@ -732,13 +726,7 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
                  clip_norm=None, l1=0.0, l2=0.0, loss="cross_entropy", validation_fraction=0.1,
                  early_stopping=False, patience=10, lr_patience=None, lr_factor=0.5, min_lr=1e-6, tol=1e-4,
                  nan_policy="raise", random_state=None, verbose=0, callbacks=None, num_threads=None, keep_prob=None):
-        super().__init__(hidden_units=hidden_units, activation=activation, optimizer=optimizer,
-                         learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, dropout=dropout,
-                         batch_norm=batch_norm, clip_norm=clip_norm, l1=l1, l2=l2, loss=loss,
-                         validation_fraction=validation_fraction, early_stopping=early_stopping, patience=patience,
-                         lr_patience=lr_patience, lr_factor=lr_factor, min_lr=min_lr, tol=tol, nan_policy=nan_policy,
-                         random_state=random_state, verbose=verbose, callbacks=callbacks, num_threads=num_threads,
-                         keep_prob=keep_prob)
+        super().__init__(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
     @property
     def _core_loss(self):
