@@ -356,3 +356,25 @@ def test_digits_cross_validated_accuracy():
                                                        batch_norm=True, random_state=0))
     scores = cross_val_score(pipe, X, y, cv=5)
     assert scores.mean() >= 0.95
+
+
+def test_verbose_levels(regression, capsys):
+    X, y = regression
+    DNNRegressor(epochs=3, random_state=0).fit(X, y)
+    assert capsys.readouterr() == ("", "")
+    DNNRegressor(epochs=3, random_state=0, verbose=1, early_stopping=True).fit(X, y)
+    out, err = capsys.readouterr()
+    assert out == "" and "3/3" in err and "val_loss=" in err  # the tqdm bar, on stderr
+    est = DNNRegressor(epochs=3, random_state=0, verbose=2).fit(X, y)
+    out, _ = capsys.readouterr()
+    assert out.count("epoch ") == 3 and f"loss {est.history_['loss'][-1]:.4g}" in out
+
+
+def test_quick_bench_table(capsys):
+    from fastnn import _quickbench
+    rows = _quickbench.run((1,), budget=0.01, libraries=("fastnn", "numpy"))
+    text = capsys.readouterr().out
+    assert len(rows) == len(_quickbench.WORKLOADS)
+    assert all(r["fastnn_s"] > 0 for r in rows)
+    assert all(r["numpy_s"] > 0 for r in rows if not r["workload"].startswith("W1"))
+    assert text.count("\n") == len(rows) + 2 and "numpy / fastnn" in text

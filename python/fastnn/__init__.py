@@ -17,7 +17,8 @@ from fastnn.nn import Sequential
 _LAZY = {"preprocessing": ("fastnn.preprocessing", None), "estimators": ("fastnn.estimators", None),
          "doctor": ("fastnn.doctor", None), "persistence": ("fastnn.persistence", None),
          "DNNRegressor": ("fastnn.estimators", "DNNRegressor"), "DNNClassifier": ("fastnn.estimators", "DNNClassifier"),
-         "load": ("fastnn.persistence", "load")}
+         "load": ("fastnn.persistence", "load"), "callbacks": ("fastnn.callbacks", None),
+         "plot_history": ("fastnn.plotting", "plot_history")}
 
 
 def __getattr__(name):
@@ -40,12 +41,14 @@ __all__ = [
     "ModelFormatError",
     "Sequential",
     "TrainingDivergedError",
+    "callbacks",
     "__version__",
     "get_num_threads",
     "load",
     "nn",
     "ops",
     "optim",
+    "plot_history",
     "preprocessing",
     "set_num_threads",
     "show_config",

@@ -99,7 +99,8 @@ _PARAMS_DOC = """
         Seeds the weights, the validation split, the shuffles and the dropout masks; an
         int makes ``fit`` reproducible bit for bit (for any thread count).
     verbose : int, default 0
-        1: one line per epoch on stdout.
+        0: silent. 1: a progress bar over the epochs (tqdm, on stderr) with the latest
+        loss and validation loss. 2: one line per epoch on stdout (also ``partial_fit``).
     callbacks : list or None
         Objects with any of ``on_train_begin(estimator)``, ``on_epoch_end(estimator,
         epoch, logs)`` and ``on_train_end(estimator)``; setting
@@ -382,6 +383,17 @@ class _BaseDNN(BaseEstimator):
         callbacks = p["callbacks"]
         for cb in callbacks:
             getattr(cb, "on_train_begin", lambda est: None)(self)
+        progress = _Progress(p["verbose"], epochs, partial)
+        try:
+            self._epochs(p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress)
+        finally:  # also after a TrainingDivergedError: loggers close their files, the bar ends
+            progress.close()
+            for cb in callbacks:
+                getattr(cb, "on_train_end", lambda est: None)(self)
+
+    def _epochs(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress):
+        model, opt = self.model_, self.optimizer_
+        callbacks = p["callbacks"]
         best = getattr(self, "_best_snapshot_", None) if partial else None
         since_best = since_lr = 0
         lr_best = np.inf
@@ -415,8 +427,7 @@ class _BaseDNN(BaseEstimator):
                     if since_lr >= p["lr_patience"]:
                         opt.schedule.lr = max(opt.schedule.lr * p["lr_factor"], p["min_lr"])
                         since_lr = 0
-            if p["verbose"]:
-                self._print_epoch(epoch, r, val_loss, lr)
+            progress.epoch_done(epoch, r, val_loss, lr)
             logs = {k: v[-1] for k, v in self.history_.items()}
             for cb in callbacks:
                 getattr(cb, "on_epoch_end", lambda est, e, l: None)(self, epoch, logs)
@@ -426,8 +437,6 @@ class _BaseDNN(BaseEstimator):
                 break
         if best is not None and not partial:
             model.params[...], model.buffers[...] = best
-        for cb in callbacks:
-            getattr(cb, "on_train_end", lambda est: None)(self)
 
     def _record(self, r, lr, val_loss, seconds):
         h = self.history_
@@ -440,11 +449,6 @@ class _BaseDNN(BaseEstimator):
             values = getattr(r, key)
             h[key].append([float(values[i]) for i in self._hidden_index_])
         self.loss_curve_ = h["loss"]
-
-    def _print_epoch(self, epoch, r, val_loss, lr):
-        val = "" if np.isnan(val_loss) else f" - val_loss {val_loss:.6g}"
-        skipped = f" - skipped {r.skipped}" if r.skipped else ""
-        print(f"epoch {epoch + 1}: loss {r.loss:.6g}{val} - lr {lr:.3g}{skipped}", file=sys.stdout, flush=True)
 
     def _diverged(self, p, r, snap, epoch, Xt, yt, kw):
         """Restore the last finite weights (replaying the epoch up to them) and raise."""
@@ -635,6 +639,38 @@ def _array(arrays, name, shape):
 
 def _strip(prefix, arrays):
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+class _Progress:
+    """``verbose=1``: a tqdm progress bar over the epochs of ``fit`` showing the latest
+    loss and validation loss (on stderr); ``verbose>=2``, or ``partial_fit`` with
+    ``verbose``: one line per epoch on stdout. ``verbose=0``: nothing."""
+
+    def __init__(self, verbose, epochs, partial):
+        self.verbose = verbose
+        self.bar = None
+        if verbose == 1 and not partial:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
+
+    def epoch_done(self, epoch, r, val_loss, lr):
+        if not self.verbose:
+            return
+        stats = {"loss": f"{r.loss:.4g}"}
+        if not np.isnan(val_loss):
+            stats["val_loss"] = f"{val_loss:.4g}"
+        if r.skipped:
+            stats["skipped"] = r.skipped
+        if self.bar is not None:
+            self.bar.set_postfix(stats, refresh=False)
+            self.bar.update(1)
+        else:
+            text = " - ".join(f"{k} {v}" for k, v in stats.items())
+            print(f"epoch {epoch + 1}: {text} - lr {lr:.3g}", file=sys.stdout, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _NoThreads:
