@@ -1,6 +1,6 @@
 """``fastnn bench``: a one-minute table of fastnn against NumPy and, when installed,
 PyTorch and scikit-learn, on BENCHMARKS.md's workloads (kernels K1a, K1b, K2, K3, K5a,
-the scaler S, and one W1 training epoch).
+the scaler S, and one W1 and one W2 training epoch).
 
 Each library is timed as one block per workload (warm-up, then the best of several
 rounds), never interleaved with another: on a small machine, one library's spinning
@@ -195,6 +195,8 @@ def w1_data():
 
 
 def w1_case(libs, hidden=(128, 64, 32), batch=256):
+    """One epoch of W1 (or, with its hidden sizes and batch, W2): fastnn's train_epoch,
+    a PyTorch eager loop with Adam, scikit-learn's MLPRegressor.partial_fit."""
     X, y = w1_data()
     widths = (16,) + hidden
     model = nn.Sequential([nn.Dense(a, b, activation="relu") for a, b in zip(widths, hidden)]
@@ -244,6 +246,7 @@ WORKLOADS = (
     ("K5a Adam step, 148,481 params", adam_case, 5),
     ("S StandardScaler fit+transform 100k x 16", scaler_case, 3),
     ("W1 one training epoch (100k rows)", w1_case, 1),
+    ("W2 one training epoch (batch 32)", lambda libs: w1_case(libs, hidden=(64, 32), batch=32), 1),
 )
 
 
