@@ -102,9 +102,11 @@ _PARAMS_DOC = """
         0: silent. 1: a progress bar over the epochs (tqdm, on stderr) with the latest
         loss and validation loss. 2: one line per epoch on stdout (also ``partial_fit``).
     callbacks : list or None
-        Objects with any of ``on_train_begin(estimator)``, ``on_epoch_end(estimator,
-        epoch, logs)`` and ``on_train_end(estimator)``; setting
-        ``estimator.stop_training = True`` ends training after the current epoch.
+        ``fastnn.callbacks`` objects (``EarlyStopping``, ``CSVLogger``, ``TensorBoard``,
+        ``LambdaCallback``) or any object with some of ``on_train_begin(estimator)``,
+        ``on_epoch_end(estimator, epoch, logs)`` (``logs``: the epoch's ``history_``
+        values) and ``on_train_end(estimator)`` (called also when training raises);
+        setting ``estimator.stop_training_ = True`` ends training after the epoch.
     num_threads : int or None
         Threads for training and prediction (None: fastnn's process-wide setting).
     keep_prob : None
@@ -381,10 +383,10 @@ class _BaseDNN(BaseEstimator):
         model, opt = self.model_, self.optimizer_
         self.stop_training_ = False
         callbacks = p["callbacks"]
-        for cb in callbacks:
-            getattr(cb, "on_train_begin", lambda est: None)(self)
         progress = _Progress(p["verbose"], epochs, partial)
         try:
+            for cb in callbacks:
+                getattr(cb, "on_train_begin", lambda est: None)(self)
             self._epochs(p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress)
         finally:  # also after a TrainingDivergedError: loggers close their files, the bar ends
             progress.close()
@@ -428,7 +430,7 @@ class _BaseDNN(BaseEstimator):
                         opt.schedule.lr = max(opt.schedule.lr * p["lr_factor"], p["min_lr"])
                         since_lr = 0
             progress.epoch_done(epoch, r, val_loss, lr)
-            logs = {k: v[-1] for k, v in self.history_.items()}
+            logs = {k: list(v[-1]) if isinstance(v[-1], list) else v[-1] for k, v in self.history_.items()}
             for cb in callbacks:
                 getattr(cb, "on_epoch_end", lambda est, e, l: None)(self, epoch, logs)
             if self.early_stopping and not partial and since_best >= p["patience"]:
