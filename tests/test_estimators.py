@@ -378,3 +378,14 @@ def test_quick_bench_table(capsys):
     assert all(r["fastnn_s"] > 0 for r in rows)
     assert all(r["numpy_s"] > 0 for r in rows if not r["workload"].startswith("W"))
     assert text.count("\n") == len(rows) + 2 and "numpy / fastnn" in text
+
+
+@pytest.mark.parametrize("cls", [DNNRegressor, DNNClassifier])
+def test_help_documents_every_parameter(cls):
+    import re
+    documented = set()
+    for line in cls.__doc__.splitlines():
+        m = re.match(r"^    ([a-z_][a-z0-9_, ]*) :", line)
+        if m:
+            documented.update(n.strip() for n in m.group(1).split(","))
+    assert set(cls._get_param_names()) <= documented
