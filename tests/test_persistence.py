@@ -380,7 +380,7 @@ TAMPER = {
     "schedule-value": (lambda h, a: h["optimizer"]["lr"].update(lr=-1.0), "lr"),
     "state-length": (lambda h, a: a.update({"optimizer.m": a["optimizer.m"][:3]}), "shape|length"),
     "state-gone": (lambda h, a: (a.pop("optimizer.m"), a.pop("optimizer.v")), "missing"),
-    "class": (lambda h, a: h.update({"class": "Pipeline"}), "'Pipeline'"),
+    "class": (lambda h, a: h.update({"class": "NotAModel"}), "'NotAModel'"),
 }
 
 

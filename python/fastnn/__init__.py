@@ -17,7 +17,7 @@ from fastnn.nn import Sequential
 _LAZY = {"preprocessing": ("fastnn.preprocessing", None), "estimators": ("fastnn.estimators", None),
          "doctor": ("fastnn.doctor", None), "persistence": ("fastnn.persistence", None),
          "DNNRegressor": ("fastnn.estimators", "DNNRegressor"), "DNNClassifier": ("fastnn.estimators", "DNNClassifier"),
-         "load": ("fastnn.persistence", "load"), "callbacks": ("fastnn.callbacks", None),
+         "load": ("fastnn.persistence", "load"), "save": ("fastnn.persistence", "save"), "callbacks": ("fastnn.callbacks", None),
          "plot_history": ("fastnn.plotting", "plot_history")}
 
 
@@ -50,6 +50,7 @@ __all__ = [
     "optim",
     "plot_history",
     "preprocessing",
+    "save",
     "set_num_threads",
     "show_config",
     "threads",

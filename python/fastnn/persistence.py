@@ -5,10 +5,10 @@ file can be bad (foreign, truncated, corrupted, tampered, from a newer fastnn) i
 leaves the old file as it was.
 
 ``write_model``/``read_model`` are the container; ``sequential_state``/
-``optimizer_state`` and their ``*_from_state`` inverses turn fastnn objects into
-(JSON config, arrays) and back, for any saver (``save_sequential`` here; estimators
-register their own loaders with ``register_loader``, and ``load`` dispatches on the
-header's ``"class"``).
+``optimizer_state``/``scaler_state`` and their ``*_from_state`` inverses turn fastnn
+objects into (JSON config, arrays) and back, for any saver (``save_sequential`` and
+``save_pipeline`` here; estimators register their own loaders with ``register_loader``,
+and ``load`` dispatches on the header's ``"class"``).
 """
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ from fastnn._checks import _describe
 from fastnn._errors import ModelFormatError
 
 __all__ = [
-    "FORMAT_VERSION", "MAGIC", "ModelFormatError", "load", "load_sequential", "optimizer_from_state",
-    "optimizer_state", "read_model", "register_loader", "save_sequential", "sequential_from_state",
-    "sequential_state", "write_model",
+    "FORMAT_VERSION", "MAGIC", "ModelFormatError", "load", "save", "load_pipeline", "load_sequential",
+    "optimizer_from_state", "optimizer_state", "read_model", "register_loader", "save_pipeline",
+    "save_sequential", "scaler_from_state", "scaler_state", "sequential_from_state", "sequential_state",
+    "write_model",
 ]
 
 FORMAT_VERSION = 1
@@ -533,6 +534,273 @@ def load_sequential(path) -> tuple[nn.Sequential, optim.Optimizer | None]:
         return _sequential_file(header, arrays)
 
 
+# ----------------------------------------------------------------------------- pipelines
+
+_SCALERS = ("StandardScaler", "MinMaxScaler", "LogScaler", "Clipper", "RobustScaler")
+_ESTIMATORS = ("DNNRegressor", "DNNClassifier")
+# scaler state that is not saved: the quantile scalers' copy of every row they were fitted
+# on (the training data itself, as large as the data set); see scaler_state
+_UNSAVED = ("_rows",)
+_NAMES_ATTR = "feature_names_in_"
+
+
+def _classes(module: str, names: tuple) -> dict:
+    # at call time: preprocessing and the estimators import scikit-learn (about a second)
+    mod = importlib.import_module(module)
+    return {name: getattr(mod, name) for name in names}
+
+
+def _param_to_json(value, where: str):
+    """A scaler's constructor argument as JSON: None, a bool, number or string, or a flat
+    sequence of numbers (``feature_range``, ``quantile_range``, per-column bounds)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list, np.ndarray)):
+        arr = np.asarray(value)
+        if arr.ndim == 1 and arr.dtype.kind in "iuf":
+            return arr.tolist()
+    raise TypeError(f"{where} is {value!r}: only None, bools, numbers, strings and flat sequences of numbers "
+                    "can be saved")
+
+
+def _param_from_json(value, where: str):
+    """The inverse of ``_param_to_json`` (a sequence comes back as a tuple)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise ModelFormatError(f"{where} must be None, a bool, number, string or list of numbers, got {value!r}")
+
+
+def scaler_state(scaler) -> tuple[dict, dict]:
+    """(config, arrays) describing a fitted ``fastnn.preprocessing`` scaler
+    (``StandardScaler``, ``MinMaxScaler``, ``LogScaler``, ``Clipper``, ``RobustScaler``).
+
+    ``config`` (JSON) holds the class name, the constructor arguments (``get_params()``;
+    a sequence of numbers, e.g. ``Clipper(lower=[...])``, is loaded back as a tuple) and
+    the fitted attributes that are not arrays (ints, floats,
+    None, ``feature_names_in_`` as a list of strings); ``arrays`` holds copies of the
+    fitted arrays, public (``mean_``, ``scale_``, ...) and private (the running moments
+    ``partial_fit`` continues from). Not saved: the copy of every fitted row that
+    ``RobustScaler`` and ``Clipper(quantile_range=...)`` keep to make ``partial_fit``
+    exact; a loaded one transforms identically, but its quantiles after ``partial_fit``
+    cover only the rows given after loading.
+    """
+    allowed = _classes("fastnn.preprocessing", _SCALERS)
+    cls = _allowed(scaler, allowed, "scaler")
+    from fastnn.preprocessing import check_is_fitted
+    check_is_fitted(scaler)
+    params = {k: _param_to_json(v, f"{cls.__name__}.{k}") for k, v in scaler.get_params(deep=False).items()}
+    fitted, arrays = {}, {}
+    for name, value in vars(scaler).items():
+        if name in params or name in _UNSAVED:
+            continue
+        if name == _NAMES_ATTR:
+            fitted[name] = [str(v) for v in value]
+        elif isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"{cls.__name__}.{name} has dtype {value.dtype}: it cannot be saved")
+            arrays[name] = value.copy()
+        elif value is None or isinstance(value, (bool, int, float, str, np.generic)):
+            fitted[name] = value.item() if isinstance(value, np.generic) else value
+        else:
+            raise TypeError(f"{cls.__name__}.{name} is a {type(value).__name__}: it cannot be saved")
+    return {"class": cls.__name__, "params": params, "fitted": fitted}, arrays
+
+
+def _reference_data(cls, args: dict, n_features: int) -> np.ndarray:
+    """A few rows of ``n_features`` columns that a scaler built with ``args`` accepts."""
+    X = np.tile(np.array([[1.0], [2.0], [3.0], [5.0]]), (1, n_features))
+    offset = args.get("offset")
+    if cls.__name__ == "LogScaler" and isinstance(offset, (int, float)) and math.isfinite(offset):
+        X += max(0.0, 1.0 - offset)  # x + offset > 0
+    return X
+
+
+def _state_problem(value, reference, n_features: int) -> str | None:
+    """What is wrong with a loaded fitted attribute, judged by the same attribute of a
+    reference instance fitted on ``n_features`` columns (None when nothing is)."""
+    kinds = {"b": ("b", "bool"), "i": ("iu", "integer"), "u": ("iu", "integer"), "f": ("f", "float")}
+    if reference is None:
+        return None if value is None else f"must be None, got {_describe(value)}"
+    if isinstance(reference, np.ndarray):
+        accepted, word = kinds.get(reference.dtype.kind, ("", str(reference.dtype)))
+        if not isinstance(value, np.ndarray) or value.shape != reference.shape or value.dtype.kind not in accepted:
+            return f"must be a {word} array of shape {reference.shape}, got {_describe(value)}"
+        return None
+    if isinstance(reference, bool):
+        return None if isinstance(value, bool) else f"must be a bool, got {value!r}"
+    if isinstance(reference, int):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return None
+        if isinstance(value, np.ndarray) and value.shape == (n_features,) and value.dtype.kind in "iu":
+            return None  # a count per column (StandardScaler.n_samples_seen_ with NaN)
+        return f"must be a non-negative int or one int per feature, got {_describe(value)}"
+    if isinstance(reference, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else f"must be a number, got {value!r}"
+    if isinstance(reference, str):
+        return None if isinstance(value, str) else f"must be a string, got {value!r}"
+    return f"is a {type(reference).__name__} in this fastnn, which a file cannot hold"
+
+
+def scaler_from_state(config, arrays, n_features: int | None = None):
+    """The fitted scaler ``scaler_state`` described: it transforms bitwise as the original.
+
+    Every attribute is checked against a reference instance of the same class and
+    parameters freshly fitted on a few rows of ``n_features_in_`` columns: a missing,
+    extra, mistyped or misshapen attribute, an unknown class or parameters the class
+    refuses are a ``ModelFormatError``. ``n_features``, when given, must equal the
+    saved ``n_features_in_`` (a pipeline passes its estimator's).
+    """
+    name, params, fitted = _fields(config, ("class", "params", "fitted"), "scaler")
+    cls = _lookup(name, _classes("fastnn.preprocessing", _SCALERS), "scaler", "scaler")
+    if not isinstance(params, dict) or not isinstance(fitted, dict) or not isinstance(arrays, dict):
+        raise ModelFormatError(f"{name}: params, fitted and arrays must be JSON objects / dicts")
+    expected = set(cls._get_param_names())
+    if set(params) != expected:
+        raise ModelFormatError(f"{name}.params has keys {sorted(params)}, {name} takes {sorted(expected)}")
+    args = {k: _param_from_json(v, f"{name}.params.{k}") for k, v in params.items()}
+    n = fitted.get("n_features_in_")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or (n_features is not None and n != n_features):
+        want = "a positive int" if n_features is None else f"{n_features} (the estimator's)"
+        raise ModelFormatError(f"{name}.n_features_in_ must be {want}, got {n!r}")
+    # every array a scaler holds has one entry per feature: checked before the reference
+    # fit, so that a forged n_features_in_ cannot make it allocate more than the file holds
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray) or value.ndim < 1 or value.shape[0] != n:
+            raise ModelFormatError(f"{name}.{key} must be an array of {n} values (one per feature), got "
+                                   f"{_describe(value)}")
+    both = sorted(set(fitted) & set(arrays))
+    if both:
+        raise ModelFormatError(f"{name}: {both} are both in fitted and in arrays")
+    try:
+        reference = cls(**args).fit(_reference_data(cls, args, n))
+        scaler = cls(**args)
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{name}.params: {exc}") from None
+    state = {k: v for k, v in vars(reference).items() if k not in args and k not in _UNSAVED}
+    saved = {k: v for k, v in {**fitted, **arrays}.items() if k != _NAMES_ATTR}
+    missing, extra = sorted(set(state) - set(saved)), sorted(set(saved) - set(state))
+    if missing or extra:
+        raise ModelFormatError(f"{name} fitted state: missing {missing}, unexpected {extra}")
+    for key, ref in state.items():
+        problem = _state_problem(saved[key], ref, n)
+        if problem:
+            raise ModelFormatError(f"{name}.{key} {problem}")
+        setattr(scaler, key, saved[key].copy() if isinstance(saved[key], np.ndarray) else saved[key])
+    names = fitted.get(_NAMES_ATTR)
+    if names is not None:
+        if not isinstance(names, list) or len(names) != n or not all(isinstance(v, str) for v in names):
+            raise ModelFormatError(f"{name}.{_NAMES_ATTR} must be a list of {n} strings, got {names!r}")
+        scaler.feature_names_in_ = np.asarray(names, dtype=object)
+    return scaler
+
+
+def _estimator_state(est) -> tuple[dict, dict]:
+    """The (header, arrays) that ``est.save`` writes, without the container's own keys."""
+    with tempfile.TemporaryDirectory(prefix="fastnn-") as tmp:
+        path = os.path.join(tmp, "estimator.npz")
+        est.save(path)
+        header, arrays = read_model(path)
+    return {k: v for k, v in header.items() if k not in _RESERVED}, arrays
+
+
+def save_pipeline(pipeline, path, *, metadata=None) -> None:
+    """Save a fitted scikit-learn ``Pipeline`` of fastnn steps to ``path``, atomically.
+
+    The steps are zero or more fitted ``fastnn.preprocessing`` scalers (``StandardScaler``,
+    ``MinMaxScaler``, ``LogScaler``, ``Clipper``, ``RobustScaler``) and, last, a fitted
+    ``fastnn.DNNRegressor`` or ``DNNClassifier``. The file holds each step's state
+    (``scaler_state``; the estimator's as ``est.save`` writes it) under the step's name,
+    and ``metadata``, a JSON object of your own (the ``fastnn`` command line stores the
+    feature and target column names there). ``fastnn.load(path)`` (or ``load_pipeline``)
+    gives back a ``Pipeline`` of the same step names whose predictions are bitwise those of
+    the original, with the metadata as its attribute ``fastnn_metadata_`` (a dict, empty
+    when none was saved). The pipeline's ``memory`` and ``verbose`` are not saved.
+
+    Raises ``TypeError`` for any other kind of step (``OutlierRemover`` drops rows and is
+    not a pipeline step), ``NotFittedError`` for an unfitted step, ``ValueError`` when the
+    steps disagree on the number of features.
+    """
+    from sklearn.pipeline import Pipeline
+    if not isinstance(pipeline, Pipeline):
+        raise TypeError(f"pipeline must be a sklearn.pipeline.Pipeline, got {type(pipeline).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict (JSON object) or None, got {type(metadata).__name__}")
+    if not pipeline.steps:
+        raise ValueError("the pipeline has no steps")
+    *scalers, (est_name, est) = pipeline.steps
+    allowed = _classes("fastnn.preprocessing", _SCALERS)
+    for name, step in scalers:
+        _allowed(step, allowed, f"pipeline step {name!r}")
+    _allowed(est, _classes("fastnn.estimators", _ESTIMATORS), f"the last pipeline step {est_name!r}")
+    steps, files = [], {}
+    for i, (name, scaler) in enumerate(scalers):
+        config, arrays = scaler_state(scaler)
+        steps.append({"name": name, "scaler": config})
+        files.update(_prefixed(f"step{i}.", arrays))
+    est_header, est_arrays = _estimator_state(est)  # NotFittedError when the estimator is not fitted
+    widths = {name: step.n_features_in_ for name, step in pipeline.steps}
+    if len(set(widths.values())) > 1:
+        raise ValueError(f"the pipeline's steps were fitted on different numbers of features: {widths}")
+    steps.append({"name": est_name, "estimator": est_header})
+    files.update(_prefixed(f"step{len(scalers)}.", est_arrays))
+    write_model(path, {"class": "Pipeline", "steps": steps, "metadata": metadata}, files)
+
+
+def _step_name(name, where: str, seen: set) -> str:
+    if not isinstance(name, str) or not name or "__" in name or name in seen:
+        raise ModelFormatError(f"{where}.name must be a distinct non-empty string without '__', got {name!r}")
+    seen.add(name)
+    return name
+
+
+def _pipeline_file(header: dict, arrays: dict):
+    from sklearn.pipeline import Pipeline
+    keys = sorted(k for k in header if k not in _RESERVED + ("class",))
+    if keys != ["metadata", "steps"]:
+        raise ModelFormatError(f"the 'Pipeline' header has keys {keys}, expected ['metadata', 'steps']")
+    steps, metadata = header["steps"], header["metadata"]
+    if not isinstance(steps, list) or not steps:
+        raise ModelFormatError(f"pipeline.steps must be a non-empty list, got {steps!r}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ModelFormatError(f"pipeline.metadata must be a JSON object, got {metadata!r}")
+    prefixes = tuple(f"step{i}." for i in range(len(steps)))
+    stray = sorted(k for k in arrays if not k.startswith(prefixes))
+    if stray:
+        raise ModelFormatError(f"arrays {stray} belong to no pipeline step")
+    last = len(steps) - 1
+    seen: set = set()
+    est_name, est_header = _fields(steps[last], ("name", "estimator"), f"steps[{last}]")
+    est_name = _step_name(est_name, f"steps[{last}]", seen)
+    kind = est_header.get("class") if isinstance(est_header, dict) else None
+    if kind not in _ESTIMATORS:
+        raise ModelFormatError(f"steps[{last}].estimator must be a saved {' or '.join(_ESTIMATORS)}, got {kind!r}")
+    est = _loader(kind)(est_header, _unprefixed(f"step{last}.", arrays))
+    built = []
+    for i, step in enumerate(steps[:last]):
+        name, config = _fields(step, ("name", "scaler"), f"steps[{i}]")
+        name = _step_name(name, f"steps[{i}]", seen)
+        built.append((name, scaler_from_state(config, _unprefixed(f"step{i}.", arrays), est.n_features_in_)))
+    pipeline = Pipeline(built + [(est_name, est)])
+    pipeline.fastnn_metadata_ = {} if metadata is None else metadata
+    return pipeline
+
+
+def load_pipeline(path):
+    """The ``Pipeline`` saved at ``path`` by ``save_pipeline`` (``ModelFormatError`` for a
+    file holding anything else). Its ``fastnn_metadata_`` attribute is the saved metadata."""
+    header, arrays = read_model(path)
+    with _as_format_errors(path, "malformed model"):
+        if header.get("class") != "Pipeline":
+            raise ModelFormatError(f"it holds a {header.get('class')!r}, not a Pipeline "
+                                   "(fastnn.persistence.load reads any model)")
+        return _pipeline_file(header, arrays)
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 _LOADERS: dict[str, Callable[[dict, dict], object]] = {}
@@ -563,8 +831,26 @@ def _loader(name):
     return fn
 
 
+def save(obj, path, **kwargs) -> None:
+    """Save a fitted ``DNNRegressor``/``DNNClassifier``, a scikit-learn ``Pipeline`` of
+    fastnn scalers ending in one (``save_pipeline``; ``metadata=`` allowed) or a
+    ``Sequential`` (``save_sequential``; ``optimizer=`` allowed) to ``path``, atomically.
+    ``load(path)`` gives it back."""
+    from sklearn.pipeline import Pipeline
+    if isinstance(obj, nn.Sequential):
+        return save_sequential(obj, path, **kwargs)
+    if isinstance(obj, Pipeline):
+        return save_pipeline(obj, path, **kwargs)
+    if callable(getattr(obj, "save", None)) and type(obj).__module__ == "fastnn.estimators":
+        if kwargs:
+            raise TypeError(f"saving a {type(obj).__name__} takes no options, got {sorted(kwargs)}")
+        return obj.save(path)
+    raise TypeError(f"fastnn.save takes a fastnn estimator, a Pipeline ending in one or a Sequential, "
+                    f"got {type(obj).__name__}")
+
+
 def load(path):
-    """The object saved at ``path`` (a ``Sequential`` for ``save_sequential`` files), built
+    """The object saved at ``path`` (an estimator, a Pipeline, or a ``Sequential``), built
     by the loader registered for the header's ``"class"``. Never unpickles."""
     header, arrays = read_model(path)
     with _as_format_errors(path, "malformed model"):
@@ -572,3 +858,4 @@ def load(path):
 
 
 register_loader("Sequential", lambda header, arrays: _sequential_file(header, arrays)[0])
+register_loader("Pipeline", _pipeline_file)

@@ -228,7 +228,11 @@ class _QuantileStore:
 
     def _store_rows(self, X, first):
         rows = np.array(X, dtype=X.dtype, order="C", copy=True)
-        if first or not hasattr(self, "_rows"):
+        if not first and not hasattr(self, "_rows"):
+            # fastnn model files do not keep the training rows (the whole data set)
+            raise ValueError(f"this {type(self).__name__} was loaded from a model file without its training "
+                             "rows, so partial_fit cannot continue its exact quantiles: call fit instead")
+        if first:
             self._rows = rows
         else:
             dtype = np.result_type(self._rows.dtype, rows.dtype)

@@ -1,0 +1,231 @@
+"""Reading tabular data from CSV files, for the ``fastnn`` command line.
+
+The format: UTF-8 text (a byte-order mark is allowed), a header row of column names,
+``,`` as the delimiter, ``"`` as the quote character, one row per line (blank lines are
+skipped). Every cell that is read must be a finite number; the target column of a
+classifier may hold any labels (read as stripped strings).
+
+Reading is fast first: ``np.loadtxt`` parses the file in C. Only when that fails, or finds
+a NaN or infinity, does a second pass with the ``csv`` module go through the file line by
+line to report the first bad line or cell: the file, the line number as an editor shows
+it (the header is line 1), the column name and the offending text.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+
+import numpy as np
+
+__all__ = ["CSVError", "read_csv"]
+
+# cells that mean "no value" (compared stripped and lower-cased)
+MISSING = ("", "na", "n/a", "nan", "null", "none")
+
+
+class CSVError(ValueError):
+    """A CSV file that cannot be read as asked. ``path``; ``line`` (1-based, the header is
+    line 1) and ``column`` (a name) when one line or cell is to blame, else None."""
+
+    def __init__(self, message: str, *, path, line: int | None = None, column: str | None = None):
+        super().__init__(message)
+        self.path = os.fspath(path)
+        self.line = line
+        self.column = column
+
+
+class _Recheck(Exception):
+    """The fast path found something it cannot name precisely: take the slow path."""
+
+
+def _open(path):
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _header(path) -> list[str]:
+    with _open(path) as f:
+        row = next(csv.reader(f), None)
+    where = os.fspath(path)
+    if row is None:
+        raise CSVError(f"{where} is empty: a header row with the column names is required", path=path, line=1)
+    names = [name.strip() for name in row]
+    empty = [i + 1 for i, name in enumerate(names) if not name]
+    if empty:
+        raise CSVError(f"{where}, line 1: the header has an empty column name (column {empty[0]} of "
+                       f"{len(names)}); every column needs a name", path=path, line=1)
+    if all(_is_number(name) for name in names):
+        raise CSVError(f"{where}, line 1: the first line must be a header row of column names, got "
+                       f"{','.join(row)!r}", path=path, line=1)
+    seen, dupes = set(), []
+    for name in names:
+        if name in seen and name not in dupes:
+            dupes.append(name)
+        seen.add(name)
+    if dupes:
+        raise CSVError(f"{where}, line 1: duplicate column names {dupes}", path=path, line=1)
+    return names
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return "_" not in text
+
+
+def _cell_problem(text: str) -> str | None:
+    """Why a cell is not a finite number (None when it is one)."""
+    s = text.strip()
+    if s.lower() in MISSING:
+        return "missing value"
+    if not _is_number(s):
+        return "not a number"
+    if not math.isfinite(float(s)):
+        return "not a finite number"
+    return None
+
+
+def _rows(path, n_columns: int):
+    """(line number, fields) for every non-blank data row; a line with another number of
+    fields than the header is a CSVError naming it."""
+    with _open(path) as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != n_columns:
+                raise CSVError(f"{os.fspath(path)}, line {reader.line_num}: {len(row)} fields, but the header has "
+                               f"{n_columns} columns", path=path, line=reader.line_num)
+            yield reader.line_num, row
+
+
+def _slow(path, names, numeric, label):
+    """Parse with the csv module, raising at the first bad line or cell."""
+    values, labels = [], []
+    for line, row in _rows(path, len(names)):
+        for j in numeric:
+            problem = _cell_problem(row[j])
+            if problem:
+                raise CSVError(f"{os.fspath(path)}, line {line}, column {names[j]!r}: {problem}: {row[j]!r}",
+                               path=path, line=line, column=names[j])
+        values.append([float(row[j]) for j in numeric])
+        if label is not None:
+            text = row[label].strip()
+            if text.lower() in MISSING:
+                raise CSVError(f"{os.fspath(path)}, line {line}, column {names[label]!r}: missing label: "
+                               f"{row[label]!r}", path=path, line=line, column=names[label])
+            labels.append(text)
+    return np.array(values, dtype=np.float64).reshape(len(values), len(numeric)), labels
+
+
+def _loadtxt(path, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "input contained no data": reported below
+        return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, comments=None, quotechar='"',
+                          encoding="utf-8-sig", **kw)
+
+
+def _fast(path, names, numeric, label):
+    """Parse with np.loadtxt; _Recheck when anything is not clean."""
+    whole = sorted(numeric) == list(range(len(names)))
+    try:
+        data = _loadtxt(path, dtype=np.float64, usecols=None if whole else numeric)
+        if data.shape[0] == 0:
+            raise _Recheck
+        if whole:  # loadtxt checked every line's field count; order the columns as asked
+            data = data[:, numeric]
+        else:  # loadtxt looked at the used columns only: check every line's field count
+            for _ in _rows(path, len(names)):
+                pass
+        labels = None
+        if label is not None:
+            labels = np.char.strip(_loadtxt(path, dtype=str, usecols=[label])[:, 0])
+            if np.isin(np.char.lower(labels), MISSING).any():
+                raise _Recheck
+    except (ValueError, _Recheck) as exc:
+        if isinstance(exc, CSVError):
+            raise
+        raise _Recheck from None
+    if not np.isfinite(data).all():
+        raise _Recheck
+    return np.ascontiguousarray(data), labels
+
+
+def read_csv(path, target=None, *, columns=None, labels=False):
+    """Read a numeric CSV file with a header row.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    target : str or None
+        The column to return as ``y``; None: no target (``y`` is None).
+    columns : sequence of str or None
+        The feature columns to read, in this order (other columns are ignored, whatever
+        they hold); None: every column but ``target``.
+    labels : bool, default False
+        Read ``target`` as class labels (stripped strings) instead of numbers.
+
+    Returns
+    -------
+    X : ndarray of shape (n_rows, n_features), float64
+    y : ndarray of shape (n_rows,) (float64, or str for labels) or None
+    feature_names : list of str
+    target_name : str or None
+
+    Raises
+    ------
+    FileNotFoundError, OSError
+        The file cannot be opened.
+    CSVError (a ValueError)
+        Anything wrong with the contents, naming the file, and where it applies the line
+        (1-based, the header is line 1), the column and the offending text: a cell that is
+        missing (empty, NA, N/A, NaN, null, None), not a number or infinite; a line with
+        another number of fields than the header; an empty, numeric or duplicate column
+        name; a ``target`` or ``columns`` entry that is not a column (the message lists the
+        columns); no data rows.
+    """
+    where = os.fspath(path)
+    try:
+        names = _header(path)
+        listing = ", ".join(repr(n) for n in names)
+        if target is not None and target not in names:
+            raise CSVError(f"{where} has no column {target!r} (the target); its columns are {listing}", path=path)
+        if columns is None:
+            features = [n for n in names if n != target]
+        else:
+            features = [str(c) for c in columns]
+            absent = [c for c in features if c not in names]
+            if absent:
+                raise CSVError(f"{where} has no column{'s' if len(absent) > 1 else ''} "
+                               f"{', '.join(repr(c) for c in absent)} (needed as features); its columns are {listing}",
+                               path=path)
+        if not features:
+            raise CSVError(f"{where} has no feature columns: only the target {target!r}", path=path)
+        index = {n: j for j, n in enumerate(names)}
+        numeric = [index[n] for n in features]
+        label = None
+        if target is not None:
+            if labels:
+                label = index[target]
+            else:
+                numeric.append(index[target])
+        try:
+            data, y_labels = _fast(path, names, numeric, label)
+        except _Recheck:
+            data, y_labels = _slow(path, names, numeric, label)
+    except UnicodeDecodeError as exc:
+        raise CSVError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+    if data.shape[0] == 0:
+        raise CSVError(f"{where} has a header but no data rows", path=path)
+    X = np.ascontiguousarray(data[:, :len(features)])
+    if target is None:
+        y = None
+    elif labels:
+        y = np.asarray(y_labels, dtype=str)
+    else:
+        y = data[:, len(features)].copy()
+    return X, y, features, target

@@ -1,0 +1,509 @@
+"""The ``fastnn`` command line (also ``python -m fastnn``).
+
+::
+
+    fastnn train DATA.csv --target COLUMN [options]   train on a CSV file, save the model
+    fastnn predict MODEL DATA.csv [--out FILE]         predictions as CSV
+    fastnn diagnose MODEL                              the model and the training doctor's findings
+    fastnn demo [--dir DIR] [--epochs N]               the lecture's soup, end to end
+    fastnn bench [--threads N ...] [--budget S]        the dense kernels against NumPy
+    fastnn config                                      how fastnn was built, what it runs on
+
+A model file of ``train`` is a scikit-learn ``Pipeline`` (the scaler, then the
+estimator) saved with ``fastnn.persistence.save_pipeline``; its metadata names the
+feature and target columns, so ``predict`` reads the columns by name. Exit status: 0 on
+success, 1 when training diverged (nothing is saved), 2 for a usage error (a bad option,
+a missing or malformed file), always with a one-line message on stderr that starts
+``fastnn: error:``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import shlex
+import sys
+
+import numpy as np
+
+import fastnn
+
+__all__ = ["main"]
+
+SCALERS = ("standard", "minmax", "log", "robust", "none")
+COMMANDS = ("train", "predict", "diagnose", "demo", "bench", "config")
+DEMO_EPOCHS = 60
+
+
+class UsageError(Exception):
+    """A mistake of the user's: reported as one line, exit status 2."""
+
+
+class _Diverged(Exception):
+    """Training diverged; the message and the findings are printed. Exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ----------------------------------------------------------------------------- option types
+
+
+def _number(kind, low, high=None, low_open=False, high_open=False):
+    """An argparse ``type`` parsing an int or float within bounds."""
+    what = "an int" if kind is int else "a number"
+    bounds = [f"{'>' if low_open else '>='} {low:g}"]
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if (value is None or not math.isfinite(value) or (value <= low if low_open else value < low)
+                or (high is not None and (value >= high if high_open else value > high))):
+            raise argparse.ArgumentTypeError(f"must be {what} {' and '.join(bounds)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _hidden(text):
+    try:
+        units = tuple(int(u) for u in text.split(","))
+    except ValueError:
+        units = ()
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive layer widths like 64,32, got {text!r}")
+    return units
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="fastnn", description="fastnn: fast, trustworthy dense neural networks for tabular data.",
+                     epilog="'fastnn COMMAND --help' describes a command.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model on a CSV file and save it",
+                           description="Train a DNNRegressor (or DNNClassifier with --classify) on the columns of a "
+                                       "CSV file, report its metrics and the training doctor's findings, and save "
+                                       "the scaler and the network as one model file.")
+    train.add_argument("data", metavar="DATA.csv", help="CSV file with a header row; every feature cell numeric")
+    train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    _add_training_options(train)
+    train.set_defaults(run=_train_command)
+
+    predict = sub.add_parser("predict", help="predict with a saved model",
+                             description="Predict the rows of a CSV file; the feature columns are found by name "
+                                         "(other columns, such as the target, are ignored).")
+    predict.add_argument("model", metavar="MODEL", help="a model file of 'fastnn train'")
+    predict.add_argument("data", metavar="DATA.csv")
+    predict.add_argument("--out", metavar="FILE", help="write the predictions here (default: standard output)")
+    predict.set_defaults(run=_predict_command)
+
+    diagnose = sub.add_parser("diagnose", help="describe a saved model and diagnose its training",
+                              description="Print what a saved model is (task, features, layers, training) and "
+                                          "what diagnose() finds in its training history.")
+    diagnose.add_argument("model", metavar="MODEL")
+    diagnose.set_defaults(run=_diagnose_command)
+
+    demo = sub.add_parser("demo", help="the lecture's soup example, end to end",
+                          description="Write a soup data set (stock in litres and in millilitres, salt, cooking "
+                                      "time -> tastiness), train on it as 'fastnn train' does, and show why "
+                                      "feature scaling matters.")
+    demo.add_argument("--dir", default="fastnn-demo", help="directory for soup.csv and model.npz "
+                                                           "(default: fastnn-demo)")
+    demo.add_argument("--epochs", type=_number(int, 1), default=DEMO_EPOCHS,
+                      help=f"training epochs (default {DEMO_EPOCHS})")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_demo_command)
+
+    bench = sub.add_parser("bench", help="time the dense-layer kernels against NumPy")
+    bench.add_argument("--threads", type=_number(int, 1), nargs="+", default=[1, 2], metavar="N",
+                       help="thread counts to time (default: 1 2)")
+    bench.add_argument("--budget", type=_number(float, 0, low_open=True), default=0.25,
+                       help="seconds per measurement (default 0.25)")
+    bench.set_defaults(run=_bench_command)
+
+    config = sub.add_parser("config", help="print how fastnn was built and what it runs on")
+    config.set_defaults(run=lambda args: fastnn.show_config() or 0)
+    return parser
+
+
+def _add_training_options(p):
+    net = p.add_argument_group("the network")
+    net.add_argument("--classify", action="store_true",
+                     help="classification (DNNClassifier): the target holds class labels, text or numbers")
+    net.add_argument("--hidden", type=_hidden, default=(64, 32), metavar="64,32",
+                     help="hidden layer widths, input side first (default 64,32)")
+    net.add_argument("--activation", default="relu", help="relu (default), leaky_relu, prelu, elu, sigmoid, tanh")
+    net.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), metavar="RATE",
+                     help="DROP probability after every hidden layer, 0 <= RATE < 1 (0.2 is a good start)")
+    net.add_argument("--batch-norm", action="store_true", help="batch normalization after every hidden layer")
+    opt = p.add_argument_group("training")
+    opt.add_argument("--optimizer", default="adagrad", help="adagrad (default), adam, adamw, sgd, rmsprop")
+    opt.add_argument("--learning-rate", type=_number(float, 0, low_open=True), default=0.05, metavar="LR",
+                     help="(default 0.05)")
+    opt.add_argument("--epochs", type=_number(int, 1), default=100, metavar="N", help="(default 100)")
+    opt.add_argument("--batch-size", type=_number(int, 1), default=32, metavar="N", help="(default 32)")
+    opt.add_argument("--clip-norm", type=_number(float, 0, low_open=True), metavar="C",
+                     help="clip the gradient to this global norm")
+    opt.add_argument("--validation-fraction", type=_number(float, 0, 1, True, True), metavar="F",
+                     help="hold out this share of the rows and stop early when their loss stops improving "
+                          "(the best epoch's weights are kept); default: no validation, no early stopping")
+    opt.add_argument("--patience", type=_number(int, 1), metavar="N",
+                     help="early stopping: epochs without improvement (default 10)")
+    opt.add_argument("--seed", type=_number(int, 0), default=0, help="random seed (default 0)")
+    data = p.add_argument_group("the data")
+    data.add_argument("--scale", choices=SCALERS, default="standard",
+                      help="feature scaling, saved with the model (default standard: z-score)")
+    data.add_argument("--remove-outliers", choices=("zscore", "iqr"),
+                      help="drop outlying training rows first (|z| > 3, or outside 1.5 IQR)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default="model.npz", help="model file to write (default model.npz)")
+    out.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs (per-layer statistics) to DIR")
+    out.add_argument("--quiet", action="store_true", help="no progress bar and no loss chart")
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _estimator(args, callbacks=None, verbose=None):
+    """The estimator the training options describe (validated here: one clear line each)."""
+    from fastnn import estimators
+    for option, value, allowed in (("--optimizer", args.optimizer, tuple(estimators.OPTIMIZERS)),
+                                   ("--activation", args.activation, estimators.ACTIVATIONS)):
+        if value not in allowed:
+            raise UsageError(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
+    if args.patience is not None and args.validation_fraction is None:
+        raise UsageError("--patience needs --validation-fraction (early stopping watches the validation loss)")
+    cls = estimators.DNNClassifier if args.classify else estimators.DNNRegressor
+    early = args.validation_fraction is not None
+    return cls(hidden_units=args.hidden, activation=args.activation, optimizer=args.optimizer,
+               learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
+               dropout=args.dropout, batch_norm=args.batch_norm, clip_norm=args.clip_norm,
+               early_stopping=early, validation_fraction=args.validation_fraction if early else 0.1,
+               patience=10 if args.patience is None else args.patience, random_state=args.seed,
+               verbose=(0 if args.quiet else 1) if verbose is None else verbose, callbacks=callbacks)
+
+
+def _scaler(name):
+    from fastnn import preprocessing
+    return {"standard": preprocessing.StandardScaler, "minmax": preprocessing.MinMaxScaler,
+            "log": preprocessing.LogScaler, "robust": preprocessing.RobustScaler}[name]()
+
+
+def _read(path, **kw):
+    from fastnn._csv import CSVError, read_csv
+    try:
+        return read_csv(path, **kw)
+    except CSVError as exc:
+        hint = ""
+        if exc.column is not None and exc.column == kw.get("target") and not kw.get("labels"):
+            hint = " (for class labels use --classify)"
+        raise UsageError(f"{exc}{hint}") from None
+
+
+def _tensorboard(log_dir):
+    try:
+        from fastnn.callbacks import TensorBoard
+        return TensorBoard(log_dir)
+    except ImportError as exc:
+        raise UsageError(f"--tensorboard is not available: {exc}") from None
+
+
+def _train(args, command: list[str]):
+    """Train as ``args`` say, print the report, save; returns (pipeline, X, y).
+    Raises UsageError, or _Diverged after printing the findings."""
+    directory = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(directory):  # before training, not after
+        raise UsageError(f"cannot write the model to {args.out}: no directory {directory!r}")
+    X, y, features, target = _read(args.data, target=args.target, labels=args.classify)
+    from sklearn.pipeline import Pipeline  # here: importing scikit-learn takes a second
+    from fastnn import persistence
+    task = "classification" if args.classify else "regression"
+    plural = "s" if len(features) > 1 else ""
+    print(f"read {args.data}: {X.shape[0]} rows, {len(features)} feature{plural} ({', '.join(features)}), "
+          f"target {target!r} ({task})")
+    callbacks = None if args.tensorboard is None else [_tensorboard(args.tensorboard)]
+    est = _estimator(args, callbacks)
+    if args.remove_outliers:
+        from fastnn.preprocessing import OutlierRemover
+        n = X.shape[0]
+        X, y = OutlierRemover(method=args.remove_outliers).fit(X).remove(X, y)
+        print(f"removed {n - X.shape[0]} of {n} rows as outliers ({args.remove_outliers})")
+        if X.shape[0] == 0:
+            raise UsageError("every row was an outlier: nothing is left to train on")
+    steps = [] if args.scale == "none" else [(args.scale + "_scaler", _scaler(args.scale))]
+    pipeline = Pipeline(steps + [("network", est)])
+    print(f"training {' -> '.join(type(s).__name__ for _, s in pipeline.steps)} "
+          f"(hidden {','.join(map(str, args.hidden))}, {args.activation}, {args.optimizer} at {args.learning_rate:g}) "
+          f"for {'up to ' if est.early_stopping else ''}{args.epochs} epochs", flush=True)
+    try:
+        pipeline.fit(X, y)
+    except fastnn.TrainingDivergedError as exc:
+        print(f"fastnn: error: {exc}", file=sys.stderr)
+        _print_findings(est.diagnose(), features, file=sys.stderr)
+        print("nothing was saved", file=sys.stderr)
+        raise _Diverged from None
+    except ValueError as exc:  # the data do not suit the options (negative values for --scale log, one class)
+        raise UsageError(_with_names(str(exc), features)) from None
+    if not args.quiet:
+        print("\n".join(_chart(est.history_["loss"], "training loss")))
+    _print_metrics(pipeline, X, y)
+    _print_findings(est.diagnose(), features)
+    metadata = {"features": features, "target": target, "task": task, "fastnn_version": fastnn.__version__,
+                "command": "fastnn " + shlex.join(command), "rows": int(X.shape[0]), "scale": args.scale}
+    persistence.save_pipeline(pipeline, args.out, metadata=metadata)
+    print(f"saved the model to {args.out}")
+    if args.tensorboard:
+        print(f"TensorBoard logs in {args.tensorboard}: tensorboard --logdir {shlex.quote(args.tensorboard)}")
+    return pipeline, X, y
+
+
+def _print_metrics(pipeline, X, y):
+    est = pipeline[-1]
+    h = est.history_
+    loss = "cross-entropy" if hasattr(est, "classes_") else est.loss
+    stopped = f" (early stopping after {est.n_iter_})" if est.n_iter_ < est.epochs else ""
+    print(f"epochs trained: {est.n_iter_}{stopped}")
+    print(f"training loss ({loss}, last epoch): {h['loss'][-1]:.6g}")
+    if hasattr(est, "classes_"):
+        print(f"accuracy on the training data: {pipeline.score(X, y):.4f}")
+    else:
+        print(f"R^2 on the training data: {pipeline.score(X, y):.4f}")
+    val = np.asarray(h["val_loss"], dtype=np.float64)
+    if np.isfinite(val).any():
+        best = int(np.nanargmin(val))
+        print(f"validation loss: {val[best]:.6g} at epoch {best + 1} (those weights are kept), "
+              f"last {val[-1]:.6g}")
+
+
+def _print_findings(findings, names, file=None):
+    file = sys.stdout if file is None else file
+    if not findings:
+        print("diagnose(): no problems found", file=file)
+        return
+    print(f"diagnose() found {len(findings)} problem{'s' if len(findings) > 1 else ''}:", file=file)
+    for finding in findings:
+        first, *rest = _with_names(str(finding), names).splitlines()
+        print("\n".join([f"  - {first}"] + [f"    {line.strip()}" for line in rest]), file=file)
+
+
+def _with_names(text, names):
+    """The column names for the indices in fastnn's messages: 'feature 3' -> "'salt_g'",
+    'column 3' -> "column 'salt_g'"."""
+    def name(m):
+        j = int(m.group(2))
+        if j >= len(names):
+            return m.group(0)
+        return repr(names[j]) if m.group(1) == "feature" else f"column {names[j]!r}"
+    return re.sub(r"\b(feature|column) (\d+)\b", name, text)
+
+
+def _chart(values, label, height=8, width=60) -> list[str]:
+    """A text chart of ``values`` per epoch (log scale when they span over 10x)."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v) & (v > 0)
+    if ok.sum() < 2:
+        return []
+    v = np.where(ok, v, np.nan)
+    log = np.nanmax(v) / np.nanmin(v) > 10
+    y = np.log10(v) if log else v
+    edges = np.linspace(0, len(y), min(width, len(y)) + 1).astype(int)
+    cols = [np.nanmean(y[a:b]) if np.isfinite(y[a:b]).any() else np.nan for a, b in zip(edges[:-1], edges[1:])]
+    lo, hi = np.nanmin(cols), np.nanmax(cols)
+    span = hi - lo if hi > lo else 1.0
+    rows = [[" "] * len(cols) for _ in range(height)]
+    for x, c in enumerate(cols):
+        if np.isfinite(c):
+            rows[height - 1 - int(round((c - lo) / span * (height - 1)))][x] = "*"
+    top, bottom = (10 ** hi, 10 ** lo) if log else (hi, lo)
+    labels = [f"{top:.3g}"] + [""] * (height - 2) + [f"{bottom:.3g}"]
+    pad = max(len(s) for s in labels)
+    lines = [f"{label} per epoch{' (log scale)' if log else ''}:"]
+    lines += [f"{lab:>{pad}} |{''.join(row)}".rstrip() for lab, row in zip(labels, rows)]
+    lines.append(" " * pad + " +" + "-" * len(cols))
+    lines.append(" " * pad + f"  epoch 1{str(len(v)).rjust(len(cols) - 7)}")
+    return lines
+
+
+def _train_command(args):
+    try:
+        _train(args, args.argv)
+    except _Diverged:
+        return 1
+    return 0
+
+
+# ----------------------------------------------------------------------------- predict, diagnose
+
+
+def _load(path):
+    """(model, estimator, metadata) of a model file: a pipeline of 'fastnn train', or a
+    saved DNNRegressor/DNNClassifier (metadata empty)."""
+    from fastnn import persistence
+    from fastnn.estimators import DNNClassifier, DNNRegressor
+    from sklearn.pipeline import Pipeline
+    try:
+        model = persistence.load(path)
+    except fastnn.ModelFormatError as exc:
+        raise UsageError(str(exc)) from None
+    if isinstance(model, Pipeline):
+        return model, model[-1], dict(getattr(model, "fastnn_metadata_", {}))
+    if isinstance(model, (DNNRegressor, DNNClassifier)):
+        return model, model, {}
+    raise UsageError(f"{path} holds a {type(model).__name__}, not a model of 'fastnn train'")
+
+
+def _feature_names(path, est, metadata) -> list[str]:
+    names = metadata.get("features")
+    if names is None and hasattr(est, "feature_names_in_"):
+        names = [str(n) for n in est.feature_names_in_]
+    if not (isinstance(names, list) and len(names) == est.n_features_in_ and all(isinstance(n, str) for n in names)):
+        raise UsageError(f"{path} does not name its {est.n_features_in_} feature columns: use a model saved by "
+                         "'fastnn train' (or fastnn.persistence.save_pipeline with metadata={'features': [...]})")
+    return names
+
+
+def _predict_command(args):
+    model, est, metadata = _load(args.model)
+    features = _feature_names(args.model, est, metadata)
+    X, _, _, _ = _read(args.data, columns=features)
+    pred = model.predict(X)
+    name = metadata.get("target") or "prediction"
+    header = [name] if pred.ndim == 1 else [f"{name}_{j}" for j in range(pred.shape[1])]
+    columns = [pred.reshape(len(pred), -1)]
+    if hasattr(est, "classes_"):
+        header += [f"proba_{c}" for c in est.classes_]
+        columns.append(model.predict_proba(X))
+    out = sys.stdout if args.out is None else open(args.out, "w", encoding="utf-8", newline="")
+    try:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        for row in zip(*(c.tolist() for c in columns)):
+            writer.writerow([repr(v) if isinstance(v, float) else v for part in row for v in part])
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.out is not None:
+        print(f"wrote {len(pred)} predictions to {args.out}")
+    return 0
+
+
+def _diagnose_command(args):
+    model, est, metadata = _load(args.model)
+    task = "classification" if hasattr(est, "classes_") else "regression"
+    names = metadata.get("features") or [f"x{j}" for j in range(est.n_features_in_)]
+    print(f"model: {args.model}" + (f" (fastnn {metadata['fastnn_version']})" if "fastnn_version" in metadata else ""))
+    if "command" in metadata:
+        print(f"trained by: {metadata['command']}")
+    target = f", target {metadata['target']!r}" if metadata.get("target") else ""
+    classes = f", classes {', '.join(map(str, est.classes_))}" if task == "classification" else ""
+    print(f"task: {task}{target}{classes}")
+    print(f"features ({est.n_features_in_}): {', '.join(map(str, names))}")
+    steps = model.steps if model is not est else [("", est)]
+    print(f"pipeline: {' -> '.join(type(s).__name__ for _, s in steps)}")
+    print("layers: " + " -> ".join(repr(layer) for layer in est.model_.layers))
+    optimizer = est.optimizer if isinstance(est.optimizer, str) else type(est.optimizer).__name__
+    print(f"optimizer: {optimizer}, learning rate {est.optimizer_.lr:g}, batch size {est.batch_size}")
+    h = est.history_
+    print(f"epochs trained: {est.n_iter_}")
+    if h["loss"]:
+        print(f"final loss: {h['loss'][-1]:.6g}")
+        if np.isfinite(h["val_loss"][-1]):
+            print(f"final val_loss: {h['val_loss'][-1]:.6g} (best {est.best_loss_:.6g})")
+    _print_findings(est.diagnose(), names)
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo, bench
+
+
+def _demo_command(args):
+    from fastnn import _demo
+    from fastnn.estimators import DNNRegressor
+    os.makedirs(args.dir, exist_ok=True)
+    data, model = os.path.join(args.dir, "soup.csv"), os.path.join(args.dir, "model.npz")
+    _demo.write_soup(data)
+    print(f"wrote {data}: 2000 pots of soup. Chicken stock is measured in litres, vegetable stock in millilitres, "
+          "salt in grams and cooking time in minutes; the target is their tastiness.\n")
+    argv = ["train", data, "--target", _demo.TARGET, "--hidden", "64,32", "--optimizer", "adam",
+            "--learning-rate", "0.003", "--epochs", str(args.epochs), "--scale", "standard", "--seed", "0",
+            "--out", model] + (["--quiet"] if args.quiet else [])
+    train_args = _parser().parse_args(argv)
+    try:
+        pipeline, X, y = _train(train_args, argv)
+    except _Diverged:
+        return 1
+    print(f"\nThe lesson: the same network WITHOUT feature scaling ({args.epochs} epochs):")
+    est = _estimator(train_args, verbose=0)
+    try:
+        est.fit(X, y)
+    except fastnn.TrainingDivergedError as exc:
+        print(f"  training diverged: {exc}")
+    else:
+        print(f"  R^2 on the training data: {est.score(X, y):.4f} (with scaling: {pipeline.score(X, y):.4f})")
+    findings = est.diagnose()
+    scale = [f for f in findings if f.mode == "features on very different scales"]
+    _print_findings(scale or findings, list(_demo.FEATURES))
+    others = [f.mode for f in findings if f not in scale]
+    if scale and others:
+        print(f"  (and {len(others)} more: {'; '.join(others)}; 'fastnn train ... --scale none' shows all)")
+    print("\nNext, try:")
+    for line in (f"fastnn predict {model} {data} --out predictions.csv",
+                 f"fastnn diagnose {model}",
+                 f"fastnn train {data} --target {_demo.TARGET} --scale none --optimizer adam --learning-rate 0.003",
+                 f"fastnn train {data} --target {_demo.TARGET} --tensorboard runs/soup  (then: tensorboard "
+                 "--logdir runs)"):
+        print("  " + line)
+    return 0
+
+
+def _bench_command(args):
+    from fastnn import _quickbench
+    _quickbench.run(args.threads, budget=args.budget)
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {os.fspath(exc.filename)!r}"
+    return str(exc)
+
+
+def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args_list = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    try:
+        args = _parser().parse_args(args_list)
+        args.argv = args_list
+        if args.command is None:
+            fastnn.show_config()
+            print(f"\ncommands: {', '.join(COMMANDS)} (fastnn COMMAND --help; start with 'fastnn demo')")
+            return 0
+        return args.run(args)
+    except UsageError as exc:
+        print(f"fastnn: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `fastnn predict ... | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 1
+    except OSError as exc:  # a missing input file, an unwritable output directory
+        print(f"fastnn: error: {_describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fastnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
