@@ -282,3 +282,12 @@ def test_chart_and_feature_names():
     assert len(_chart([2.0, 2.0, 2.0], "loss")) == 11
     assert _with_names("feature 1 has std 3 but feature 0 1; feature 9; column 0", ["x", "y"]) == \
         "'y' has std 3 but 'x' 1; feature 9; column 'x'"
+
+
+def test_the_shipped_example_csv_is_the_demo_data(tmp_path):
+    from pathlib import Path
+
+    from fastnn._demo import write_soup
+    shipped = Path(__file__).resolve().parents[1] / "examples" / "soup.csv"
+    write_soup(tmp_path / "soup.csv")
+    assert shipped.read_bytes() == (tmp_path / "soup.csv").read_bytes()
