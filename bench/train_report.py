@@ -27,19 +27,12 @@ from threadpoolctl import threadpool_limits
 
 import fastnn
 from fastnn import nn, optim
-
-N = 100_000
+from fastnn._quickbench import W_ROWS as N, w1_data
 
 
 def data():
-    """Exactly BENCHMARKS.md's W data."""
-    rng = np.random.default_rng(12345)
-    X = rng.standard_normal((N, 16), dtype=np.float32)
-    eps = rng.standard_normal(N, dtype=np.float32)
-    y = (np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] * X[:, 2] + np.float32(0.3) * X[:, 3] ** 2
-         + np.tanh(X[:, 4] - X[:, 5]) + np.float32(0.1) * X[:, 6:16].sum(axis=1)
-         + np.float32(0.1) * eps).astype(np.float32)
-    return X, y
+    """Exactly BENCHMARKS.md's W data (one definition, shared with ``fastnn bench``)."""
+    return w1_data()
 
 
 # id: (hidden units, batch size, regularized = BatchNorm + Dropout(0.2) + clip 1.0)
