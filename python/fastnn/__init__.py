@@ -18,6 +18,7 @@ _LAZY = {"preprocessing": ("fastnn.preprocessing", None), "estimators": ("fastnn
          "doctor": ("fastnn.doctor", None), "persistence": ("fastnn.persistence", None),
          "DNNRegressor": ("fastnn.estimators", "DNNRegressor"), "DNNClassifier": ("fastnn.estimators", "DNNClassifier"),
          "load": ("fastnn.persistence", "load"), "save": ("fastnn.persistence", "save"), "callbacks": ("fastnn.callbacks", None),
+         "distributed": ("fastnn.distributed", None), "dask": ("fastnn.dask", None),
          "plot_history": ("fastnn.plotting", "plot_history")}
 
 
