@@ -13,6 +13,7 @@ namespace fastnn {
 namespace {
 
 std::atomic<int> g_threads{0};
+thread_local int t_threads = 0;
 // Set in a forked child when the OpenMP pool could not be released before the fork:
 // libgomp's pool is not fork-safe (GCC bug 60035), so the child then runs serially.
 std::atomic<bool> g_serial_after_fork{false};
@@ -36,6 +37,7 @@ void in_child_after_fork() {
 int max_threads() {
 #ifdef _OPENMP
   if (g_serial_after_fork.load(std::memory_order_relaxed)) return 1;
+  if (t_threads > 0) return t_threads;
   const int n = g_threads.load(std::memory_order_relaxed);
   return n > 0 ? n : std::max(1, omp_get_max_threads());
 #else
@@ -46,6 +48,10 @@ int max_threads() {
 void set_max_threads(int n) { g_threads.store(n < 0 ? 0 : n); }
 
 int explicit_threads() { return g_threads.load(); }
+
+void set_calling_thread_threads(int n) { t_threads = n < 0 ? 0 : n; }
+
+int calling_thread_threads() { return t_threads; }
 
 int threads_for(double work, double min_per_thread, int cap) {
   const int limit = cap > 0 ? std::min(cap, max_threads()) : max_threads();

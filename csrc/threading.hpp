@@ -10,6 +10,11 @@ int max_threads();
 void set_max_threads(int n);
 // The explicit setting, 0 when none.
 int explicit_threads();
+// A setting for the calling OS thread only (0: none), checked before the process-wide one:
+// an estimator's num_threads, so concurrent fits in different Python threads cannot undo
+// each other's setting.
+void set_calling_thread_threads(int n);
+int calling_thread_threads();
 
 // Threads worth waking for `work` units when each thread needs at least `min_per_thread`
 // units to pay for its wake-up, capped at `cap` (or max_threads() when cap <= 0).

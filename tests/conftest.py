@@ -6,6 +6,8 @@ environment variable itself in subprocesses.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -34,3 +36,15 @@ def _restore_threads():
     before = _core.explicit_num_threads()
     yield
     _core.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` cases run only when asked for (``-m slow`` or FASTNN_SLOW=1): they take
+    minutes or many GiB, which the default suite (and CI) must not spend."""
+    markexpr = config.getoption("markexpr", "") or ""
+    if os.environ.get("FASTNN_SLOW") == "1" or ("slow" in markexpr and "not slow" not in markexpr):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with -m slow (or FASTNN_SLOW=1)")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
 
 import numpy as np
+
+try:  # Unix: the address-space limit (ulimit -v) caps what a copy can allocate
+    import resource as _resource
+except ImportError:  # pragma: no cover (Windows)
+    _resource = None
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
@@ -49,10 +56,87 @@ def check_ndim(name: str, arr: np.ndarray, ndim: int, meaning: str) -> None:
         raise ValueError(f"{name} must be {ndim}-D {meaning}, got shape {arr.shape}")
 
 
+def _physical_memory() -> int | None:
+    try:
+        pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not every platform names them
+        return None
+    return pages * page if pages > 0 and page > 0 else None
+
+
+_PHYSICAL_MEMORY = _physical_memory()
+_CHECKED_COPY_BYTES = 64 << 20  # smaller copies cannot matter: no system call for them
+
+
+def _available_memory() -> int | None:
+    """MemAvailable + SwapFree (Linux): what the kernel can still back right now."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+        return sum(int(fields[k].split()[0]) * 1024 for k in (b"MemAvailable", b"SwapFree"))
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def _address_space_left() -> tuple[int, int] | None:
+    """(bytes the address-space limit ``RLIMIT_AS`` still allows, the limit), or None."""
+    if _resource is None:
+        return None
+    soft = _resource.getrlimit(_resource.RLIMIT_AS)[0]
+    if soft == _resource.RLIM_INFINITY or soft < 0:
+        return None
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        used = 0
+    return max(soft - used, 0), soft
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2 ** 30:.1f} GiB"
+
+
+def copy_limit() -> tuple[int, str]:
+    """The most bytes one converted copy may take now, and what sets that limit: the
+    memory the system can still provide (MemAvailable + SwapFree on Linux, else the
+    physical memory) and what the address-space limit ``RLIMIT_AS`` leaves, whichever is
+    lower."""
+    limit, why = sys.maxsize, "the largest size an array can have"
+    available = _available_memory()
+    if available is not None and available < limit:
+        limit, why = available, f"the memory available ({_gib(available)} of RAM and swap)"
+    elif available is None and _PHYSICAL_MEMORY is not None and _PHYSICAL_MEMORY < limit:
+        limit, why = _PHYSICAL_MEMORY, f"the physical memory ({_gib(_PHYSICAL_MEMORY)})"
+    left = _address_space_left()
+    if left is not None and left[0] < limit:
+        limit, why = left[0], f"what the address-space limit RLIMIT_AS ({_gib(left[1])}) leaves ({_gib(left[0])})"
+    return limit, why
+
+
+def check_copy_size(shape: tuple, dtype, name: str = "the input") -> int:
+    """The bytes a C-contiguous copy of ``shape`` in ``dtype`` takes; ``MemoryError`` naming
+    the sizes when that exceeds ``copy_limit()``. Checked BEFORE copying: a zero-stride
+    view (``np.broadcast_to``) holds a few bytes but its copy can hold terabytes."""
+    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize  # Python ints: no overflow
+    if nbytes < _CHECKED_COPY_BYTES:
+        return nbytes
+    limit, why = copy_limit()
+    if nbytes > limit:
+        n = math.prod(int(d) for d in shape)
+        raise MemoryError(f"{name} of shape {tuple(shape)} ({n} elements) would need a {np.dtype(dtype)} copy of "
+                          f"{nbytes} bytes ({_gib(nbytes)}), more than {why}; it is not contiguous or not "
+                          f"{np.dtype(dtype)}, so it cannot be used in place: pass smaller chunks")
+    return nbytes
+
+
 def to_kernel(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous copy in ``dtype`` only when needed; the caller's array is never written."""
+    """C-contiguous copy in ``dtype`` only when needed; the caller's array is never written.
+    A copy larger than ``copy_limit()`` is refused with ``MemoryError`` before anything is
+    allocated (``check_copy_size``)."""
     if arr.dtype == dtype and arr.flags.c_contiguous:
         return arr
+    check_copy_size(arr.shape, dtype)
     return np.ascontiguousarray(arr, dtype=dtype)
 
 

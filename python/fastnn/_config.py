@@ -96,3 +96,20 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         _core.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def calling_thread_threads(n) -> Iterator[None]:
+    """Internal (the estimators' ``num_threads``): ``n`` threads for the fastnn calls of the
+    CALLING thread only, restored on exit; ``None`` changes nothing. Unlike ``threads()``,
+    concurrent fits in different Python threads cannot undo each other's setting."""
+    if n is None:
+        yield
+        return
+    n = _check_thread_count(n)
+    previous = _core.calling_thread_num_threads()
+    _core.set_calling_thread_num_threads(n)
+    try:
+        yield
+    finally:
+        _core.set_calling_thread_num_threads(previous)

@@ -30,7 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastnn import nn, ops, optim
-from fastnn._config import threads
+from fastnn._config import calling_thread_threads
 from fastnn._errors import TrainingDivergedError
 
 __all__ = ["DNNClassifier", "DNNRegressor"]
@@ -108,7 +108,8 @@ _PARAMS_DOC = """
         values) and ``on_train_end(estimator)`` (called also when training raises);
         setting ``estimator.stop_training_ = True`` ends training after the epoch.
     num_threads : int or None
-        Threads for training and prediction (None: fastnn's process-wide setting).
+        Threads for this estimator's training and prediction, set for the calling thread
+        only (None: fastnn's process-wide setting, see ``fastnn.set_num_threads``).
     keep_prob : None
         Refused: fastnn takes the drop rate (``dropout``); kept only to explain that.
 """
@@ -338,8 +339,7 @@ class _BaseDNN(BaseEstimator):
         X = np.ascontiguousarray(X, dtype=np.float32)
         Xt, yt, wt, Xv, yv, wv = self._split(X, target, sample_weight, p, partial)
         epochs = 1 if partial else p["epochs"]
-        ctx = threads(p["num_threads"]) if p["num_threads"] else _NoThreads()
-        with ctx:
+        with calling_thread_threads(p["num_threads"]):
             self._train(p, Xt, yt, wt, Xv, yv, wv, epochs, partial)
             self._saturation_ = self._probe_saturation(Xt[:_PROBE_ROWS])
         return self
@@ -491,8 +491,7 @@ class _BaseDNN(BaseEstimator):
     def _forward(self, X, where):
         check_is_fitted(self, "model_")
         X = self._check_X(X, reset=False, where=where)
-        ctx = threads(self.num_threads) if self.num_threads else _NoThreads()
-        with ctx:
+        with calling_thread_threads(self.num_threads):
             return self.model_.predict(np.ascontiguousarray(X, dtype=np.float32))
 
     def diagnose(self):
@@ -673,14 +672,6 @@ class _Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
-
-
-class _NoThreads:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class DNNRegressor(RegressorMixin, _BaseDNN):

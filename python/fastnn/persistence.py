@@ -126,7 +126,8 @@ def _atomic_write(path, write: Callable) -> None:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = _new_file_mode()
-    fd, tmp = tempfile.mkstemp(prefix="." + base, suffix=".tmp", dir=directory)
+    # the pid in the name lets a later save tell a killed save's leftover from a live one
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -139,6 +140,31 @@ def _atomic_write(path, write: Callable) -> None:
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+    _remove_stale_temps(directory, base)
+
+
+def _remove_stale_temps(directory: str, base: str) -> None:
+    """Delete temp files that saves of ``base`` left when their process was killed (a
+    SIGKILL cannot be cleaned up after): those whose pid no longer runs. A live process's
+    temp file (a concurrent save) and this process's own are left alone."""
+    pattern = re.compile(re.escape(f".{base}.") + r"(\d+)\..*\.tmp")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            m = pattern.fullmatch(name)
+            if not m or int(m.group(1)) == os.getpid() or _process_alive(int(m.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
 
 
 _UMASK_LOCK = threading.Lock()
