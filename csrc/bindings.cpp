@@ -31,6 +31,14 @@ void throw_invalid(const std::string& message) { throw std::invalid_argument(mes
 
 void bind_preprocessing(py::module_& m);  // bind_preprocessing.cpp
 
+#ifdef FASTNN_SANITIZER_CANARIES
+// canaries.cpp: deliberate bugs that prove a sanitizer is wired in (RELIABILITY M2).
+int canary_heap_oob();
+int canary_int_overflow();
+void canary_leak();
+long canary_data_race();
+#endif
+
 namespace {
 
 std::string shape_str(const py::array& a) {
@@ -746,6 +754,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_info", &cpu_info);
   m.def("get_num_threads", &max_threads);
   m.def("explicit_num_threads", &explicit_threads);
+  m.def("set_calling_thread_num_threads", &set_calling_thread_threads, py::arg("n"));
+  m.def("calling_thread_num_threads", &calling_thread_threads);
   m.def("set_num_threads", &set_max_threads, py::arg("n"));
   m.def("fork_guard_mode", [] { return std::string(fork_guard_mode()); });
 
@@ -785,6 +795,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("optimizer_step", &optimizer_step, py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("state0"),
         py::arg("state1"), py::arg("state2"), py::arg("weight_mask"), py::arg("hyper"));
   bind_preprocessing(m);
+#ifdef FASTNN_SANITIZER_CANARIES
+  // Deliberate bugs (sanitizer builds only): each must be reported by the sanitizer in use.
+  m.def("_canary_heap_oob", &canary_heap_oob, "Reads one past the end of a heap block.");
+  m.def("_canary_int_overflow", &canary_int_overflow, "Computes INT_MAX + 1.");
+  m.def("_canary_leak", &canary_leak, "Leaks 10 blocks of 4000 bytes.");
+  m.def("_canary_data_race", &canary_data_race, "Two threads write one plain long.");
+#endif
   m.def("train_epoch", &train_epoch_any, py::arg("params"), py::arg("grads"), py::arg("buffers"), py::arg("layers"),
         py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("weights"), py::arg("order"), py::arg("batch_size"),
         py::arg("loss"), py::arg("delta"), py::arg("optimizer"), py::arg("state0"), py::arg("state1"),
