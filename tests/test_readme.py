@@ -15,5 +15,8 @@ def test_the_readme_has_python_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
+    if "fastnn.dask" in BLOCKS[index]:
+        pytest.importorskip("dask")
+        pytest.importorskip("dask_ml")
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {"__name__": "readme"})

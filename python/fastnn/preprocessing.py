@@ -279,7 +279,7 @@ class _Base:
 
 
 # --------------------------------------------------------------------------- scalers
-class _AffineScaler(_Base):
+class _AffineScaler(_Base, TransformerMixin):  # TransformerMixin here: set_output wraps transform
     """The scalers whose transform is one fused pass ``(x - shift) * scale + offset``."""
 
     def _check_params(self):
