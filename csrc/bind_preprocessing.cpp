@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dispatch.hpp"
 #include "threading.hpp"
@@ -31,6 +32,19 @@ py::array checked_2d(const py::handle& obj, const char* name) {
   return a;
 }
 
+// An input read through a T*: a C-contiguous array may still sit at an address that is not
+// a multiple of sizeof(T) (a view into a byte buffer, as dask/pickle-5 deserialisation
+// hands over), and reading it through a T* is undefined behaviour (UBSan: "load of
+// misaligned address"). Such an input is read from an aligned copy instead.
+template <typename T>
+py::array checked_input_2d(const py::handle& obj, const char* name) {
+  auto a = checked_2d<T>(obj, name);
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    a = py::array_t<T, py::array::c_style>(std::vector<py::ssize_t>{a.shape(0), a.shape(1)},
+                                            static_cast<const T*>(a.data()));  // copies the bytes
+  return a;
+}
+
 // An optional per-column float64 vector of length c (None -> null).
 const double* column_vector(const py::object& obj, const char* name, index_t c) {
   if (obj.is_none()) return nullptr;
@@ -48,6 +62,8 @@ T* checked_out(const py::handle& obj, const char* name, index_t n, index_t c) {
   if (a.shape(0) != n || a.shape(1) != c)
     throw py::value_error(std::string(name) + " must have the shape of x");
   if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only but is written to");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))  // written in place: cannot copy
+    throw py::value_error(std::string(name) + " must be aligned to its dtype (it is written in place)");
   return static_cast<T*>(a.mutable_data());
 }
 
@@ -55,7 +71,7 @@ int elementwise_threads(index_t n, index_t c) { return threads_for(double(n) * d
 
 template <typename T>
 py::tuple column_stats_typed(const py::handle& x, bool moments, bool extrema) {
-  auto a = checked_2d<T>(x, "x");
+  auto a = checked_input_2d<T>(x, "x");
   ColumnStatsArgs<T> s;
   s.n = a.shape(0);
   s.c = a.shape(1);
@@ -86,7 +102,7 @@ py::tuple column_stats(const py::object& x, bool moments, bool extrema) {
 template <typename T>
 bool affine_typed(const py::handle& x, const py::handle& out, const py::object& shift, const py::object& scale,
                   const py::object& offset, const py::object& lo, const py::object& hi) {
-  auto a = checked_2d<T>(x, "x");
+  auto a = checked_input_2d<T>(x, "x");
   AffineArgs<T> t;
   t.n = a.shape(0);
   t.c = a.shape(1);
@@ -112,7 +128,7 @@ bool affine(const py::object& x, const py::object& out, const py::object& shift,
 
 template <typename T>
 index_t log_offset_typed(const py::handle& x, const py::handle& out, double offset) {
-  auto a = checked_2d<T>(x, "x");
+  auto a = checked_input_2d<T>(x, "x");
   LogArgs<T> t;
   t.n = a.shape(0);
   t.c = a.shape(1);
@@ -131,7 +147,7 @@ index_t log_offset(const py::object& x, const py::object& out, double offset) {
 
 template <typename T>
 py::array_t<double> column_quantiles_typed(const py::handle& x, const py::object& q) {
-  auto a = checked_2d<T>(x, "x");
+  auto a = checked_input_2d<T>(x, "x");
   QuantileArgs<T> t;
   t.n = a.shape(0);
   t.c = a.shape(1);

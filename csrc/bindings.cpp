@@ -492,7 +492,8 @@ void read_hyper(OptimizerArgs<T>& a, const py::dict& h) {
   a.l2 = get("l2", a.l2);
   a.nesterov = get("nesterov", 0.0) != 0.0;
   a.centered = get("centered", 0.0) != 0.0;
-  a.step = std::int64_t(get("step", 1.0));
+  // An int, never through double: a double near 2**63 does not fit int64 (UB on the cast).
+  a.step = h.contains("step") ? h["step"].cast<std::int64_t>() : 1;
 }
 
 template <typename T>

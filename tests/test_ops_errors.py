@@ -114,3 +114,58 @@ def test_core_rejects_what_python_would_convert():
         _core.dense_forward(X, W, None, y.astype(">f4"), None, code, 0.0, None)
     with pytest.raises(ValueError, match="x must be a 2-D numpy array"):
         _core.dense_forward(None, W, None, y, None, code, 0.0, None)
+
+
+def _aliasing_calls(rng):
+    """(the arrays, [(output name, call)]) for calls whose output overlaps what the kernel reads."""
+    x = rng.standard_normal((70, 70)).astype(np.float32)
+    w = rng.standard_normal((70, 70)).astype(np.float32)
+    g = rng.standard_normal((70, 70)).astype(np.float32)
+    y = ops.dense_forward(x, w, None, "relu")
+    bn = ops.batchnorm_forward(x, np.ones(70, np.float32), np.zeros(70, np.float32))
+    buf = rng.standard_normal(140).astype(np.float32)
+    return [x, w, g, y, bn.mean, bn.invstd, buf], [
+        ("out", lambda: ops.dense_forward(x, w, out=x)),
+        ("out", lambda: ops.dense_forward(x, w, out=w)),
+        ("preact_out", lambda: ops.dense_forward(x, w, activation="prelu", slope=np.full(70, 0.1, np.float32),
+                                                 out=np.empty_like(x), preact_out=x)),
+        ("grad_x", lambda: ops.dense_backward(g, x, w, y, "relu", grad_x=g)),
+        ("grad_w", lambda: ops.dense_backward(g, x, w, y, "relu", grad_w=w)),
+        ("grad_x", lambda: ops.dense_backward(g, x, w, y, "relu", grad_x=(gx := np.empty_like(x)), grad_w=gx)),
+        ("out", lambda: ops.batchnorm_forward(x, np.ones(70, np.float32), np.zeros(70, np.float32), out=x)),
+        ("grad_x", lambda: ops.batchnorm_backward(g, x, np.ones(70, np.float32), bn.mean, bn.invstd, grad_x=x)),
+        # elementwise ops run in place, but a shifted view of the same buffer is refused
+        ("out", lambda: ops.activation_forward(buf[:100], "elu", out=buf[40:])),
+        ("out", lambda: ops.dropout_forward(buf[:100], 0.5, seed=1, out=buf[40:])),
+    ]
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_output_aliasing_an_input_is_refused_before_writing(case):
+    """RELIABILITY B3: an output that overlaps an input (or another output) is a ValueError
+    naming the output, and nothing is written (a blocked GEMM would read its own results)."""
+    arrays, calls = _aliasing_calls(np.random.default_rng(case))
+    name, call = calls[case]
+    before = [a.tobytes() for a in arrays]
+    with pytest.raises(ValueError, match=f"^{name} shares memory with"):
+        call()
+    assert [a.tobytes() for a in arrays] == before
+
+
+def test_elementwise_ops_run_in_place():
+    """out=x IS allowed where each element is read before it is written."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((33, 17)).astype(np.float32)
+    expected = ops.activation_forward(x, "elu")
+    y = x.copy()
+    assert ops.activation_forward(y, "elu", out=y) is y
+    np.testing.assert_array_equal(y, expected)
+    expected = ops.dropout_forward(x, 0.3, seed=4, step=2).y
+    y = x.copy()
+    ops.dropout_forward(y, 0.3, seed=4, step=2, out=y)
+    np.testing.assert_array_equal(y, expected)
+    g = x.copy()
+    out = ops.activation_forward(x, "tanh")
+    expected = ops.activation_backward(g, out, "tanh").dx
+    np.testing.assert_array_equal(ops.activation_backward(g, out, "tanh", grad_in=g).dx, expected)
+    np.testing.assert_array_equal(g, expected)

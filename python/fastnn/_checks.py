@@ -156,6 +156,29 @@ def check_out(name: str, out, shape: tuple, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:
+    """a and b view exactly the same elements in the same order (a true in-place call)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.shape == b.shape
+            and a.strides == b.strides and a.dtype.itemsize == b.dtype.itemsize)
+
+
+def check_no_overlap(outputs, inputs, *, elementwise: bool = False) -> None:
+    """Refuse an output buffer that overlaps an input or another output (RELIABILITY B3):
+    a kernel that reads an input in blocks (GEMM, batch reductions) after writing part of
+    the output would read its own results. ``elementwise=True`` admits the one safe case,
+    an output that IS the input (``out=x``: each element is read before it is written).
+
+    ``outputs`` and ``inputs`` are (name, array or None) pairs; only arrays are compared."""
+    outs = [(n, a) for n, a in outputs if isinstance(a, np.ndarray)]
+    ins = [(n, a) for n, a in inputs if isinstance(a, np.ndarray)]
+    for i, (oname, o) in enumerate(outs):
+        clashes = [iname for iname, a in ins if np.may_share_memory(o, a) and not (elementwise and _same_elements(o, a))]
+        clashes += [other for other, a in outs[i + 1:] if np.may_share_memory(o, a)]
+        for iname in clashes[:1]:
+            raise ValueError(f"{oname} shares memory with {iname}: the kernel would read values it has "
+                                 f"already overwritten; pass a separate {oname} buffer")
+
+
 def out_or_new(name: str, out, shape: tuple, dtype: np.dtype) -> np.ndarray:
     return np.empty(shape, dtype=dtype) if out is None else check_out(name, out, shape, dtype)
 

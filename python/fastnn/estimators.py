@@ -586,6 +586,13 @@ def _load_estimator(header, arrays):
         raise ModelFormatError(f"the optimizer does not fit the model: {problem}")
     est.n_features_in_ = int(f["n_features_in_"])
     n_out = est.model_.out_features
+    # The widths first, against the saved weights (whose size the file bounds): the rebuild
+    # below allocates a whole model, so forged widths must never reach it.
+    dense_widths = [layer.out_features for layer in est.model_.layers if isinstance(layer, nn.Dense)]
+    if est.n_features_in_ != est.model_.in_features or tuple(p["hidden_units"]) != tuple(dense_widths[:-1]):
+        raise ModelFormatError(f"n_features_in_={est.n_features_in_} and hidden_units={p['hidden_units']} do not "
+                               f"match the saved weights ({est.model_.in_features} inputs, hidden layers "
+                               f"{tuple(dense_widths[:-1])})")
     # the layers the parameters describe, rebuilt: the file's model must be exactly that
     rebuilt = est._build_model(p, est.n_features_in_, n_out, seed=0)
     if persistence.sequential_state(rebuilt)[0]["layers"] != header["model"]["layers"]:

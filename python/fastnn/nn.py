@@ -455,9 +455,12 @@ class Sequential:
         x = self._input(x)
         if x.shape[0] < 2 and any(isinstance(l, BatchNorm) for l in self.layers):
             raise ValueError("batch norm training needs at least 2 rows: the variance of 1 row is zero")
+        fresh = getattr(optimizer, "state", None) == {}
         r = self.train_epoch(x, y, batch_size=max(1, x.shape[0]), loss=loss, optimizer=optimizer,
                              clip_norm=clip_norm, shuffle=False)
         if r.diverged:
+            if fresh:  # no update happened: the optimizer stays unbound, as before the call
+                optimizer.state.clear()
             where = "the loss" if r.bad_layer < 0 else f"the gradient of layer {r.bad_layer}"
             raise FloatingPointError(f"{where} is not finite: the model was not updated")
         return r.loss
@@ -534,7 +537,11 @@ class Sequential:
         batch_size = _check_count("batch_size", batch_size)
         x = self._input(X, "X")
         n = x.shape[0]
+        if n == 0:
+            raise ValueError("X is empty: training needs at least one row")
         target = as_numeric("y", y)
+        if target.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs), got shape {target.shape}")
         if target.shape[0] != n:
             raise ValueError(f"y has {target.shape[0]} rows but X has {n}")
         labels = None

@@ -18,6 +18,7 @@ from fastnn import _core
 from fastnn._checks import (
     as_numeric,
     check_ndim,
+    check_no_overlap,
     check_out,
     check_scalar,
     compute_dtype,
@@ -149,6 +150,7 @@ def dense_forward(x, w, b=None, activation="linear", *, negative_slope=0.01, alp
     s = _slope(activation, slope, oc, dtype, "out_features")
     y = out_or_new("out", out, (n, oc), dtype)
     z = None if preact_out is None else out_or_new("preact_out", preact_out, (n, oc), dtype)
+    check_no_overlap([("out", y), ("preact_out", z)], [("x", x), ("w", w), ("b", b), ("slope", slope)])
     _core.dense_forward(to_kernel(x, dtype), to_kernel(w, dtype), None if b is None else to_kernel(b, dtype),
                         y, z, code, param, s)
     return y
@@ -213,6 +215,8 @@ def dense_backward(grad_out, x, w, out=None, activation="linear", *, preact=None
     ds = out_or_new("grad_slope", grad_slope, (oc,), dtype) if activation == "prelu" else None
     if accumulate and ds is not None and grad_slope is None:
         raise ValueError("accumulate=True with prelu adds into grad_slope: pass it")
+    check_no_overlap([("grad_x", dx), ("grad_w", dw), ("grad_b", db), ("grad_slope", ds)],
+                     [("grad_out", grad_out), ("x", x), ("w", w), ("out", out), ("preact", preact), ("slope", slope)])
     _core.dense_backward(to_kernel(grad_out, dtype), to_kernel(x, dtype), to_kernel(w, dtype), y, z, s,
                          dx, dw, db, ds, code, param, bool(accumulate))
     return DenseGrads(dx, dw, db, ds)
@@ -236,6 +240,7 @@ def activation_forward(x, activation, *, negative_slope=0.01, alpha=1.0, slope=N
     units = x.shape[-1] if x.ndim else 1
     s = _slope(activation, slope, units, dtype, "the last axis of x")
     y = out_or_new("out", out, x.shape, dtype)
+    check_no_overlap([("out", y)], [("x", x), ("slope", slope)], elementwise=True)
     _core.activation_forward(_as_rows(to_kernel(x, dtype)), _as_rows(y), code, param, s)
     return y
 
@@ -267,6 +272,9 @@ def activation_backward(grad_out, out=None, activation="linear", *, preact=None,
         z = _matching("preact", preact, g.shape, dtype, "the forward input")
     s = _slope(activation, slope, units, dtype, "the last axis of grad_out")
     dx = out_or_new("grad_in", grad_in, g.shape, dtype)
+    # in place over grad_out or out is safe elementwise; prelu also sums grad_out for dslope
+    check_no_overlap([("grad_in", dx)], [("grad_out", g), ("out", out), ("preact", preact), ("slope", slope)],
+                     elementwise=activation != "prelu")
     ds = np.empty(units, dtype=dtype) if activation == "prelu" else None
     _core.activation_backward(_as_rows(to_kernel(g, dtype)), None if y is None else _as_rows(y),
                               None if z is None else _as_rows(z), s, _as_rows(dx), ds, code, param, False)
@@ -361,6 +369,8 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, *, tr
     if training:
         mean = out_or_new("mean_out", mean_out, (c,), dtype)
         invstd = out_or_new("invstd_out", invstd_out, (c,), dtype)
+    check_no_overlap([("out", y), ("mean_out", mean), ("invstd_out", invstd), ("running_mean", rm),
+                      ("running_var", rv)], [("x", x), ("gamma", gamma), ("beta", beta)])
     _core.batchnorm_forward(to_kernel(x, dtype), g, b, y, mean, invstd, rm, rv, bool(training), eps, momentum)
     return BatchNormOutput(y, mean, invstd)
 
@@ -392,6 +402,8 @@ def batchnorm_backward(grad_out, x, gamma, mean, invstd, *, grad_x=None, grad_ga
     dx = out_or_new("grad_x", grad_x, (n, c), dtype)
     dgamma = out_or_new("grad_gamma", grad_gamma, (c,), dtype)
     dbeta = out_or_new("grad_beta", grad_beta, (c,), dtype)
+    check_no_overlap([("grad_x", dx), ("grad_gamma", dgamma), ("grad_beta", dbeta)],
+                     [("grad_out", grad_out), ("x", x), ("gamma", gamma), ("mean", mean), ("invstd", invstd)])
     _core.batchnorm_backward(to_kernel(g_out, dtype), to_kernel(x, dtype), _feature_vector("gamma", gamma, c, dtype),
                              _feature_vector("mean", mean, c, dtype), _feature_vector("invstd", invstd, c, dtype),
                              dx, dgamma, dbeta, bool(accumulate))
@@ -473,6 +485,7 @@ def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, mask_out=
     x = as_numeric("x", x)
     dtype = compute_dtype(x)
     y = out_or_new("out", out, x.shape, dtype)
+    check_no_overlap([("out", y), ("mask_out", mask_out)], [("x", x)], elementwise=True)
     xk = to_kernel(x, dtype)
     if not training or rate == 0.0:
         np.copyto(y, xk)
@@ -490,6 +503,7 @@ def dropout_backward(grad_out, rate, *, mask=None, seed=None, step=0, grad_in=No
     g = as_numeric("grad_out", grad_out)
     dtype = compute_dtype(g)
     dx = out_or_new("grad_in", grad_in, g.shape, dtype)
+    check_no_overlap([("grad_in", dx)], [("grad_out", g), ("mask", mask)], elementwise=True)
     gk = to_kernel(g, dtype)
     if rate == 0.0:
         np.copyto(dx, gk)
@@ -561,6 +575,8 @@ def _elementwise_loss(kind, name, pred, target, sample_weight, delta=1.0):
     p2 = _as_rows2d(name, to_kernel(p, dtype))
     if p2.shape[0] == 0:
         raise ValueError(f"{name} is empty: the mean loss of no samples is undefined")
+    if p2.shape[1] == 0:
+        raise ValueError(f"{name} has no outputs (shape {p.shape}): the mean loss over no elements is undefined")
     w, total = _sample_weight(sample_weight, p2.shape[0], dtype)
     grad = np.empty(p2.shape, dtype)
     value = _core.loss(kind, p2, _as_rows2d("target", to_kernel(t, dtype)), None, w, grad, total, delta)
@@ -602,6 +618,8 @@ def softmax_cross_entropy_with_logits(logits, labels, sample_weight=None):
     n, k = z.shape
     if n == 0:
         raise ValueError("logits is empty: the mean loss of no samples is undefined")
+    if k == 0:
+        raise ValueError(f"logits has no classes (shape {z.shape}): softmax over no classes is undefined")
     dtype = compute_dtype(z)
     zk = to_kernel(z, dtype)
     y = as_numeric("labels", labels)
@@ -719,9 +737,9 @@ def adam_update(params, grads, m, v, step, lr=1e-3, *, beta1=0.9, beta2=0.999, e
         if h[name] >= 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {h[name]}")
     step = _check_seed("step", step)
-    if step < 1:
-        raise ValueError("step counts updates from 1")
-    h["step"] = float(step)
+    if not 1 <= step < 2 ** 63:
+        raise ValueError(f"step counts updates from 1 and must be below 2**63, got {step}")
+    h["step"] = step
     _optimizer_step(_core.OptimizerKind.adam, params, grads, [("m", m), ("v", v)], weight_mask, h)
 
 

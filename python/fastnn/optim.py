@@ -78,9 +78,10 @@ def clip_by_value(grads, lo, hi) -> None:
     hi = check_scalar("hi", hi)
     if lo > hi:
         raise ValueError(f"lo must be <= hi, got lo={lo}, hi={hi}")
-    for g in _grad_buffers(grads):
-        if not g.flags.writeable:
-            raise ValueError("grads must be writeable (they are clipped in place)")
+    buffers = _grad_buffers(grads)
+    if not all(g.flags.writeable for g in buffers):  # all checked before any is clipped
+        raise ValueError("grads must be writeable (they are clipped in place)")
+    for g in buffers:
         _core.clip_value_(g, lo, hi)
 
 
@@ -218,13 +219,24 @@ class Optimizer:
             self.state[name] = np.zeros_like(params)
 
     def step(self, model_or_params, grads=None) -> None:
+        """One update: ``step(model)`` for a ``Sequential`` (its flat params and grads), or
+        ``step(params, grads)`` for the caller's own 1-D arrays (params updated in place).
+        Everything is checked before anything changes: a refused step leaves the params and
+        this optimizer's state (even the state a first step would create) as they were."""
         if grads is None:
             model = model_or_params
+            if not all(hasattr(model, a) for a in ("params", "grads", "weight_mask")):
+                raise TypeError("step(model) takes a fastnn.Sequential; to update arrays, pass "
+                                f"step(params, grads), got model_or_params={type(model).__name__} and no grads")
             params, grads, mask = model.params, model.grads, model.weight_mask
         else:
             params, mask = model_or_params, None
-        self._prepare(params)
-        self._update(params, grads, mask, self.lr)
+        if not isinstance(params, np.ndarray):
+            raise TypeError(f"params must be a numpy array (updated in place), got {type(params).__name__}")
+        p = ops._flat("params", params, writes=True)
+        g = ops._flat("grads", grads, writes=False, dtype=p.dtype, n=p.shape[0])
+        self._prepare(p)
+        self._update(p, g, mask, self.lr)
         self.iterations += 1
 
     def _kernel(self) -> tuple:
@@ -232,11 +244,10 @@ class Optimizer:
         the per-step learning rate and Adam step are added by the caller."""
         raise NotImplementedError
 
-    def _update(self, params, grads, mask, lr) -> None:
+    def _update(self, p, g, mask, lr) -> None:
+        """The fused kernel over checked flat buffers (``step`` checks them)."""
         kind, states, hyper = self._kernel()
-        p = ops._flat("params", params, writes=True)
-        g = ops._flat("grads", grads, writes=False, dtype=p.dtype, n=p.shape[0])
-        hyper = dict(hyper, lr=float(lr), step=float(self.iterations + 1))
+        hyper = dict(hyper, lr=float(lr), step=self.iterations + 1)
         _core.optimizer_step(kind, p, g, *states, ops._weight_mask(mask, p.shape[0]), hyper)
 
     def __repr__(self):

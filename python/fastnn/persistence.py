@@ -238,6 +238,12 @@ def _read_archive(f) -> tuple[dict, dict]:
             name = info.filename[:-4] if info.filename.endswith(".npy") else None
             if name is None or name in members:
                 raise ModelFormatError(f"not a fastnn model: entry {info.filename!r} is not one .npy array")
+            # fastnn writes stored (uncompressed) entries only. A compressed one could declare
+            # any inflated size, and reading it would allocate that much before the size checks.
+            if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+                raise ModelFormatError(f"entry {info.filename!r} is compressed (zip method {info.compress_type}, "
+                                       f"{info.compress_size} -> {info.file_size} bytes); fastnn model files "
+                                       "store their arrays uncompressed")
             members[name] = info
         if _HEADER not in members:
             raise ModelFormatError(f"not a fastnn model: no {_HEADER} entry (a plain np.savez archive?)")
