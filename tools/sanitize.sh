@@ -368,10 +368,19 @@ mode_fuzz() {
     # A checked-in seed corpus next to the harness is read too; new inputs go to $corpus.
     seeds=()
     [ -d "tests/fuzz/corpus_${name#fuzz_}" ] && seeds=("tests/fuzz/corpus_${name#fuzz_}")
+    # A harness that can write its own seeds (fuzz_load: real model files made by fastnn's
+    # savers) starts from them on a fresh machine: random bytes almost never form a zip.
+    if [ -z "$(ls -A "$corpus")" ] && grep -q -- "--make-corpus" "$t"; then
+      preloaded python "$t" --make-corpus "$corpus" >"$LOGDIR/$name-seeds.log" 2>&1 ||
+        { cat "$LOGDIR/$name-seeds.log"; die "$t --make-corpus failed"; }
+    fi
+    # Model files are kilobytes: libFuzzer's default max_len (from the seeds) would cut them.
+    local size_args=()
+    case "$name" in fuzz_load) size_args=(-max_len=20000) ;; esac
     before=$(find build/fuzz/crashes -type f | wc -l)
     new_reports "$name"
-    run_stage "$name" python "$t" -max_total_time="${FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
-      -artifact_prefix=build/fuzz/crashes/ "$corpus" "${seeds[@]}"
+    run_stage "$name" python "$t" -max_total_time="${FUZZ_SECONDS:-60}" -rss_limit_mb=2048 -timeout=30 \
+      "${size_args[@]}" -artifact_prefix=build/fuzz/crashes/ "$corpus" "${seeds[@]}"
     after=$(find build/fuzz/crashes -type f | wc -l)
     say "$name: corpus $corpus has $(find "$corpus" -type f | wc -l) inputs, new files in build/fuzz/crashes: $((after - before))"
     [ "$after" -eq "$before" ] || FAILED=1
