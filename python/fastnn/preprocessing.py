@@ -23,36 +23,21 @@ hence as scikit-learn's ``RobustScaler``). To keep ``partial_fit`` exact these e
 keep a copy of every row they were fitted on (memory ``n_samples_seen_ x n_features_in_``
 values, also pickled); ``fit`` discards the previous rows.
 
-scikit-learn is optional. When it is importable the estimators subclass its
-``OneToOneFeatureMixin``, ``TransformerMixin`` and ``BaseEstimator`` (so ``clone``,
-pipelines, ``set_output`` and its estimator checks work) and validate input with its
-``validate_data``. Without it, minimal fallbacks provide ``get_params``/``set_params``,
-``fit_transform``, ``get_feature_names_out`` and equivalent input checks;
-``set_output`` then only accepts ``"default"``.
+The estimators subclass scikit-learn's ``OneToOneFeatureMixin``, ``TransformerMixin`` and
+``BaseEstimator`` (so ``clone``, pipelines, ``set_output`` and its estimator checks work)
+and validate input with its ``validate_data`` (scikit-learn >= 1.6 is a dependency).
 """
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 
 import numpy as np
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastnn import _core
 from fastnn._checks import as_numeric
-
-try:  # scikit-learn is optional: see the module docstring
-    from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
-
-    try:
-        from sklearn.utils.validation import validate_data as _sk_validate_data
-    except ImportError:  # scikit-learn < 1.6
-        _sk_validate_data = None
-    HAVE_SKLEARN = True
-except ImportError:
-    HAVE_SKLEARN = False
 
 __all__ = [
     "Clipper",
@@ -65,114 +50,10 @@ __all__ = [
 
 _FLOAT_DTYPES = (np.float64, np.float32)
 
-# --------------------------------------------------------------------------- fallbacks
-if not HAVE_SKLEARN:
-
-    class NotFittedError(ValueError, AttributeError):
-        """Raised when a method that needs a fitted estimator is called before ``fit``."""
-
-    def check_is_fitted(estimator, attributes=None):
-        if not any(k.endswith("_") and not k.startswith("__") for k in vars(estimator)):
-            raise NotFittedError(
-                f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
-                "appropriate arguments before using this estimator.")
-
-    class BaseEstimator:
-        """Minimal stand-in for scikit-learn's BaseEstimator (parameters only)."""
-
-        @classmethod
-        def _get_param_names(cls):
-            sig = inspect.signature(cls.__init__)
-            return sorted(p.name for p in sig.parameters.values()
-                          if p.name != "self" and p.kind != p.VAR_KEYWORD)
-
-        def get_params(self, deep=True):
-            return {name: getattr(self, name) for name in self._get_param_names()}
-
-        def set_params(self, **params):
-            valid = self._get_param_names()
-            for key, value in params.items():
-                if key not in valid:
-                    raise ValueError(f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
-                                     f"Valid parameters are: {valid!r}.")
-                setattr(self, key, value)
-            return self
-
-        def __repr__(self):
-            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-            return f"{type(self).__name__}({args})"
-
-    class TransformerMixin:
-        """Minimal stand-in: ``fit_transform`` and ``set_output("default")``."""
-
-        def fit_transform(self, X, y=None, **fit_params):
-            return self.fit(X, y, **fit_params).transform(X)
-
-        def set_output(self, *, transform=None):
-            if transform not in (None, "default"):
-                raise ValueError(f"set_output(transform={transform!r}) needs scikit-learn; "
-                                 "without it only 'default' (NumPy arrays) is available")
-            return self
-
-    class OneToOneFeatureMixin:
-        """Minimal stand-in: output feature names are the input feature names."""
-
-        def get_feature_names_out(self, input_features=None):
-            check_is_fitted(self)
-            names = getattr(self, "feature_names_in_", None)
-            if input_features is not None:
-                input_features = np.asarray(input_features, dtype=object)
-                if len(input_features) != self.n_features_in_:
-                    raise ValueError(f"input_features should have length equal to number of features "
-                                     f"({self.n_features_in_}), got {len(input_features)}")
-                if names is not None and not np.array_equal(names, input_features):
-                    raise ValueError("input_features is not equal to feature_names_in_")
-                return input_features
-            if names is not None:
-                return np.asarray(names, dtype=object)
-            return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
-
-
-def _fallback_validate(est, X, *, reset, ensure_all_finite):
-    names = None
-    if hasattr(X, "columns") and hasattr(X, "iloc"):
-        names = np.asarray([str(c) for c in X.columns], dtype=object)
-    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
-        raise TypeError("Sparse data was passed, but dense data is required.")
-    arr = as_numeric("X", X)
-    if arr.ndim != 2:
-        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead: X must have shape "
-                         "(n_samples, n_features); reshape 1-D data with X.reshape(-1, 1)")
-    dtype = arr.dtype if arr.dtype in (np.dtype(np.float32), np.dtype(np.float64)) else np.dtype(np.float64)
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if arr.shape[0] < 1:
-        raise ValueError(f"Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
-    if arr.shape[1] < 1:
-        raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
-    if ensure_all_finite and np.isinf(arr).any():
-        raise ValueError(f"Input X contains infinity or a value too large for {arr.dtype!r}.")
-    if reset:
-        est.n_features_in_ = arr.shape[1]
-        if names is not None:
-            est.feature_names_in_ = names
-        elif hasattr(est, "feature_names_in_"):
-            del est.feature_names_in_
-    elif arr.shape[1] != est.n_features_in_:
-        raise ValueError(f"X has {arr.shape[1]} features, but {type(est).__name__} is expecting "
-                         f"{est.n_features_in_} features as input.")
-    return arr
-
-
 def _validate(est, X, *, reset, ensure_all_finite=True):
     """X as a C-contiguous float32/float64 2-D array (no copy when it already is one)."""
-    if not HAVE_SKLEARN:
-        return _fallback_validate(est, X, reset=reset, ensure_all_finite=ensure_all_finite)
-    finite = "allow-nan" if ensure_all_finite else False
-    if _sk_validate_data is not None:
-        return _sk_validate_data(est, X, reset=reset, dtype=_FLOAT_DTYPES, order="C",
-                                 ensure_all_finite=finite)
-    return est._validate_data(X, reset=reset, dtype=_FLOAT_DTYPES, order="C",
-                              force_all_finite=finite)  # scikit-learn < 1.6
+    return validate_data(est, X, reset=reset, dtype=_FLOAT_DTYPES, order="C",
+                         ensure_all_finite="allow-nan" if ensure_all_finite else False)
 
 
 def _check_kernel_input(X):
