@@ -37,7 +37,6 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastnn import _core
-from fastnn._checks import as_numeric
 
 __all__ = [
     "Clipper",
