@@ -21,7 +21,14 @@ def tolerance(dtype) -> dict:
 
 
 def subprocess_env(**extra) -> dict:
-    env = dict(os.environ)
-    env.pop("FASTNN_SIMD", None)
-    env.update({k: str(v) for k, v in extra.items()})
+    """The environment for a child interpreter: this one's, with FASTNN_SIMD pinned to the path
+    this process started on, so a child computes bitwise like its parent (tests compare them;
+    under FASTNN_SIMD=generic a child that auto-selected AVX2 differed in the last bits).
+    ``NAME=None`` removes a variable (``FASTNN_SIMD=None``: the child picks its own path)."""
+    env = dict(os.environ, FASTNN_SIMD=STARTUP_PATH)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
     return env
