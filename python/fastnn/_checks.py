@@ -174,9 +174,9 @@ def check_no_overlap(outputs, inputs, *, elementwise: bool = False) -> None:
     for i, (oname, o) in enumerate(outs):
         clashes = [iname for iname, a in ins if np.may_share_memory(o, a) and not (elementwise and _same_elements(o, a))]
         clashes += [other for other, a in outs[i + 1:] if np.may_share_memory(o, a)]
-        for iname in clashes[:1]:
-            raise ValueError(f"{oname} shares memory with {iname}: the kernel would read values it has "
-                                 f"already overwritten; pass a separate {oname} buffer")
+        if clashes:
+            raise ValueError(f"{oname} shares memory with {clashes[0]}: the kernel would read values it has "
+                             f"already overwritten; pass a separate {oname} buffer")
 
 
 def out_or_new(name: str, out, shape: tuple, dtype: np.dtype) -> np.ndarray:

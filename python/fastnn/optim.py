@@ -231,9 +231,7 @@ class Optimizer:
             params, grads, mask = model.params, model.grads, model.weight_mask
         else:
             params, mask = model_or_params, None
-        if not isinstance(params, np.ndarray):
-            raise TypeError(f"params must be a numpy array (updated in place), got {type(params).__name__}")
-        p = ops._flat("params", params, writes=True)
+        p = ops._flat("params", params, writes=True)  # TypeError for anything but the caller's array
         g = ops._flat("grads", grads, writes=False, dtype=p.dtype, n=p.shape[0])
         self._prepare(p)
         self._update(p, g, mask, self.lr)
