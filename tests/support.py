@@ -2,7 +2,10 @@
 so `from conftest import` never picks up bench/conftest.py when both folders are collected)."""
 from __future__ import annotations
 
+import csv
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,3 +35,18 @@ def subprocess_env(**extra) -> dict:
         else:
             env[name] = str(value)
     return env
+
+
+def run_cli(*args, cwd, timeout=120, **popen):
+    """``python -m fastnn ARGS`` in ``cwd``: the CompletedProcess (text, both streams captured)."""
+    return subprocess.run([sys.executable, "-m", "fastnn", *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=subprocess_env(), **popen)
+
+
+def write_csv(path, header, rows):
+    """A CSV file with ``header`` and ``rows`` (lists of cells); returns ``path``."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path

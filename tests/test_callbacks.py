@@ -178,14 +178,36 @@ def assert_rows_match_history(rows, history, first_epoch=0):
 
 def test_csv_logger_writes_header_and_one_exact_row_per_epoch(data, tmp_path):
     path = tmp_path / "log.csv"
+    path.write_text("the previous run's log\n")
     seen = []
-    # after every epoch the rows so far are on disk (flushed), not in a buffer
-    probe = LambdaCallback(on_epoch_end=lambda est, epoch, logs: seen.append(len(read_csv(path)) - 1))
-    est = regressor([CSVLogger(path), probe], epochs=5, early_stopping=True).fit(*data)
+
+    def probe(est, epoch, logs):
+        # during the run the previous log is whole, and the rows so far are on disk
+        # (flushed) in the new version next to it, which replaces it at the end
+        (temp,) = [p for p in tmp_path.iterdir() if p.name.startswith(".log.csv.") and p.name.endswith(".tmp")]
+        seen.append((path.read_text(), len(read_csv(temp)) - 1))
+
+    est = regressor([CSVLogger(path), LambdaCallback(on_epoch_end=probe)], epochs=5, early_stopping=True).fit(*data)
     rows = read_csv(path)
     assert rows[0] == expected_header(2)
     assert_rows_match_history(rows, est.history_)
-    assert seen == [1, 2, 3, 4, 5]
+    assert seen == [("the previous run's log\n", k) for k in range(1, 6)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]  # no temp file left
+
+
+def test_csv_logger_of_an_interrupted_run_leaves_no_torn_file(data, tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("the previous run's log\n")
+
+    def interrupt(est, epoch, logs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        regressor([CSVLogger(path), LambdaCallback(on_epoch_end=interrupt)], epochs=5).fit(*data)
+    rows = read_csv(path)  # the new version, whole: the epochs that ran
+    assert rows[0] == expected_header(2) and len(rows) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
 
 
 def test_csv_logger_partial_fit_calls_continue_one_file(data, tmp_path):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,20 +15,9 @@ import fastnn
 from fastnn._csv import CSVError, read_csv
 from fastnn.cli import _chart, _with_names
 
-from support import subprocess_env
+from support import run_cli as run, write_csv
 
 
-def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "fastnn", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env=subprocess_env())
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def read_back(path_or_text):

@@ -354,8 +354,9 @@ def test_keep_prob_is_refused_with_an_explanation(call):
     with pytest.raises(ValueError, match=r"(?i)drop rate") as info:
         call()
     msg = str(info.value)
-    assert "keep_prob" in msg and "1 - keep_prob" in msg
-    assert "0.2" in msg  # the rate the caller meant
+    # the conversion with the caller's own numbers (not a fixed "10%" example)
+    assert "keep_prob=0.8 keeps 80% of the units, so pass rate=0.2" in msg
+    assert "would drop 80% of the units instead of 20%" in msg
 
 
 @pytest.mark.parametrize("name", ["seed", "step"])

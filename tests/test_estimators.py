@@ -77,7 +77,7 @@ def test_keep_prob_is_refused_with_the_conversion(regression):
     (dict(activation="swish"), ValueError, "activation"),
     (dict(optimizer="adamax"), ValueError, "optimizer"),
     (dict(optimizer=optim.Adam(), learning_rate=0.1), ValueError, "instance"),
-    (dict(dropout=1.0), ValueError, "rate"),
+    (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\)"),
     (dict(learning_rate=-1.0), ValueError, "learning_rate"),
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(epochs=2.5), TypeError, "epochs"),
@@ -99,7 +99,8 @@ def test_nan_in_X_is_a_clear_error_naming_the_remedy(regression):
     X = X.copy()
     X[3, 2] = np.nan
     X[5, 4] = np.inf
-    with pytest.raises(ValueError, match=r"NaN or infinity.*columns \[2, 4\].*fastnn.preprocessing"):
+    with pytest.raises(ValueError, match=r"NaN or infinity: column 2 \(1 value\), column 4 \(1 value\).*"
+                                         r"fastnn.preprocessing"):
         DNNRegressor(epochs=1).fit(X, y)
     est = DNNRegressor(epochs=1).fit(np.nan_to_num(X, posinf=0.0), y)
     with pytest.raises(ValueError, match="NaN"):

@@ -894,6 +894,18 @@ def test_scaler_partial_fit_chunking_invariance(kind, n, c, nan_fraction, dtype,
 # ----------------------------------------------------------------------------- DNNRegressor
 
 
+def _without_single_rows(cuts):
+    """Chunk boundaries with every 1-row chunk merged into the chunk after it (or, at the
+    end, before it)."""
+    kept = [cuts[0]]
+    for cut in cuts[1:-1]:
+        if cut - kept[-1] >= 2:
+            kept.append(cut)
+    if cuts[-1] - kept[-1] < 2 and len(kept) > 1:
+        kept.pop()
+    return kept + [cuts[-1]]
+
+
 @props(40)
 @given(n=st.integers(8, 60), c=st.integers(1, 4), hidden=st.sampled_from([(8,), (6, 4)]),
        batch_norm=st.booleans(), dropout=st.sampled_from([None, 0.2]),
@@ -910,6 +922,8 @@ def test_dnn_regressor_partial_fit_is_deterministic_and_predict_row_independent(
     y = X @ rng.standard_normal((c, outputs)) + 0.1 * rng.standard_normal((n, outputs))
     y = y[:, 0] if outputs == 1 else y
     cuts = data.draw(chunkings(n))
+    if batch_norm:  # partial_fit refuses a 1-row chunk with batch norm (test_degenerate_training)
+        cuts = _without_single_rows(cuts)
 
     def train():
         reg = fastnn.DNNRegressor(hidden_units=hidden, batch_norm=batch_norm, dropout=dropout, optimizer=optimizer,

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 from fastnn import _core
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
 from fastnn import nn, ops, optim
-from fastnn._errors import ModelFormatError, TrainingDivergedError
+from fastnn._errors import ModelFormatError, TrainingDivergedError, TrainingDivergedWarning
 from fastnn.nn import Sequential
 
 # Loaded on first use, not with every `import fastnn`: the estimators and preprocessing
@@ -42,6 +42,7 @@ __all__ = [
     "ModelFormatError",
     "Sequential",
     "TrainingDivergedError",
+    "TrainingDivergedWarning",
     "callbacks",
     "__version__",
     "get_num_threads",

@@ -114,19 +114,27 @@ def copy_limit() -> tuple[int, str]:
     return limit, why
 
 
+def check_allocation(nbytes: int, what: str, remedy: str) -> None:
+    """``MemoryError`` "{what} would need N bytes, more than {the limit}; {remedy}" when
+    allocating ``nbytes`` would exceed ``copy_limit()``. Checked BEFORE allocating: on
+    Linux a too-large allocation often succeeds and the OOM killer ends the process
+    later, when the pages are touched."""
+    if nbytes < _CHECKED_COPY_BYTES:
+        return
+    limit, why = copy_limit()
+    if nbytes > limit:
+        raise MemoryError(f"{what} would need {nbytes} bytes ({_gib(nbytes)}), more than {why}; {remedy}")
+
+
 def check_copy_size(shape: tuple, dtype, name: str = "the input") -> int:
     """The bytes a C-contiguous copy of ``shape`` in ``dtype`` takes; ``MemoryError`` naming
     the sizes when that exceeds ``copy_limit()``. Checked BEFORE copying: a zero-stride
     view (``np.broadcast_to``) holds a few bytes but its copy can hold terabytes."""
-    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize  # Python ints: no overflow
-    if nbytes < _CHECKED_COPY_BYTES:
-        return nbytes
-    limit, why = copy_limit()
-    if nbytes > limit:
-        n = math.prod(int(d) for d in shape)
-        raise MemoryError(f"{name} of shape {tuple(shape)} ({n} elements) would need a {np.dtype(dtype)} copy of "
-                          f"{nbytes} bytes ({_gib(nbytes)}), more than {why}; it is not contiguous or not "
-                          f"{np.dtype(dtype)}, so it cannot be used in place: pass smaller chunks")
+    n = math.prod(int(d) for d in shape)  # Python ints: no overflow
+    nbytes = n * np.dtype(dtype).itemsize
+    check_allocation(nbytes, f"{name} of shape {tuple(shape)} ({n} elements) as a {np.dtype(dtype)} copy",
+                     f"it is not contiguous or not {np.dtype(dtype)}, so it cannot be used in place: pass smaller "
+                     "chunks")
     return nbytes
 
 

@@ -1,8 +1,9 @@
 """Reading tabular data from CSV files, for the ``fastnn`` command line.
 
 The format: UTF-8 text (a byte-order mark is allowed), a header row of column names,
-``,`` as the delimiter, ``"`` as the quote character, one row per line (blank lines are
-skipped). Every cell that is read must be a finite number; the target column of a
+``,``, ``;`` or a tab as the delimiter (found from the header and the first data line, or
+given), ``"`` as the quote character, one row per line (blank lines are skipped). A name
+ending in ``.gz``, ``.bz2`` or ``.xz`` is read through that decompressor. Every cell that is read must be a finite number; the target column of a
 classifier may hold any labels (read as stripped strings).
 
 Reading is fast first: ``np.loadtxt`` parses the file in C. Only when that fails, or finds
@@ -12,17 +13,27 @@ it (the header is line 1), the column name and the offending text.
 """
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
+import lzma
 import math
 import os
 import warnings
 
 import numpy as np
 
-__all__ = ["CSVError", "read_csv"]
+__all__ = ["CSVError", "listing", "read_csv", "sniff_delimiter"]
 
 # cells that mean "no value" (compared stripped and lower-cased)
 MISSING = ("", "na", "n/a", "nan", "null", "none")
+DELIMITERS = (",", ";", "\t")
+_DECOMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+# the first bytes of compressed files, to explain a compressed file without its extension
+_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip"}
+SUPPORTED = ("fastnn reads UTF-8 CSV files with a header row, separated by commas, semicolons or tabs, "
+             "optionally compressed as .gz, .bz2 or .xz (by the file name's extension)")
+_LISTED_COLUMNS = 8  # column names shown in a message before "... and N more"
 
 
 class CSVError(ValueError):
@@ -41,12 +52,46 @@ class _Recheck(Exception):
 
 
 def _open(path):
-    return open(path, encoding="utf-8-sig", newline="")
+    opener = _DECOMPRESSORS.get(os.path.splitext(os.fspath(path))[1].lower(), open)
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
 
 
-def _header(path) -> list[str]:
+def listing(names, limit: int = _LISTED_COLUMNS) -> str:
+    """``'a', 'b', ...`` for a message: the first ``limit`` names, then how many more
+    (a 10,000-column file must not make a 90 KB error line)."""
+    shown = ", ".join(repr(n) for n in list(names)[:limit])
+    return shown if len(names) <= limit else f"{shown} ... and {len(names) - limit} more"
+
+
+def sniff_delimiter(path) -> str:
+    """The delimiter of ``path``: of comma, semicolon and tab, the one that splits the
+    header into the most columns (the first data line must agree when it splits at all);
+    a comma when none splits it."""
     with _open(path) as f:
-        row = next(csv.reader(f), None)
+        lines = [line for line in (f.readline(), f.readline())]
+    best, best_count = ",", 1
+    for delimiter in DELIMITERS:
+        counts = [len(next(csv.reader([line], delimiter=delimiter), [])) for line in lines if line.strip()]
+        if counts and counts[0] > best_count and all(c == counts[0] for c in counts):
+            best, best_count = delimiter, counts[0]
+    return best
+
+
+def _compressed_hint(path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return ""
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return f"; it looks {name}-compressed"
+    return ""
+
+
+def _header(path, delimiter) -> list[str]:
+    with _open(path) as f:
+        row = next(csv.reader(f, delimiter=delimiter), None)
     where = os.fspath(path)
     if row is None:
         raise CSVError(f"{where} is empty: a header row with the column names is required", path=path, line=1)
@@ -88,11 +133,11 @@ def _cell_problem(text: str) -> str | None:
     return None
 
 
-def _rows(path, n_columns: int):
+def _rows(path, n_columns: int, delimiter: str):
     """(line number, fields) for every non-blank data row; a line with another number of
     fields than the header is a CSVError naming it."""
     with _open(path) as f:
-        reader = csv.reader(f)
+        reader = csv.reader(f, delimiter=delimiter)
         next(reader, None)
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -103,10 +148,10 @@ def _rows(path, n_columns: int):
             yield reader.line_num, row
 
 
-def _slow(path, names, numeric, label):
+def _slow(path, names, numeric, label, delimiter):
     """Parse with the csv module, raising at the first bad line or cell."""
     values, labels = [], []
-    for line, row in _rows(path, len(names)):
+    for line, row in _rows(path, len(names), delimiter):
         for j in numeric:
             problem = _cell_problem(row[j])
             if problem:
@@ -122,28 +167,27 @@ def _slow(path, names, numeric, label):
     return np.array(values, dtype=np.float64).reshape(len(values), len(numeric)), labels
 
 
-def _loadtxt(path, **kw):
-    with warnings.catch_warnings():
+def _loadtxt(path, delimiter, **kw):
+    with warnings.catch_warnings(), _open(path) as f:
         warnings.simplefilter("ignore")  # "input contained no data": reported below
-        return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, comments=None, quotechar='"',
-                          encoding="utf-8-sig", **kw)
+        return np.loadtxt(f, delimiter=delimiter, skiprows=1, ndmin=2, comments=None, quotechar='"', **kw)
 
 
-def _fast(path, names, numeric, label):
+def _fast(path, names, numeric, label, delimiter):
     """Parse with np.loadtxt; _Recheck when anything is not clean."""
     whole = sorted(numeric) == list(range(len(names)))
     try:
-        data = _loadtxt(path, dtype=np.float64, usecols=None if whole else numeric)
+        data = _loadtxt(path, delimiter, dtype=np.float64, usecols=None if whole else numeric)
         if data.shape[0] == 0:
             raise _Recheck
         if whole:  # loadtxt checked every line's field count; order the columns as asked
             data = data[:, numeric]
         else:  # loadtxt looked at the used columns only: check every line's field count
-            for _ in _rows(path, len(names)):
+            for _ in _rows(path, len(names), delimiter):
                 pass
         labels = None
         if label is not None:
-            labels = np.char.strip(_loadtxt(path, dtype=str, usecols=[label])[:, 0])
+            labels = np.char.strip(_loadtxt(path, delimiter, dtype=str, usecols=[label])[:, 0])
             if np.isin(np.char.lower(labels), MISSING).any():
                 raise _Recheck
     except (ValueError, _Recheck) as exc:
@@ -155,12 +199,13 @@ def _fast(path, names, numeric, label):
     return np.ascontiguousarray(data), labels
 
 
-def read_csv(path, target=None, *, columns=None, labels=False):
+def read_csv(path, target=None, *, columns=None, labels=False, delimiter=None):
     """Read a numeric CSV file with a header row.
 
     Parameters
     ----------
     path : str or os.PathLike
+        The file; a name ending in ``.gz``, ``.bz2`` or ``.xz`` is decompressed.
     target : str or None
         The column to return as ``y``; None: no target (``y`` is None).
     columns : sequence of str or None
@@ -168,6 +213,9 @@ def read_csv(path, target=None, *, columns=None, labels=False):
         they hold); None: every column but ``target``.
     labels : bool, default False
         Read ``target`` as class labels (stripped strings) instead of numbers.
+    delimiter : {",", ";", "\\t"} or None
+        The field separator; None: found from the header and first data line
+        (``sniff_delimiter``).
 
     Returns
     -------
@@ -186,23 +234,29 @@ def read_csv(path, target=None, *, columns=None, labels=False):
         missing (empty, NA, N/A, NaN, null, None), not a number or infinite; a line with
         another number of fields than the header; an empty, numeric or duplicate column
         name; a ``target`` or ``columns`` entry that is not a column (the message lists the
-        columns); no data rows.
+        first columns); no data rows; bytes that are not UTF-8 text or a broken compressed
+        stream (the message says what is supported).
     """
     where = os.fspath(path)
+    if delimiter is not None and delimiter not in DELIMITERS:
+        raise ValueError(f"delimiter must be one of {DELIMITERS}, got {delimiter!r}")
     try:
-        names = _header(path)
-        listing = ", ".join(repr(n) for n in names)
+        if delimiter is None:
+            delimiter = sniff_delimiter(path)
+        names = _header(path, delimiter)
+        columns_are = f"its columns are {listing(names)}"
+        if len(names) == 1 and any(d in names[0] for d in DELIMITERS if d != delimiter):
+            columns_are += " (one column: if another character separates the fields, name it with --delimiter)"
         if target is not None and target not in names:
-            raise CSVError(f"{where} has no column {target!r} (the target); its columns are {listing}", path=path)
+            raise CSVError(f"{where} has no column {target!r} (the target); {columns_are}", path=path)
         if columns is None:
             features = [n for n in names if n != target]
         else:
             features = [str(c) for c in columns]
             absent = [c for c in features if c not in names]
             if absent:
-                raise CSVError(f"{where} has no column{'s' if len(absent) > 1 else ''} "
-                               f"{', '.join(repr(c) for c in absent)} (needed as features); its columns are {listing}",
-                               path=path)
+                raise CSVError(f"{where} has no column{'s' if len(absent) > 1 else ''} {listing(absent)} (needed as "
+                               f"features); {columns_are}", path=path)
         if not features:
             raise CSVError(f"{where} has no feature columns: only the target {target!r}", path=path)
         index = {n: j for j, n in enumerate(names)}
@@ -214,11 +268,18 @@ def read_csv(path, target=None, *, columns=None, labels=False):
             else:
                 numeric.append(index[target])
         try:
-            data, y_labels = _fast(path, names, numeric, label)
+            data, y_labels = _fast(path, names, numeric, label, delimiter)
         except _Recheck:
-            data, y_labels = _slow(path, names, numeric, label)
+            data, y_labels = _slow(path, names, numeric, label, delimiter)
     except UnicodeDecodeError as exc:
-        raise CSVError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+        raise CSVError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start}{_compressed_hint(path)}): "
+                       f"{SUPPORTED}", path=path) from None
+    except (EOFError, lzma.LZMAError, OSError) as exc:
+        # gzip and bz2 report a broken stream as an OSError without errno (BadGzipFile,
+        # "Invalid data stream"); an errno means the file system (missing, unreadable)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise CSVError(f"{where} is not a readable compressed file ({exc}): {SUPPORTED}", path=path) from None
     if data.shape[0] == 0:
         raise CSVError(f"{where} has a header but no data rows", path=path)
     X = np.ascontiguousarray(data[:, :len(features)])

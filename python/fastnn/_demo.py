@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastnn._files import atomic_write_text
+
 __all__ = ["FEATURES", "TARGET", "soup", "write_soup"]
 
 FEATURES = ("chicken_stock_l", "veg_stock_ml", "salt_g", "minutes")
@@ -38,7 +40,10 @@ def soup(n_rows: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def write_soup(path, n_rows: int = 2000, seed: int = 0) -> None:
     """Write ``soup(n_rows, seed)`` to ``path`` as CSV with a header row."""
     X, y = soup(n_rows, seed)
-    with open(path, "w", encoding="utf-8", newline="") as f:
+
+    def write(f):
         f.write(",".join(FEATURES + (TARGET,)) + "\n")
         for row, target in zip(X.tolist(), y.tolist()):
             f.write(f"{row[0]:g},{row[1]:g},{row[2]:g},{row[3]:g},{target:g}\n")
+
+    atomic_write_text(path, write)

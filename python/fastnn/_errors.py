@@ -20,3 +20,10 @@ class TrainingDivergedError(FloatingPointError):
         self.epoch = epoch
         self.step = step
         self.layer = layer
+
+
+class TrainingDivergedWarning(RuntimeWarning):
+    """With ``nan_policy="skip"``: training stopped early because it could no longer
+    produce a finite update (a whole epoch was skipped, or an update overflowed the
+    weights). The model keeps its last finite weights and ``diagnose()`` reports the NaN
+    trap with its evidence."""

@@ -25,6 +25,7 @@ open files and writers are dropped from the pickled state and reopened when need
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 import numbers
@@ -34,6 +35,7 @@ import sys
 import numpy as np
 
 from fastnn._checks import check_scalar
+from fastnn._files import AtomicFile
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard"]
 
@@ -340,8 +342,12 @@ class CSVLogger(_FileCallback):
 
     Notes
     -----
-    The file is opened at ``on_train_begin``, flushed after every row (a crash keeps
-    the rows so far) and closed at ``on_train_end``.
+    A run that starts the file afresh writes its rows to a temporary file next to
+    ``path`` (flushed after every row) that replaces ``path`` atomically at
+    ``on_train_end``, also when training raises: a crash or a kill mid-run leaves the
+    previous log whole, never a torn mix. A run that continues the file (``append=True``,
+    later ``partial_fit`` calls) appends and flushes row by row; the rows already there
+    are never rewritten.
     """
 
     def __init__(self, path, append=False, separator=","):
@@ -353,11 +359,17 @@ class CSVLogger(_FileCallback):
         self._started = False
         self._existing_header = None  # header already in the file: rows must match it
         self._writer = None
+        self._atomic = None  # the new version of the file, while a fresh run writes it
 
     def _open(self, estimator, fresh):
         truncate = not self.append and (fresh or not self._started)
         self._existing_header = None if truncate else self._read_header()
-        self._handle = open(self.path, "w" if truncate else "a", newline="", encoding="utf-8")
+        if truncate:  # a new version of the file, put in place at on_train_end
+            self._atomic = AtomicFile(self.path)
+            self._handle = io.TextIOWrapper(self._atomic.file, encoding="utf-8", newline="")
+        else:
+            self._atomic = None
+            self._handle = open(self.path, "a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._handle, delimiter=self.separator, lineterminator="\n")
         self._started = True
 
@@ -370,7 +382,17 @@ class CSVLogger(_FileCallback):
 
     def _close(self):
         self._writer = None
-        self._handle.close()
+        if self._atomic is None:
+            self._handle.close()
+            return
+        atomic, self._atomic = self._atomic, None
+        try:
+            self._handle.flush()
+            self._handle.detach()
+        except BaseException:
+            atomic.discard()
+            raise
+        atomic.commit()
 
     def on_epoch_end(self, estimator, epoch, logs):
         self._ensure_open(estimator)
@@ -388,7 +410,7 @@ class CSVLogger(_FileCallback):
 
     def __getstate__(self):
         state = super().__getstate__()
-        state["_writer"] = None
+        state["_writer"] = state["_atomic"] = None
         return state
 
 

@@ -13,22 +13,33 @@ A model file of ``train`` is a scikit-learn ``Pipeline`` (the scaler, then the
 estimator) saved with ``fastnn.persistence.save_pipeline``; its metadata names the
 feature and target columns, so ``predict`` reads the columns by name. Exit status: 0 on
 success, 1 when training diverged (nothing is saved), 2 for a usage error (a bad option,
-a missing or malformed file), always with a one-line message on stderr that starts
-``fastnn: error:``.
+a missing or malformed file, an output path that cannot or must not be written, a model
+too large for memory), always with a one-line message on stderr that starts
+``fastnn: error:``; warnings of the libraries underneath become one-line
+``fastnn: warning:`` notes.
+
+Files: every output path is checked before any work (not the same file as an input, a
+regular file or nothing yet, a writable folder; a trailing slash means a folder), and
+every file is written atomically, so an interrupted command leaves the old file whole.
+``train`` saves the model before it prints its report: a closed pipe (``| head``) loses
+nothing.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import os
 import re
 import shlex
 import sys
+import warnings
 
 import numpy as np
 
 import fastnn
+from fastnn._files import OutputPathError, atomic_write_text, check_output_file, check_output_folder
 
 __all__ = ["main"]
 
@@ -92,8 +103,10 @@ def _parser() -> _Parser:
                            description="Train a DNNRegressor (or DNNClassifier with --classify) on the columns of a "
                                        "CSV file, report its metrics and the training doctor's findings, and save "
                                        "the scaler and the network as one model file.")
-    train.add_argument("data", metavar="DATA.csv", help="CSV file with a header row; every feature cell numeric")
+    train.add_argument("data", metavar="DATA.csv", help="CSV file with a header row; every feature cell numeric "
+                                                        "(.gz, .bz2 and .xz are decompressed)")
     train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    _add_delimiter_option(train)
     _add_training_options(train)
     train.set_defaults(run=_train_command)
 
@@ -102,7 +115,10 @@ def _parser() -> _Parser:
                                          "(other columns, such as the target, are ignored).")
     predict.add_argument("model", metavar="MODEL", help="a model file of 'fastnn train'")
     predict.add_argument("data", metavar="DATA.csv")
-    predict.add_argument("--out", metavar="FILE", help="write the predictions here (default: standard output)")
+    predict.add_argument("--out", metavar="FILE", help="write the predictions here, replacing the file atomically "
+                                                       "(a folder ending in '/': FOLDER/predictions.csv; default: "
+                                                       "standard output)")
+    _add_delimiter_option(predict)
     predict.set_defaults(run=_predict_command)
 
     diagnose = sub.add_parser("diagnose", help="describe a saved model and diagnose its training",
@@ -132,6 +148,21 @@ def _parser() -> _Parser:
     config = sub.add_parser("config", help="print how fastnn was built and what it runs on")
     config.set_defaults(run=lambda args: fastnn.show_config() or 0)
     return parser
+
+
+_DELIMITER_NAMES = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "\t": "\t", "\\t": "\t", "tab": "\t"}
+
+
+def _delimiter(text):
+    try:
+        return _DELIMITER_NAMES[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"must be comma, semicolon or tab (or ',', ';', '\\t'), got {text!r}") from None
+
+
+def _add_delimiter_option(p):
+    p.add_argument("--delimiter", type=_delimiter, metavar="SEP",
+                   help="the field separator: comma, semicolon or tab (default: found from the header)")
 
 
 def _add_training_options(p):
@@ -164,7 +195,8 @@ def _add_training_options(p):
     data.add_argument("--remove-outliers", choices=("zscore", "iqr"),
                       help="drop outlying training rows first (|z| > 3, or outside 1.5 IQR)")
     out = p.add_argument_group("output")
-    out.add_argument("--out", default="model.npz", help="model file to write (default model.npz)")
+    out.add_argument("--out", default="model.npz", help="model file to write, replacing it atomically (default "
+                                                        "model.npz; a folder ending in '/': FOLDER/model.npz)")
     out.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs (per-layer statistics) to DIR")
     out.add_argument("--quiet", action="store_true", help="no progress bar and no loss chart")
 
@@ -216,18 +248,54 @@ def _tensorboard(log_dir):
         raise UsageError(f"--tensorboard is not available: {exc}") from None
 
 
+def _train_outputs(args) -> str:
+    """Check --out and --tensorboard before any work (reading, training); the model path."""
+    out = check_output_file(args.out, what="--out", default_name="model.npz", inputs=[("the data", args.data)])
+    if args.tensorboard is not None:
+        check_output_folder(args.tensorboard, what="--tensorboard")
+        if os.path.abspath(args.tensorboard) == os.path.abspath(out):
+            raise UsageError(f"--tensorboard {args.tensorboard!r} and --out {args.out!r} are the same path: the logs "
+                             "are a folder, the model a file; choose two names")
+    return out
+
+
+def _check_rows(n: int, where: str) -> None:
+    if n < 2:
+        raise UsageError(f"{where}: {n} row{'' if n == 1 else 's'} to train on; training, and the R^2 or accuracy "
+                         "reported on the training data, need at least 2 rows")
+
+
+def _check_classes(y, target):
+    """--classify on a target that is not made of classes: refused with the way out."""
+    labels = np.unique(y)
+    try:
+        values = labels.astype(np.float64)
+    except ValueError:  # text labels
+        values = None
+    if values is not None and not np.all(np.isfinite(values) & (values == np.round(values))):
+        fractional = [str(v) for v, f in zip(labels, values) if f != np.round(f)][:3]
+        raise UsageError(f"--classify: the target {target!r} holds numbers that are not whole ({', '.join(fractional)}"
+                         f"{', ...' if len(labels) > 3 else ''}; {len(labels)} distinct values): it looks continuous. "
+                         "Drop --classify to train a regressor, or make classes of it first")
+    if len(labels) > max(2, len(y) // 2):
+        raise UsageError(f"--classify: the target {target!r} has {len(labels)} distinct labels in {len(y)} rows, more "
+                         "than half the rows: too few examples per class to learn. Drop --classify if it is a "
+                         "quantity, or group the labels into fewer classes")
+
+
 def _train(args, command: list[str]):
-    """Train as ``args`` say, print the report, save; returns (pipeline, X, y).
+    """Train as ``args`` say, save, print the report; returns (pipeline, X, y).
     Raises UsageError, or _Diverged after printing the findings."""
-    directory = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(directory):  # before training, not after
-        raise UsageError(f"cannot write the model to {args.out}: no directory {directory!r}")
-    X, y, features, target = _read(args.data, target=args.target, labels=args.classify)
+    out = _train_outputs(args)
+    X, y, features, target = _read(args.data, target=args.target, labels=args.classify, delimiter=args.delimiter)
+    _check_rows(X.shape[0], args.data)
+    if args.classify:
+        _check_classes(y, target)
     from sklearn.pipeline import Pipeline  # here: importing scikit-learn takes a second
     from fastnn import persistence
     task = "classification" if args.classify else "regression"
     plural = "s" if len(features) > 1 else ""
-    print(f"read {args.data}: {X.shape[0]} rows, {len(features)} feature{plural} ({', '.join(features)}), "
+    print(f"read {args.data}: {X.shape[0]} rows, {len(features)} feature{plural} ({_listing(features)}), "
           f"target {target!r} ({task})")
     callbacks = None if args.tensorboard is None else [_tensorboard(args.tensorboard)]
     est = _estimator(args, callbacks)
@@ -236,8 +304,7 @@ def _train(args, command: list[str]):
         n = X.shape[0]
         X, y = OutlierRemover(method=args.remove_outliers).fit(X).remove(X, y)
         print(f"removed {n - X.shape[0]} of {n} rows as outliers ({args.remove_outliers})")
-        if X.shape[0] == 0:
-            raise UsageError("every row was an outlier: nothing is left to train on")
+        _check_rows(X.shape[0], f"after removing outliers, {args.data}")
     steps = [] if args.scale == "none" else [(args.scale + "_scaler", _scaler(args.scale))]
     pipeline = Pipeline(steps + [("network", est)])
     print(f"training {' -> '.join(type(s).__name__ for _, s in pipeline.steps)} "
@@ -246,23 +313,29 @@ def _train(args, command: list[str]):
     try:
         pipeline.fit(X, y)
     except fastnn.TrainingDivergedError as exc:
-        print(f"fastnn: error: {exc}", file=sys.stderr)
+        print(f"fastnn: error: {_with_names(str(exc), features)}", file=sys.stderr)
         _print_findings(est.diagnose(), features, file=sys.stderr)
         print("nothing was saved", file=sys.stderr)
         raise _Diverged from None
     except ValueError as exc:  # the data do not suit the options (negative values for --scale log, one class)
         raise UsageError(_with_names(str(exc), features)) from None
+    # save first, report after: a reader that leaves early (`| head`) must not cost the model
+    metadata = {"features": features, "target": target, "task": task, "fastnn_version": fastnn.__version__,
+                "command": "fastnn " + shlex.join(command), "rows": int(X.shape[0]), "scale": args.scale}
+    persistence.save_pipeline(pipeline, out, metadata=metadata)
     if not args.quiet:
         print("\n".join(_chart(est.history_["loss"], "training loss")))
     _print_metrics(pipeline, X, y)
     _print_findings(est.diagnose(), features)
-    metadata = {"features": features, "target": target, "task": task, "fastnn_version": fastnn.__version__,
-                "command": "fastnn " + shlex.join(command), "rows": int(X.shape[0]), "scale": args.scale}
-    persistence.save_pipeline(pipeline, args.out, metadata=metadata)
-    print(f"saved the model to {args.out}")
+    print(f"saved the model to {out}")
     if args.tensorboard:
         print(f"TensorBoard logs in {args.tensorboard}: tensorboard --logdir {shlex.quote(args.tensorboard)}")
     return pipeline, X, y
+
+
+def _listing(names, limit=8):
+    from fastnn._csv import listing
+    return listing(names, limit).replace("'", "")
 
 
 def _print_metrics(pipeline, X, y):
@@ -371,28 +444,39 @@ def _feature_names(path, est, metadata) -> list[str]:
 
 
 def _predict_command(args):
+    out = None
+    if args.out is not None:  # before loading anything
+        out = check_output_file(args.out, what="--out", default_name="predictions.csv",
+                                inputs=[("the model", args.model), ("the data", args.data)])
     model, est, metadata = _load(args.model)
     features = _feature_names(args.model, est, metadata)
-    X, _, _, _ = _read(args.data, columns=features)
-    pred = model.predict(X)
+    X, _, _, _ = _read(args.data, columns=features, delimiter=args.delimiter)
+    try:
+        pred = model.predict(X)
+        proba = model.predict_proba(X) if hasattr(est, "classes_") else None
+    except ValueError as exc:  # values the model cannot take (beyond float32, negative for a log scaler)
+        raise UsageError(_with_names(str(exc), features)) from None
     name = metadata.get("target") or "prediction"
     header = [name] if pred.ndim == 1 else [f"{name}_{j}" for j in range(pred.shape[1])]
     columns = [pred.reshape(len(pred), -1)]
-    if hasattr(est, "classes_"):
+    if proba is not None:
         header += [f"proba_{c}" for c in est.classes_]
-        columns.append(model.predict_proba(X))
-    out = sys.stdout if args.out is None else open(args.out, "w", encoding="utf-8", newline="")
-    try:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        for row in zip(*(c.tolist() for c in columns)):
-            writer.writerow([repr(v) if isinstance(v, float) else v for part in row for v in part])
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if args.out is not None:
-        print(f"wrote {len(pred)} predictions to {args.out}")
+        columns.append(proba)
+    if out is None:
+        _write_predictions(sys.stdout, header, columns)
+        return 1 if getattr(sys.stdout, "broken", False) else 0
+    atomic_write_text(out, lambda f: _write_predictions(f, header, columns))
+    print(f"wrote {len(pred)} predictions to {out}")
     return 0
+
+
+def _write_predictions(stream, header, columns):
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(header)
+    for row in zip(*(c.tolist() for c in columns)):
+        writer.writerow([repr(v) if isinstance(v, float) else v for part in row for v in part])
+        if getattr(stream, "broken", False):  # the reader of standard output left
+            return
 
 
 def _diagnose_command(args):
@@ -426,9 +510,10 @@ def _diagnose_command(args):
 
 def _demo_command(args):
     from fastnn import _demo
-    from fastnn.estimators import DNNRegressor
+    check_output_folder(args.dir, what="--dir")
     os.makedirs(args.dir, exist_ok=True)
     data, model = os.path.join(args.dir, "soup.csv"), os.path.join(args.dir, "model.npz")
+    check_output_file(model, what="the demo's model", default_name="model.npz")  # before writing the data
     _demo.write_soup(data)
     print(f"wrote {data}: 2000 pots of soup. Chicken stock is measured in litres, vegetable stock in millilitres, "
           "salt in grams and cooking time in minutes; the target is their tastiness.\n")
@@ -479,9 +564,63 @@ def _describe_os_error(exc: OSError) -> str:
     return str(exc)
 
 
+class _Stdout:
+    """Standard output that outlives its reader: when ``fastnn train ... | head -1`` closes
+    the pipe, the rest of the output is dropped (``broken`` turns True) and the command
+    carries on, so the model is still saved. Everything else is the real stream's."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text):
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._lost()
+        return len(text)
+
+    def flush(self):
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._lost()
+
+    def _lost(self):
+        self.broken = True
+        try:  # Python's flush at exit would fail again: point the descriptor at /dev/null
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):  # no descriptor (a captured stream)
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A library's warning as one note, without the source line Python shows."""
+    text = " ".join(str(message).split())
+    print(f"fastnn: warning: {text}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args_list = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    stdout = sys.stdout = _Stdout(sys.stdout)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _one_line_warning
+            return _run(args_list)
+    finally:
+        sys.stdout = stdout.stream
+
+
+def _run(args_list) -> int:
     try:
         args = _parser().parse_args(args_list)
         args.argv = args_list
@@ -490,12 +629,14 @@ def main(argv=None) -> int:
             print(f"\ncommands: {', '.join(COMMANDS)} (fastnn COMMAND --help; start with 'fastnn demo')")
             return 0
         return args.run(args)
-    except UsageError as exc:
+    except (UsageError, OutputPathError) as exc:
         print(f"fastnn: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `fastnn predict ... | head`: the reader left; not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would fail again
+    except MemoryError as exc:  # a model or copy too large, refused before allocating
+        print(f"fastnn: error: out of memory: {' '.join(str(exc).split()) or 'an allocation failed'}",
+              file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # a pipe other than standard output (handled by _Stdout)
         return 1
     except OSError as exc:  # a missing input file, an unwritable output directory
         print(f"fastnn: error: {_describe_os_error(exc)}", file=sys.stderr)

@@ -80,7 +80,7 @@ import zlib
 import numpy as np
 
 from fastnn import nn, ops, optim
-from fastnn._config import threads
+from fastnn._config import calling_thread_threads
 
 __all__ = ["allreduce_bytes", "check_in_sync", "checksum", "fit", "rank_seed", "save", "shard_bounds"]
 
@@ -239,7 +239,7 @@ def fit(estimator, X, y, sample_weight=None, *, comm=None, debug=False, statisti
     p = est._validated_params()
     X, y = validate_data(est, X, y, reset=True, dtype=(np.float32, np.float64), ensure_all_finite=False,
                          multi_output=est._multi_output, y_numeric=est._y_numeric, ensure_min_samples=1)
-    est_mod._check_finite_X(X, "fit")
+    X32 = est_mod._as_float32(X, "X", "fit")
     target, n_out = est._encode_targets(y, True, None)
     if sample_weight is not None:
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -268,11 +268,10 @@ def fit(estimator, X, y, sample_weight=None, *, comm=None, debug=False, statisti
     est.best_loss_ = np.inf
     est._feature_std_ = X.std(axis=0, dtype=np.float64)
     est.divergence_ = None
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    Xt, yt, wt, Xv, yv, wv = est._split(X, target, sample_weight, p, False)
+    Xt, yt, wt, Xv, yv, wv = est._split(X32, target, sample_weight, p, False)
     if wt is not None:
         wt = nn._normalized_weights(wt, Xt.shape[0], np.float32)
-    ctx = threads(p["num_threads"]) if p["num_threads"] else est_mod._NoThreads()
+    ctx = calling_thread_threads(p["num_threads"])
     trainer = _Trainer(est, p, comm, MPI, debug, statistics)
     with ctx:
         try:

@@ -27,6 +27,9 @@ SCALE_RATIO = 100.0         # largest / smallest feature standard deviation
 OVERFIT_GAP = 1.5           # validation loss / training loss
 OVERFIT_RISE = 1.1          # last validation loss / best validation loss
 MAX_DROPOUT = 0.5
+MIN_ROWS = 10               # fewer training rows: the per-layer statistics mean nothing
+SCALED_INPUT_MAX = 100.0    # |feature| beyond this: the features were not scaled
+SCALED_TARGET_MAX = 1e6     # |target| beyond this: the loss and its gradient get huge
 _RECENT = 3                 # epochs averaged for the per-layer statistics
 
 
@@ -162,6 +165,49 @@ def _feature_scales(est):
                    {"feature_std": std.tolist(), "ratio": float(ratio), "largest": int(hi), "smallest": int(lo)})
 
 
+def nan_trap_remedies(div, est) -> str:
+    """What to change after the NaN trap, most likely cause first: a huge target, then
+    unscaled features (only when the training inputs were in fact large: advising to scale
+    features that a scaler already standardized sends the user the wrong way), then the
+    learning rate, clipping and batch norm."""
+    remedies = []
+    target_max, input_max = div.get("target_max") or 0.0, div.get("input_max") or 0.0
+    if target_max > SCALED_TARGET_MAX:
+        remedies.append(f"scale the target: its values reach {target_max:.3g}, and the squared error of values that "
+                        "large overflows float32 (sklearn.compose.TransformedTargetRegressor with a StandardScaler)")
+    if input_max > SCALED_INPUT_MAX:
+        remedies.append(f"scale the features: they reach {input_max:.3g} (fastnn.preprocessing.StandardScaler)")
+    remedies.append(f"lower the learning rate (now {div['learning_rate']:g})")
+    remedies.append("clip gradients (clip_norm=1.0)")
+    if not getattr(est, "batch_norm", False):
+        remedies.append("batch_norm=True")
+    return "; ".join(remedies)
+
+
+def _target_scale(est):
+    target_max = getattr(est, "_target_max_", None)
+    if target_max is None or not target_max > SCALED_TARGET_MAX:
+        return None
+    return Finding("target on a very large scale",
+                   f"the target's values reach {target_max:.3g} (flagged above {SCALED_TARGET_MAX:g}); a network's "
+                   "output layer starts near 0 and each update moves it a little, so it cannot reach values that "
+                   "large, and their squared errors approach float32's limit",
+                   "scale the target: sklearn.compose.TransformedTargetRegressor(regressor=..., "
+                   "transformer=fastnn.preprocessing.StandardScaler())", {"target_max": float(target_max)})
+
+
+def _few_rows(est):
+    n = getattr(est, "_n_train_rows_", None)
+    if n is None or n >= MIN_ROWS:
+        return None
+    return Finding("too few rows",
+                   f"trained on {n} row{'s' if n != 1 else ''}: the per-layer statistics (dead units, gradient norms, "
+                   f"update sizes) of so few rows say nothing about the network, so the doctor does not judge them "
+                   f"(it needs at least {MIN_ROWS})",
+                   "train on more rows: a network needs hundreds to learn anything it can generalize",
+                   {"rows": int(n)})
+
+
 def _nan_trap(est):
     div = est.divergence_
     skipped = int(np.sum(est.history_["skipped"]))
@@ -174,10 +220,9 @@ def _nan_trap(est):
                      f"{div['learning_rate']:g}; the weights were restored to the last finite step")
     if skipped:
         parts.append(f"{skipped} mini-batches were skipped for a non-finite loss or gradient (nan_policy='skip')")
-    return Finding("NaN trap", "; ".join(parts),
-                   "lower the learning rate, scale the features (fastnn.preprocessing), clip gradients "
-                   "(clip_norm=1.0), batch_norm=True",
-                   {"divergence": div, "skipped": skipped})
+    remedy = (nan_trap_remedies(div, est) if div is not None else
+              nan_trap_remedies({"learning_rate": est.optimizer_.lr}, est) + "; or look for rows with extreme values")
+    return Finding("NaN trap", "; ".join(parts), remedy, {"divergence": div, "skipped": skipped})
 
 
 def _overfitting(est):
@@ -215,9 +260,12 @@ def _dropout(est):
                    "(start at 0.2)", {"dropout": rate})
 
 
-RULES = (_nan_trap, _exploding, _vanishing, _dead_relu, _feature_scales, _overfitting, _dropout)
+RULES = (_nan_trap, _target_scale, _exploding, _vanishing, _dead_relu, _feature_scales, _overfitting, _dropout)
+# with too few rows only these rules judge anything: the others read per-layer statistics
+FEW_ROWS_RULES = (_nan_trap, _few_rows, _dropout)
 
 
 def diagnose(est) -> list[Finding]:
     """Findings for a fitted estimator, most urgent first; an empty list means no rule fired."""
-    return [f for f in (rule(est) for rule in RULES) if f is not None]
+    rules = FEW_ROWS_RULES if _few_rows(est) is not None else RULES
+    return [f for f in (rule(est) for rule in rules) if f is not None]

@@ -22,16 +22,16 @@ import copy
 import numbers
 import sys
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastnn import nn, ops, optim
 from fastnn._config import calling_thread_threads
-from fastnn._errors import TrainingDivergedError
+from fastnn._errors import ModelFormatError, TrainingDivergedError, TrainingDivergedWarning
 
 __all__ = ["DNNClassifier", "DNNRegressor"]
 
@@ -150,16 +150,76 @@ def _check_float(name, value, low=None, high=None, low_open=False, high_open=Fal
     return value
 
 
-def _check_finite_X(X, where):
-    """NaN/Inf in X would poison every weight: refuse with the column and the remedy."""
-    bad = ~np.isfinite(X)
-    if bad.any():
-        cols = np.flatnonzero(bad.any(axis=0))
-        raise ValueError(
-            f"X passed to {where} contains NaN or infinity ({int(bad.sum())} values, in columns "
-            f"{cols[:10].tolist()}{' ...' if cols.size > 10 else ''}). A network cannot train on them: drop or "
-            "impute those rows first; fastnn.preprocessing scalers (StandardScaler, MinMaxScaler, ...) ignore NaN "
-            "when fitting and keep it in transform, so impute after scaling.")
+_CALLBACK_HOOKS = ("on_train_begin", "on_epoch_end", "on_train_end")
+
+
+def _checked_callbacks(callbacks) -> list:
+    """``callbacks`` as a list of objects with at least one hook (a clear TypeError for a
+    function, a string, a lone callback object, ...)."""
+    if callbacks is None:
+        return []
+    example = "callbacks=[fastnn.callbacks.EarlyStopping()]"
+    if not isinstance(callbacks, (list, tuple)):
+        lone = any(hasattr(callbacks, hook) for hook in _CALLBACK_HOOKS)
+        raise TypeError(f"callbacks must be a list of callback objects ({example}), got "
+                        f"{type(callbacks).__name__}" + (": wrap it in a list" if lone else
+                                                         "; for a function use fastnn.callbacks.LambdaCallback("
+                                                         "on_epoch_end=fn)"))
+    for i, cb in enumerate(callbacks):
+        if not any(callable(getattr(cb, hook, None)) for hook in _CALLBACK_HOOKS):
+            raise TypeError(f"callbacks[{i}] must be a callback object with on_train_begin, on_epoch_end or "
+                            f"on_train_end (such as fastnn.callbacks.EarlyStopping()), got {type(cb).__name__}"
+                            + ("; for a function use fastnn.callbacks.LambdaCallback(on_epoch_end=fn)"
+                               if callable(cb) else ""))
+    return list(callbacks)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _as_float32(a, name, where, unit="column"):
+    """2-D ``a`` as float32, C-contiguous, refusing NaN, infinity and values beyond
+    float32's range (|x| > 3.4e38: the network computes in float32) with the columns named.
+    The check is a min and a max per column of the float32 array (any NaN or overflow
+    shows there), so it allocates nothing the size of ``a``. ``unit`` names a column in
+    messages ("column" for X, whose numbers the CLI turns into names; "output" for y)."""
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: found just below
+        a32 = np.ascontiguousarray(a, dtype=np.float32)
+    if a32.size == 0:
+        return a32
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(a32.min(axis=0)) & np.isfinite(a32.max(axis=0))
+    if not finite.all():
+        raise ValueError(_nonfinite_message(a, np.flatnonzero(~finite), name, where, unit))
+    return a32
+
+
+def _nonfinite_message(a, columns, name, where, unit):
+    """What is wrong with the given columns of ``a``: NaN/infinity, or finite values too
+    large for float32; the column and the remedy (the CLI puts names on "column j")."""
+    huge, missing = [], []
+    for j in columns[:10]:
+        col = np.asarray(a[:, j], dtype=np.float64)
+        finite = np.isfinite(col)
+        if finite.all():
+            row = int(np.argmax(np.abs(col)))
+            huge.append(f"{unit} {j} reaches {col[row]:.3g} (row {row})")
+        else:
+            count = int((~finite).sum())
+            missing.append(f"{unit} {j} ({count} value{'s' if count > 1 else ''})")
+    more = f" and {len(columns) - 10} more {unit}s" if len(columns) > 10 else ""
+    parts = []
+    if missing:
+        parts.append(f"{name} passed to {where} contains NaN or infinity: {', '.join(missing)}{more}. A network cannot "
+                     "train on them: drop or impute those rows first; fastnn.preprocessing scalers (StandardScaler, "
+                     "MinMaxScaler, ...) ignore NaN when fitting and keep it in transform, so impute after scaling")
+    if huge:
+        parts.append(f"{name} passed to {where} has values outside float32's range (|x| <= {_FLOAT32_MAX:.3g}), in "
+                     f"which fastnn computes: {', '.join(huge)}{more if not missing else ''}. " +
+                     ("Rescale the target first (sklearn.compose.TransformedTargetRegressor, or divide it by a power "
+                      "of ten)" if unit == "output" else "Rescale those columns first (divide by a power of ten, or "
+                      "take logarithms: fastnn.preprocessing.LogScaler)"))
+    return ". ".join(parts) + "."
 
 
 class _BaseDNN(BaseEstimator):
@@ -203,19 +263,18 @@ class _BaseDNN(BaseEstimator):
     def _validated_params(self) -> dict:
         """Every hyperparameter checked (scikit-learn: validation happens in fit)."""
         if self.keep_prob is not None:
-            try:
-                hint = f"dropout={1 - float(self.keep_prob):g}"
-            except (TypeError, ValueError):
-                hint = "dropout=1 - keep_prob"
-            raise ValueError(f"fastnn takes the DROP rate, not keep_prob: pass {hint} instead of "
-                             f"keep_prob={self.keep_prob!r} (mixing them up keeps 10% instead of dropping 10%)")
+            raise ops.keep_prob_refusal(self.keep_prob, "dropout")
         units = self.hidden_units
         if isinstance(units, numbers.Integral) and not isinstance(units, bool):
             units = (units,)
+        if isinstance(units, (str, bytes)):
+            raise TypeError(f"hidden_units must be a sequence of ints such as (64, 32), got {type(units).__name__} "
+                            f"{units!r}")
         try:
             units = tuple(units)
         except TypeError:
-            raise TypeError(f"hidden_units must be a sequence of ints, got {type(self.hidden_units).__name__}") from None
+            raise TypeError(f"hidden_units must be a sequence of ints such as (64, 32), got "
+                            f"{type(self.hidden_units).__name__} {self.hidden_units!r}") from None
         units = tuple(_check_int(f"hidden_units[{i}]", u, 1) for i, u in enumerate(units))
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
@@ -229,7 +288,7 @@ class _BaseDNN(BaseEstimator):
             learning_rate=_check_float("learning_rate", self.learning_rate, low=0.0, low_open=True),
             batch_size=_check_int("batch_size", self.batch_size, 1),
             epochs=_check_int("epochs", self.epochs, 1),
-            dropout=0.0 if self.dropout is None else ops._check_rate(self.dropout, None),
+            dropout=0.0 if self.dropout is None else ops._check_rate(self.dropout, None, "dropout"),
             clip_norm=None if self.clip_norm is None else _check_float("clip_norm", self.clip_norm, 0.0, low_open=True),
             l1=_check_float("l1", self.l1, 0.0), l2=_check_float("l2", self.l2, 0.0),
             validation_fraction=_check_float("validation_fraction", self.validation_fraction, 0.0, 1.0, True, True),
@@ -255,8 +314,7 @@ class _BaseDNN(BaseEstimator):
                                  "learning_rate, l1 and l2 of the estimator at their defaults")
         else:
             raise TypeError(f"optimizer must be a name or a fastnn.optim optimizer, got {type(self.optimizer).__name__}")
-        callbacks = [] if self.callbacks is None else list(self.callbacks)
-        p["callbacks"] = callbacks
+        p["callbacks"] = _checked_callbacks(self.callbacks)
         return p
 
     def _new_optimizer(self, p):
@@ -269,8 +327,7 @@ class _BaseDNN(BaseEstimator):
     def _check_X(self, X, reset, where):
         X = validate_data(self, X, reset=reset, dtype=(np.float32, np.float64), ensure_all_finite=False,
                           ensure_min_samples=1)
-        _check_finite_X(X, where)
-        return X
+        return _as_float32(X, "X", where)
 
     # ------------------------------------------------------------------ the network
 
@@ -315,9 +372,10 @@ class _BaseDNN(BaseEstimator):
     def _fit(self, X, y, sample_weight, partial, classes):
         p = self._validated_params()
         first = not hasattr(self, "model_")
+        self._check_label_types(y)
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float32, np.float64), ensure_all_finite=False,
                              multi_output=self._multi_output, y_numeric=self._y_numeric, ensure_min_samples=1)
-        _check_finite_X(X, "fit")
+        X32 = _as_float32(X, "X", "fit")
         target, n_out = self._encode_targets(y, first, classes)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -325,10 +383,16 @@ class _BaseDNN(BaseEstimator):
                 raise ValueError("sample_weight must be non-negative")
             if not sample_weight.sum() > 0:
                 raise ValueError("sample_weight must not be all zero")
+        n_train = self._training_rows(p, X.shape[0], partial)
         if first:
             rng = np.random.default_rng(self._seed_from(self.random_state))
             self._rng_ = rng
             self.model_ = self._build_model(p, X.shape[1], n_out, int(rng.integers(2 ** 31)))
+            try:
+                self.model_._check_workspace(min(p["batch_size"], n_train))
+            except MemoryError:
+                del self.model_, self._rng_  # nothing half-built stays behind
+                raise
             self.optimizer_ = self._new_optimizer(p)
             self.history_ = {k: [] for k in ("loss", "val_loss", "lr", "skipped", "time") + _STAT_KEYS}
             self.n_iter_ = 0
@@ -336,13 +400,29 @@ class _BaseDNN(BaseEstimator):
             # the raw scale of every feature, for diagnose() (the litres-vs-millilitres soup)
             self._feature_std_ = X.std(axis=0, dtype=np.float64)
             self.divergence_ = None
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        Xt, yt, wt, Xv, yv, wv = self._split(X, target, sample_weight, p, partial)
+        self._n_train_rows_ = getattr(self, "_n_train_rows_", 0) + n_train  # for diagnose(): too few rows?
+        Xt, yt, wt, Xv, yv, wv = self._split(X32, target, sample_weight, p, partial)
         epochs = 1 if partial else p["epochs"]
         with calling_thread_threads(p["num_threads"]):
             self._train(p, Xt, yt, wt, Xv, yv, wv, epochs, partial)
             self._saturation_ = self._probe_saturation(Xt[:_PROBE_ROWS])
         return self
+
+    def _check_label_types(self, y):
+        """Targets a regressor takes as they are (validate_data checks them)."""
+
+    def _training_rows(self, p, n, partial) -> int:
+        """The rows one call trains on (after the validation split), once a configuration
+        in which no mini-batch could train has been refused: batch norm divides each batch
+        by its variance, which is 0 for a batch of one row, so the core would skip them all."""
+        n_train = n if partial or not self.early_stopping else n - int(np.ceil(p["validation_fraction"] * n))
+        if self.batch_norm and p["batch_size"] < 2:
+            raise ValueError("batch_norm=True needs batch_size >= 2: batch norm divides each mini-batch by its "
+                             "variance, which is 0 for a batch of one row, so no batch could train with batch_size=1")
+        if self.batch_norm and n_train < 2:
+            raise ValueError(f"batch_norm=True needs at least 2 training rows, got n_samples={n_train}: the variance "
+                             "of one row is 0, so no batch could train")
+        return n_train
 
     def _probe_saturation(self, X):
         """Per hidden layer, the share of sigmoid/tanh outputs in the flat tails (derivative
@@ -380,7 +460,6 @@ class _BaseDNN(BaseEstimator):
         return _check_int("random_state", random_state, 0)
 
     def _train(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial):
-        model, opt = self.model_, self.optimizer_
         self.stop_training_ = False
         callbacks = p["callbacks"]
         progress = _Progress(p["verbose"], epochs, partial)
@@ -407,9 +486,21 @@ class _BaseDNN(BaseEstimator):
             seed = int(self._rng_.integers(2 ** 63))
             kw = dict(batch_size=p["batch_size"], loss=self._core_loss, optimizer=opt, clip_norm=p["clip_norm"],
                       shuffle=True, seed=seed, sample_weight=wt)
-            r = model.train_epoch(Xt, yt, skip_nonfinite=self.nan_policy == "skip", **kw)
-            if r.diverged or (r.steps == 0 and r.skipped) or not np.all(np.isfinite(model.params)):
-                self._diverged(p, r, snap, epoch, Xt, yt, kw)
+            skip = self.nan_policy == "skip"
+            r = model.train_epoch(Xt, yt, skip_nonfinite=skip, **kw)
+            stuck = r.diverged or (r.steps == 0 and r.skipped) or not np.all(np.isfinite(model.params))
+            if stuck:
+                where = self._restore_last_finite(r, snap, epoch, Xt, yt, dict(kw, skip_nonfinite=skip))
+                if not skip:
+                    raise TrainingDivergedError(f"training diverged (the NaN trap) {where}", epoch=epoch,
+                                                step=self.divergence_["step"], layer=self.divergence_["layer"])
+                self._record(r, lr, np.nan, time.perf_counter() - start)
+                self.n_iter_ += 1
+                progress.epoch_done(epoch, r, np.nan, lr)
+                warnings.warn(TrainingDivergedWarning(
+                    f"training stopped (nan_policy='skip', the NaN trap: {r.skipped} of the epoch's "
+                    f"{r.steps + r.skipped} mini-batches were skipped) {where}"), stacklevel=4)
+                break
             val_loss = np.nan if Xv is None else self._loss_on(Xv, yv, wv if wv is None or wv.sum() > 0 else None)
             self._record(r, lr, val_loss, time.perf_counter() - start)
             self.n_iter_ += 1
@@ -452,12 +543,14 @@ class _BaseDNN(BaseEstimator):
             h[key].append([float(values[i]) for i in self._hidden_index_])
         self.loss_curve_ = h["loss"]
 
-    def _diverged(self, p, r, snap, epoch, Xt, yt, kw):
-        """Restore the last finite weights (replaying the epoch up to them) and raise."""
+    def _restore_last_finite(self, r, snap, epoch, Xt, yt, kw) -> str:
+        """Restore the last finite weights (replaying the epoch up to them), record
+        ``divergence_`` for diagnose(), and say where it happened, what the model holds
+        and the remedies ("at epoch E, step S: ...")."""
         bad_step = r.bad_step if r.bad_step >= 0 else 0
         # keep the updates before the bad batch; when its LOSS was non-finite, the weights
         # of the last update already overflow the forward pass: keep one update fewer
-        keep = max(bad_step - (r.bad_layer < 0), 0) if r.diverged else 0
+        keep = max(bad_step - (r.bad_layer < 0), 0) if r.bad_step >= 0 else max(r.steps + r.skipped - 1, 0)
         replay = None
         while True:  # an update can itself overflow (SGD, huge lr): step back until finite
             self._restore(snap)
@@ -473,18 +566,14 @@ class _BaseDNN(BaseEstimator):
         stats = {key: [float(getattr(replay, key)[i]) if replay is not None and keep > 0 else float("nan")
                        for i in self._hidden_index_] for key in ("grad_norm", "update_ratio")}
         self.divergence_ = {"epoch": epoch, "step": bad_step, "layer": layer, "restored_steps": keep,
-                            "learning_rate": float(self.optimizer_.lr), **stats}
+                            "learning_rate": float(self.optimizer_.lr), **stats, **_input_ranges(Xt, yt)}
         where = "the loss" if layer is None else (
             f"the gradient of hidden layer {layer}" if layer < len(self._hidden_index_) else
             "the gradient of the output layer")
-        raise TrainingDivergedError(
-            f"training diverged (the NaN trap) at epoch {epoch}, step {bad_step}: {where} is not finite. The model "
-            f"holds the last weights that gave a finite loss (epoch {epoch}, after {keep} of its updates) and can "
-            "still predict. "
-            "Remedies: lower the learning rate (now "
-            f"{self.divergence_['learning_rate']:g}); clip gradients (clip_norm=1.0); scale the features "
-            "(fastnn.preprocessing.StandardScaler); batch_norm=True. diagnose() has the evidence.",
-            epoch=epoch, step=bad_step, layer=layer)
+        from fastnn.doctor import nan_trap_remedies
+        return (f"at epoch {epoch}, step {bad_step}: {where} is not finite. The model holds the last weights that "
+                f"gave a finite loss (epoch {epoch}, after {keep} of its updates) and can still predict. Remedies: "
+                f"{nan_trap_remedies(self.divergence_, self)}. diagnose() has the evidence.")
 
     # ------------------------------------------------------------------ inference
 
@@ -492,7 +581,7 @@ class _BaseDNN(BaseEstimator):
         check_is_fitted(self, "model_")
         X = self._check_X(X, reset=False, where=where)
         with calling_thread_threads(self.num_threads):
-            return self.model_.predict(np.ascontiguousarray(X, dtype=np.float32))
+            return self.model_.predict(X)
 
     def diagnose(self):
         """The training doctor: findings (failure mode, evidence, remedy) from ``history_``
@@ -530,7 +619,8 @@ class _BaseDNN(BaseEstimator):
                   "feature_names_in_": None if names is None else [str(n) for n in names],
                   "best_loss_": _json_float(self.best_loss_), "hidden_index": list(self._hidden_index_),
                   "y_ndim": getattr(self, "_y_ndim_", None), "rng": self._rng_.bit_generator.state,
-                  "divergence_": _json_safe(self.divergence_)}
+                  "divergence_": _json_safe(self.divergence_), "n_train_rows": getattr(self, "_n_train_rows_", None),
+                  "target_max": _json_float(getattr(self, "_target_max_", np.nan))}
         arrays = {"feature_std": self._feature_std_, "saturation": np.asarray(self._saturation_, np.float64),
                   **{f"model.{k}": v for k, v in model_arrays.items()},
                   **{f"optimizer.{k}": v for k, v in opt_arrays.items()},
@@ -542,6 +632,13 @@ class _BaseDNN(BaseEstimator):
             fitted["classes_object"] = bool(classes.dtype.hasobject)
         persistence.write_model(path, {"class": type(self).__name__, "params": params, "fitted": fitted,
                                        "model": model_config, "optimizer": opt_config}, arrays)
+
+
+def _input_ranges(X, y) -> dict:
+    """The largest |feature| and |target| of the training rows: the NaN trap's advice
+    depends on them (unscaled features; targets so large that the loss overflows)."""
+    absmax = lambda a: float(np.max(np.abs(a))) if a is not None and a.size and a.dtype.kind == "f" else 0.0
+    return {"input_max": absmax(X), "target_max": absmax(y)}
 
 
 def _json_float(x):
@@ -564,7 +661,6 @@ def _load_estimator(header, arrays):
     field is checked against the rebuilt model, so a tampered file is a ModelFormatError
     here rather than a KeyError later in ``partial_fit`` or ``diagnose``."""
     from fastnn import persistence
-    from fastnn._errors import ModelFormatError
     cls = {"DNNRegressor": DNNRegressor, "DNNClassifier": DNNClassifier}[header["class"]]
     params = dict(header["params"])
     expected = set(cls._get_param_names())
@@ -610,6 +706,12 @@ def _load_estimator(header, arrays):
     rng.bit_generator.state = f["rng"]
     est._rng_ = rng
     est.divergence_ = f["divergence_"]
+    if f.get("n_train_rows") is not None:  # files of fastnn 0.1.0 record neither
+        est._n_train_rows_ = _count_field(f["n_train_rows"], "n_train_rows")
+    if f.get("target_max") is not None:
+        if isinstance(f["target_max"], bool) or not isinstance(f["target_max"], (int, float)):
+            raise ModelFormatError(f"fitted target_max must be a number, got {f['target_max']!r}")
+        est._target_max_ = float(f["target_max"])
     n_hidden = len(est._hidden_index_)
     est._feature_std_ = _array(arrays, "feature_std", (est.n_features_in_,))
     est._saturation_ = _array(arrays, "saturation", (n_hidden,)).tolist()
@@ -636,8 +738,13 @@ def _load_estimator(header, arrays):
     return est
 
 
+def _count_field(value, name) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ModelFormatError(f"fitted {name} must be a non-negative int, got {value!r}")
+    return value
+
+
 def _array(arrays, name, shape):
-    from fastnn._errors import ModelFormatError
     a = arrays.get(name)
     if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype.kind not in "biuf":
         raise ModelFormatError(f"array {name!r} must be numeric of shape {shape}, got "
@@ -709,9 +816,8 @@ class DNNRegressor(RegressorMixin, _BaseDNN):
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must be numeric for regression, got dtype {y.dtype} (for class labels use "
                              "DNNClassifier)")
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or infinity: drop or impute those rows")
-        target = y.reshape(len(y), -1).astype(np.float32)
+        target = _as_float32(y.reshape(len(y), -1), "y", "fit", unit="output")
+        self._target_max_ = max(getattr(self, "_target_max_", 0.0), float(np.max(np.abs(target), initial=0.0)))
         if first:
             self._y_ndim_ = y.ndim
         elif target.shape[1] != self.model_.out_features:
@@ -728,6 +834,15 @@ class DNNRegressor(RegressorMixin, _BaseDNN):
         """One epoch over (X, y), continuing from the current weights and optimizer state
         (the first call initializes them). No validation split, no early stopping."""
         return self._partial_fit(X, y, sample_weight, None)
+
+    def score(self, X, y, sample_weight=None):
+        """R² of ``predict(X)`` against ``y`` (scikit-learn's ``r2_score``). It compares the
+        errors with the spread of ``y``, so it needs at least 2 rows: fewer is a ValueError
+        (scikit-learn would warn and return NaN)."""
+        n = np.shape(y)[0] if np.ndim(y) else 0
+        if n < 2:
+            raise ValueError(f"score needs at least 2 rows (R^2 compares the errors with the spread of y), got {n}")
+        return super().score(X, y, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predictions, shape (n,) for a 1-D target, else (n, outputs). Computed in float32
@@ -789,6 +904,25 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
         if len(self.classes_) == 2:
             return np.ascontiguousarray(codes.reshape(-1, 1), dtype=np.float32), 1
         return np.ascontiguousarray(codes, dtype=np.int64), len(self.classes_)
+
+    def _check_label_types(self, y):
+        """Labels of one kind: all strings or all numbers (booleans count as numbers), none
+        missing. NumPy cannot sort a mix, and would fail with "'<' not supported between
+        instances of 'int' and 'str'"."""
+        labels = np.asarray(y, dtype=object) if not isinstance(y, np.ndarray) or y.dtype.hasobject else None
+        if labels is None or labels.ndim != 1:
+            return
+        kinds = {}
+        for i, value in enumerate(labels.tolist()):
+            if value is None or (isinstance(value, float) and value != value):
+                raise ValueError(f"y has a missing label ({value!r}) at row {i}: drop or fill those rows first")
+            kind = "str" if isinstance(value, (str, np.str_)) else (
+                "number" if isinstance(value, (numbers.Number, np.bool_)) else type(value).__name__)
+            kinds.setdefault(kind, (i, value))
+        if len(kinds) > 1:
+            examples = ", ".join(f"{value!r} ({kind}, row {i})" for kind, (i, value) in kinds.items())
+            raise TypeError(f"y mixes label types: {examples}; labels must be all strings or all numbers (convert "
+                            "them, e.g. y.astype(str))")
 
     def _validation_rows(self, target, n_val):
         # stratified: each class's share of the validation rows follows its share of the data

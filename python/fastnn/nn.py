@@ -16,7 +16,7 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from fastnn import _core, ops
-from fastnn._checks import as_numeric, check_ndim, to_kernel
+from fastnn._checks import as_numeric, check_allocation, check_ndim, to_kernel
 
 __all__ = ["Activation", "BatchNorm", "Dense", "Dropout", "Layer", "Sequential"]
 
@@ -345,6 +345,7 @@ class Sequential:
             except ValueError as exc:
                 raise ValueError(f"layers[{i}]: {exc}") from None
         self.out_features = width
+        self._check_memory()
         self._allocate()
         rng = np.random.Generator(np.random.Philox(self.seed))
         for layer in layers:
@@ -357,14 +358,57 @@ class Sequential:
         return ([(i, s) for i, l in enumerate(self.layers) for s in l.param_specs()],
                 [(i, s) for i, l in enumerate(self.layers) for s in l.buffer_specs()])
 
+    def _check_memory(self):
+        """MemoryError naming the size and the largest layer, BEFORE allocating a model that
+        cannot fit (``Dense(16, 10**9)``): parameters, gradients, up to two optimizer state
+        slots (Adam), the weight mask and the initializer's float64 draw of one layer."""
+        p_specs, b_specs = self._tensor_specs()
+        per_layer = [0] * len(self.layers)
+        for i, spec in p_specs:
+            per_layer[i] += math.prod(int(d) for d in spec.shape)
+        n_params = sum(per_layer)
+        n_buffers = sum(math.prod(int(d) for d in s.shape) for _, s in b_specs)
+        big = max(range(len(per_layer)), key=per_layer.__getitem__)
+        nbytes = n_params * (4 * self.dtype.itemsize + 1) + n_buffers * self.dtype.itemsize + per_layer[big] * 8
+        check_allocation(nbytes, f"a model of {n_params} parameters (layers[{big}], {self.layers[big]!r}, holds "
+                                 f"{per_layer[big]} of them), with its gradients and optimizer state,",
+                         "use fewer or narrower layers")
+
     def _allocate(self):
         p_specs, b_specs = self._tensor_specs()
         size = lambda specs: sum(int(np.prod(s.shape)) for _, s in specs)
-        self.params = np.zeros(size(p_specs), self.dtype)
-        self.grads = np.zeros_like(self.params)
-        self.buffers = np.zeros(size(b_specs), self.dtype)
-        self.weight_mask = np.zeros(self.params.shape, bool)
+        self._params = np.zeros(size(p_specs), self.dtype)
+        self._grads = np.zeros_like(self._params)
+        self._buffers = np.zeros(size(b_specs), self.dtype)
+        self.weight_mask = np.zeros(self._params.shape, bool)
         self._bind_views()
+
+    # The flat buffers are fixed: every layer's tensors and the C++ core's offsets are views
+    # into them. Assigning a new array would leave those views on the old one (predict
+    # would silently ignore it), so assignment COPIES into the buffer.
+    def _flat(name):
+        def get(self):
+            return getattr(self, "_" + name)
+
+        def set_(self, value):
+            buffer = getattr(self, "_" + name)
+            arr = as_numeric(name, value)
+            if arr.shape != buffer.shape:
+                raise ValueError(f"{name} must have shape {buffer.shape} (assigning copies into the model's flat "
+                                 f"buffer, which every layer views), got shape {arr.shape}; for one tensor "
+                                 f"write into its view: model.named_{name}()[key][...] = value")
+            if not np.can_cast(arr.dtype, buffer.dtype, casting="same_kind"):
+                raise TypeError(f"{name} must be a float array castable to {buffer.dtype}, got {arr.dtype}")
+            buffer[...] = arr
+
+        return property(get, set_, doc=f"The flat 1-D {name} buffer; every tensor is a view into it. Assigning "
+                                       "an array of the same shape copies it in (``model.{0} = a`` is "
+                                       "``model.{0}[...] = a``).".format(name))
+
+    params = _flat("params")
+    grads = _flat("grads")
+    buffers = _flat("buffers")
+    del _flat
 
     def _bind_views(self):
         """Carve every layer's tensors out of the flat buffers (also after unpickling)."""
@@ -393,8 +437,12 @@ class Sequential:
         return {k: v for k, v in vars(self).items() if k not in views}
 
     def __setstate__(self, state):
+        state = dict(state)
+        for name in ("params", "grads", "buffers"):  # pickles of fastnn 0.1.0 name them without "_"
+            if name in state:
+                state["_" + name] = state.pop(name)
         self.__dict__.update(state)
-        for name in ("params", "grads", "buffers", "weight_mask"):  # e.g. read-only joblib memmaps
+        for name in ("_params", "_grads", "_buffers", "weight_mask"):  # e.g. read-only joblib memmaps
             setattr(self, name, _own_writable(getattr(self, name)))
         self._caches = None
         self._specs = None
@@ -464,6 +512,14 @@ class Sequential:
             where = "the loss" if r.bad_layer < 0 else f"the gradient of layer {r.bad_layer}"
             raise FloatingPointError(f"{where} is not finite: the model was not updated")
         return r.loss
+
+    def _check_workspace(self, rows: int):
+        """MemoryError before the core allocates an epoch's workspace: per layer its output
+        and pre-activation for one batch, the gathered batch and three gradient buffers."""
+        widths = [self.in_features] + [spec[2] for spec in (self._specs or self._layer_specs())]
+        nbytes = rows * (2 * sum(widths[1:]) + widths[0] + 3 * max(widths)) * self.dtype.itemsize
+        check_allocation(nbytes, f"the training workspace of batches of {rows} rows through layers of up to "
+                                 f"{max(widths)} units", "use a smaller batch_size")
 
     def _layer_specs(self):
         """The layers as the C++ epoch loop sees them: offsets into the flat buffers."""
@@ -570,6 +626,11 @@ class Sequential:
         optimizer._prepare(self.params)
         kind, states, hyper = optimizer._kernel()
         has_bn = any(isinstance(l, BatchNorm) for l in self.layers)
+        if has_bn and min(batch_size, n) < 2:
+            raise ValueError(f"batch norm trains on mini-batches of at least 2 rows (the variance of one row is 0), "
+                             f"but every batch here has 1 row ({'batch_size=1' if batch_size < 2 else 'X has 1 row'})"
+                             ": use batch_size >= 2, more rows, or a model without BatchNorm")
+        self._check_workspace(min(batch_size, n))
         if self._specs is None:  # offsets are fixed once the buffers exist: build the list once
             self._specs = self._layer_specs()
         r = _core.train_epoch(self.params, self.grads, self.buffers, self._specs, x, target, labels, weights, order,

@@ -9,6 +9,7 @@ threads and gives bitwise-identical results for any thread count.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import NamedTuple
 
@@ -413,8 +414,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, invstd, *, grad_x=None, grad_ga
 # ----------------------------------------------------------------------------- dropout
 
 _MIN_RATE = 2.0 ** -16  # masks compare 16-bit uniforms against floor(rate * 65536)
-_KEEP_PROB_MESSAGE = ("fastnn takes the DROP rate, not keep_prob: pass rate=1 - keep_prob{}. "
-                      "(Mixing them up keeps 10% instead of dropping 10%.)")
+
 
 
 class DropoutOutput(NamedTuple):
@@ -426,21 +426,38 @@ class DropoutOutput(NamedTuple):
     mask: np.ndarray | None
 
 
-def _check_rate(rate, keep_prob):
+def _percent(p: float) -> str:
+    return f"{100 * p:.4g}%"
+
+
+def keep_prob_refusal(keep_prob, name: str = "rate") -> ValueError:
+    """The error for a ``keep_prob`` argument: fastnn takes the drop rate. It gives the
+    conversion with the caller's own numbers (TensorFlow 1's ``keep_prob=0.8`` is
+    ``rate=0.2``; mixing them up drops 80% instead of 20%)."""
+    try:
+        kp = float(keep_prob)
+    except (TypeError, ValueError):
+        kp = math.nan
+    if not 0.0 < kp <= 1.0:
+        return ValueError(f"fastnn takes the DROP rate ({name}, in [0, 1)), not keep_prob: pass {name}=1 - keep_prob "
+                          f"(got keep_prob={keep_prob!r})")
+    return ValueError(f"fastnn takes the DROP rate, not keep_prob: keep_prob={kp:g} keeps {_percent(kp)} of the units, "
+                      f"so pass {name}={1.0 - kp:g}. (Passing {kp:g} as {name} would drop {_percent(kp)} of the units "
+                      f"instead of {_percent(1.0 - kp)}.)")
+
+
+def _check_rate(rate, keep_prob, name="rate"):
     if keep_prob is not None:
-        hint = ""
-        try:
-            hint = f" = {1 - float(keep_prob):g}"
-        except (TypeError, ValueError):
-            pass
-        raise ValueError(_KEEP_PROB_MESSAGE.format(hint))
+        raise keep_prob_refusal(keep_prob, name)
+    if rate is None:
+        raise TypeError(f"{name} is required: the drop probability in [0, 1) (0.2 is a good start)")
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise TypeError(f"rate must be a real number in [0, 1) (the drop probability), got {type(rate).__name__}")
+        raise TypeError(f"{name} must be a real number in [0, 1) (the drop probability), got {type(rate).__name__}")
     rate = float(rate)
     if not (0.0 <= rate < 1.0):
-        raise ValueError(f"rate must be in [0, 1) (the drop probability), got {rate}")
+        raise ValueError(f"{name} must be in [0, 1) (the drop probability), got {rate}")
     if 0.0 < rate < _MIN_RATE:
-        raise ValueError(f"rate must be 0 or at least 2**-16 ({_MIN_RATE:.3g}), the resolution of the dropout "
+        raise ValueError(f"{name} must be 0 or at least 2**-16 ({_MIN_RATE:.3g}), the resolution of the dropout "
                          f"mask; got {rate} (which would drop nothing)")
     return rate
 
@@ -458,7 +475,7 @@ def _mask_buffer(n):
     return np.empty((n + 7) // 8, dtype=np.uint8)
 
 
-def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, mask_out=None, keep_prob=None):
+def dropout_forward(x, rate=None, *, seed, step=0, training=True, out=None, mask_out=None, keep_prob=None):
     """Inverted dropout: each element is zeroed with probability ``rate`` (the DROP
     probability, 0 <= rate < 1) and the survivors are scaled by ``1 / (1 - rate)``, so the
     expected activation is unchanged; at inference (``training=False``) or with
@@ -496,7 +513,7 @@ def dropout_forward(x, rate, *, seed, step=0, training=True, out=None, mask_out=
     return DropoutOutput(y, mask)
 
 
-def dropout_backward(grad_out, rate, *, mask=None, seed=None, step=0, grad_in=None, keep_prob=None):
+def dropout_backward(grad_out, rate=None, *, mask=None, seed=None, step=0, grad_in=None, keep_prob=None):
     """``dx = dy * keep / (1 - rate)``, with the mask from ``dropout_forward`` (``mask``)
     or regenerated from the same ``seed`` and ``step`` (no mask stored at all)."""
     rate = _check_rate(rate, keep_prob)
@@ -523,7 +540,7 @@ def dropout_backward(grad_out, rate, *, mask=None, seed=None, step=0, grad_in=No
     return dx
 
 
-def dropout_mask(shape, rate, *, seed, step=0, keep_prob=None):
+def dropout_mask(shape, rate=None, *, seed, step=0, keep_prob=None):
     """The boolean keep-mask ``dropout_forward`` uses for an input of ``shape``."""
     rate = _check_rate(rate, keep_prob)
     shape = tuple(int(d) for d in np.atleast_1d(shape)) if not isinstance(shape, tuple) else shape

@@ -13,16 +13,13 @@ and ``load`` dispatches on the header's ``"class"``).
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib
 import inspect
 import json
 import math
 import os
 import re
-import stat
 import tempfile
-import threading
 import zipfile
 from typing import Callable
 
@@ -31,6 +28,7 @@ import numpy as np
 from fastnn import nn, optim
 from fastnn._checks import _describe
 from fastnn._errors import ModelFormatError
+from fastnn._files import atomic_write as _atomic_write
 
 __all__ = [
     "FORMAT_VERSION", "MAGIC", "ModelFormatError", "load", "save", "load_pipeline", "load_sequential",
@@ -114,91 +112,6 @@ def _write_archive(f, entries: dict) -> None:
             info.external_attr = 0o644 << 16
             with zf.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
-
-
-def _atomic_write(path, write: Callable) -> None:
-    # through a symlink, write its target (as open(path, "w") would), not replace the link
-    target = os.path.realpath(os.fspath(path))
-    directory, base = os.path.split(target)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(errno.ENOENT, f"cannot write {os.fspath(path)!r}: no such directory", directory)
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = _new_file_mode()
-    # the pid in the name lets a later save tell a killed save's leftover from a live one
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # mkstemp made it 0600
-        os.replace(tmp, target)
-    except BaseException:  # KeyboardInterrupt too: never leave a half-written temp file
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-    _remove_stale_temps(directory, base)
-
-
-def _remove_stale_temps(directory: str, base: str) -> None:
-    """Delete temp files that saves of ``base`` left when their process was killed (a
-    SIGKILL cannot be cleaned up after): those whose pid no longer runs. A live process's
-    temp file (a concurrent save) and this process's own are left alone."""
-    pattern = re.compile(re.escape(f".{base}.") + r"(\d+)\..*\.tmp")
-    with contextlib.suppress(OSError):
-        for name in os.listdir(directory):
-            m = pattern.fullmatch(name)
-            if not m or int(m.group(1)) == os.getpid() or _process_alive(int(m.group(1))):
-                continue
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(directory, name))
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. another user's process: alive
-        return True
-    return True
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def _new_file_mode() -> int:
-    """``0o666 & ~umask``: the mode ``open(path, "w")`` would give a new file."""
-    try:  # Linux shows the umask without changing it
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    # elsewhere reading the umask means setting it: a restrictive value meanwhile, and a
-    # lock so that two saving threads cannot restore each other's placeholder
-    with _UMASK_LOCK:
-        umask = os.umask(0o077)
-        os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable; best effort (Windows cannot open a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- reading
