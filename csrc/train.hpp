@@ -1,8 +1,16 @@
-// A whole training epoch in one call: shuffle-gather each mini-batch, forward, loss,
-// backward, clipping and the optimizer update, for a Sequential model whose parameters,
+// The training engine: a whole epoch in one call, for a Sequential model whose parameters,
 // gradients and running statistics live in three flat buffers. Runs with the GIL released
 // and allocates its workspace once per call, never per step.
+//
+// One training step is four stages, in this order:
+//   1. forward and backward over this process's rows of the mini-batch   (per-layer kernels)
+//   2. gradient reduction: the flat gradient is summed over the processes that share the
+//      batch (Reduction::sum, e.g. an MPI Allreduce). Without a reduction nothing runs.
+//   3. the finiteness check and clipping by global norm, on the reduced gradient
+//   4. the optimizer update (one fused pass over the flat buffer)
+// Every process of a data-parallel run then applies the same update to the same gradient.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,34 +37,107 @@ struct LayerSpec {
 
 enum class ScheduleKind : int { constant = 0, exponential = 1, step = 2, cosine = 3 };
 
+// The learning rate as a function of the update count: the one implementation of the
+// built-in schedules (fastnn.optim evaluates them here too).
 struct Schedule {
   ScheduleKind kind = ScheduleKind::constant;
-  double lr = 0.01, a = 0.0, b = 0.0;  // exponential: decay_steps, decay_rate; step: step_size, factor;
-  bool staircase = false;              // cosine: decay_steps, alpha
+  double lr = 0.01;
+  double a = 0.0;          // exponential, cosine: decay_steps; step: step_size
+  double b = 0.0;          // exponential: decay_rate; step: factor; cosine: alpha
+  bool staircase = false;  // exponential: floor the exponent
   double at(std::int64_t iteration) const;
 };
 
+// An optimizer's hyperparameters by name (what each kind reads: optim.cpp).
+struct OptimizerHyper {
+  double lr = 0.01, momentum = 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-7, rho = 0.9;
+  double weight_decay = 0.0, l1 = 0.0, l2 = 0.0;
+  bool nesterov = false, centered = false;
+};
+
 template <typename T>
-struct EpochArgs {
+void set_hyper(OptimizerArgs<T>& a, const OptimizerHyper& h) {
+  a.lr = h.lr;
+  a.momentum = h.momentum;
+  a.beta1 = h.beta1;
+  a.beta2 = h.beta2;
+  a.eps = h.eps;
+  a.rho = h.rho;
+  a.weight_decay = h.weight_decay;
+  a.l1 = h.l1;
+  a.l2 = h.l2;
+  a.nesterov = h.nesterov;
+  a.centered = h.centered;
+}
+
+// The optimizer as the update stage sees it: kind, hyperparameters and its state buffers
+// (each sized like the params, or null where the kind needs none).
+template <typename T>
+struct OptimizerState {
+  OptimizerKind kind = OptimizerKind::sgd;
+  OptimizerHyper hyper;
+  T* state0 = nullptr;
+  T* state1 = nullptr;
+  T* state2 = nullptr;
+  const std::uint8_t* weight_mask = nullptr;  // (n_params) 1 = a weight (regularized)
+};
+
+// The model: its layers and its three flat buffers, checked once (validate_model).
+template <typename T>
+struct ModelView {
   std::vector<LayerSpec> layers;
-  T* params = nullptr;
-  T* grads = nullptr;
-  T* buffers = nullptr;
-  index_t n_params = 0;
+  T* params = nullptr;   // (n_params)
+  T* grads = nullptr;    // (n_params)
+  T* buffers = nullptr;  // (n_buffers) batch-norm running statistics
+  index_t n_params = 0, n_buffers = 0, in_features = 0;
+  index_t out_features() const { return layers.empty() ? in_features : layers.back().out; }
+  bool has_batchnorm() const;
+};
+
+// Throws std::invalid_argument unless the layer widths chain from in_features and every
+// offset lies inside its buffer: the engine trusts them afterwards.
+template <typename T>
+void validate_model(const ModelView<T>& model);
+
+// One epoch's data.
+template <typename T>
+struct EpochData {
   const T* x = nullptr;                  // (N, IC)
   const T* y = nullptr;                  // (N, K) targets, or null with labels
   const std::int64_t* labels = nullptr;  // (N) class indices (softmax cross-entropy)
   const T* weights = nullptr;            // (N) sample weights (scaled by the caller to mean 1), or null
-  const std::int64_t* order = nullptr;   // (N) the row order of this epoch
-  index_t n = 0, in_features = 0, k = 0, batch_size = 32;
+  const std::int64_t* order = nullptr;   // (N) the row order of this epoch: a permutation
+  index_t n = 0, k = 0;
+};
+
+// The gradient reduction stage (between backward and clipping). ``ranks`` processes share
+// every mini-batch: this one (``rank``) takes its contiguous part of each (shard_bounds),
+// scales its gradient by its share of the batch's rows, ``sum`` adds the gradients of all
+// processes in place, and the sum is divided by ``ranks``: the gradient of the mean loss
+// over the whole batch. A process whose loss is not finite poisons its gradient with NaN,
+// so every process rejects the step together. Default: one process, nothing runs.
+struct Reduction {
+  std::function<void()> sum;  // called with the engine's threads idle; may run Python (the GIL is taken)
+  int rank = 0, ranks = 1;
+  bool active() const { return bool(sum) || ranks > 1; }
+};
+
+// [begin, end) of the rows of a batch of ``rows`` that ``rank`` of ``ranks`` takes: contiguous
+// parts in rank order, the first ``rows % ranks`` one row longer.
+inline void shard_bounds(index_t rows, int ranks, int rank, index_t& begin, index_t& end) {
+  const index_t base = rows / ranks, extra = rows % ranks;
+  begin = rank * base + std::min<index_t>(rank, extra);
+  end = begin + base + (rank < extra ? 1 : 0);
+}
+
+struct EpochConfig {
+  index_t batch_size = 32;
   LossKind loss = LossKind::mse;
-  double delta = 1.0;
-  OptimizerArgs<T> optimizer;            // kind, hyperparameters, state buffers, weight mask (params/grads/n set here)
+  double delta = 1.0;                    // huber
   Schedule schedule;
   std::int64_t iteration = 0;            // optimizer updates before this epoch
   std::uint64_t step = 0;                // model training steps before this epoch (dropout masks)
   double clip_norm = -1.0;               // < 0: no clipping
-  bool drop_single_row_batch = false;    // a last batch of one row is skipped (batch norm cannot train on it)
   bool skip_nonfinite = false;           // a batch with a non-finite loss or gradient is skipped (else: stop)
   index_t max_batches = -1;              // stop after this many batches (< 0: the whole epoch); replays
   bool statistics = true;                // per-layer zero fraction, fired units and gradient norms
@@ -75,9 +156,12 @@ struct EpochResult {
   std::vector<double> zero_fraction, grad_norm, weight_norm, update_ratio;
   std::vector<std::uint8_t> fired;  // per layer, per unit: output > 0 at least once (dense/activation)
   std::vector<index_t> fired_offset;
+  // the raw counts behind zero_fraction, so that processes can add theirs
+  std::vector<double> zeros, seen;
 };
 
 template <typename T>
-EpochResult train_epoch(const EpochArgs<T>& args);
+EpochResult train_epoch(const ModelView<T>& model, const EpochData<T>& data, const OptimizerState<T>& optimizer,
+                        const EpochConfig& config, const Reduction& reduction);
 
 }  // namespace fastnn

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,22 @@ def runs(tmp_path_factory):
     assert size == RANKS, (f"the worker saw a communicator of {size} ranks: mpiexec ({cmd[0]}) and the MPI library "
                            "mpi4py loads do not belong together")
     return out
+
+
+def test_readme_mpi_example_runs_as_written(tmp_path):
+    """The README's MPI example, default estimator settings and all (it crashed on 60c4ab6:
+    a helper the Python copy of the epoch needed had been removed)."""
+    cmd, reason = _mpiexec()
+    if cmd is None:
+        pytest.skip(reason)
+    readme = (HERE.parent / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "mpiexec -n" in b]
+    (tmp_path / "train.py").write_text(block)
+    proc = subprocess.run(cmd + ["-n", str(RANKS), sys.executable, "train.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=subprocess_env(OMP_NUM_THREADS=1))
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    reg = fastnn.load(tmp_path / "model.npz")
+    assert reg.n_iter_ == 20 and reg.history_["loss"][-1] < reg.history_["loss"][0]
 
 
 def _load(out, case):

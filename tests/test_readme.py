@@ -18,5 +18,7 @@ def test_readme_example_runs(index, tmp_path, monkeypatch, capsys):
     if "fastnn.dask" in BLOCKS[index]:
         pytest.importorskip("dask")
         pytest.importorskip("dask_ml")
+    if "distributed.fit" in BLOCKS[index]:
+        pytest.skip("the MPI example runs under mpiexec: test_distributed.py::test_readme_mpi_example_runs_as_written")
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {"__name__": "readme"})

@@ -22,10 +22,12 @@ The algorithm (synchronous data parallelism, the llm.c layout makes it one call)
   ``batch_size`` rows that single-process ``fit`` would see. Each rank takes its
   contiguous part of each global batch (``shard_bounds``): the union over the ranks of one
   step is exactly one global batch.
-- Each rank runs forward, the estimator's loss (``fastnn.ops``: mse, huber, binary or
-  softmax cross-entropy) and backward on its part, then ONE
-  ``comm.Allreduce(MPI.IN_PLACE, model.grads, op=MPI.SUM)`` sums the flat gradient
-  buffer and it is divided by the number of ranks: the gradient of the mean loss over the
+- Training runs through the same C++ epoch as ``fit`` (one call per epoch, the same
+  driver for history, the NaN trap, early stopping and callbacks). Each rank runs
+  forward, the loss and backward on its part; then the engine's reduction stage
+  (``nn.GradientReduction``) calls ONE
+  ``comm.Allreduce(MPI.IN_PLACE, model.grads, op=MPI.SUM)``, which sums the flat gradient
+  buffer, and the engine divides it by the number of ranks: the gradient of the mean loss over the
   global batch. Parts of unequal size (a global batch that does not split evenly, the
   short last batch) are weighted by their row counts before the sum (each rank's
   gradient times ``rows * ranks / global_rows``), so the result is still the mean over
@@ -72,15 +74,13 @@ mpich`` for an MPI library from PyPI); it is imported when a function here first
 """
 from __future__ import annotations
 
-import math
-import sys
-import time
+import contextlib
 import zlib
 
 import numpy as np
 
-from fastnn import nn, ops, optim
-from fastnn._config import calling_thread_threads
+from fastnn import nn
+from fastnn.estimators import _BaseDNN, _OneProcess
 
 __all__ = ["allreduce_bytes", "check_in_sync", "checksum", "fit", "rank_seed", "save", "shard_bounds"]
 
@@ -162,32 +162,6 @@ def _crc(*arrays) -> int:
     return value
 
 
-def _param_blocks(model) -> list:
-    """Per layer, (begin, size) of its parameters in the flat buffer (layer order)."""
-    blocks, offset = [], 0
-    for layer in model.layers:
-        size = sum(int(np.prod(s.shape)) for s in layer.param_specs())
-        blocks.append((offset, size))
-        offset += size
-    return blocks
-
-
-def _sum_squares(a) -> float:
-    from fastnn import _core
-    return float(_core.sum_squares(a)) if a.size else 0.0
-
-
-def _loss(kind, pred, target, weight):
-    """(loss, d loss / d pred) for the estimator's core loss name, through fastnn.ops."""
-    if kind == "mse":
-        return ops.mse_loss(pred, target, sample_weight=weight)
-    if kind == "huber":
-        return ops.huber_loss(pred, target, sample_weight=weight)
-    if kind == "bce":
-        return ops.binary_cross_entropy_with_logits(pred, target, sample_weight=weight)
-    return ops.softmax_cross_entropy_with_logits(pred, target, sample_weight=weight)
-
-
 # ----------------------------------------------------------------------------- fit
 
 
@@ -222,303 +196,85 @@ def fit(estimator, X, y, sample_weight=None, *, comm=None, debug=False, statisti
     estimator, fitted. ``history_["loss"]`` is the mean loss over all ranks' rows;
     ``history_["time"]`` the wall time of the epoch on this rank.
     """
-    from sklearn.utils.validation import _check_sample_weight, validate_data
-
-    from fastnn import estimators as est_mod
-
-    if not isinstance(estimator, est_mod._BaseDNN):
+    if not isinstance(estimator, _BaseDNN):
         raise TypeError(f"estimator must be a DNNRegressor or DNNClassifier, got {type(estimator).__name__}")
     if not isinstance(debug, (bool, np.bool_)):
         raise TypeError(f"debug must be a bool, got {type(debug).__name__}")
-    comm = _comm(comm)
-    MPI = _mpi()
-    rank = comm.Get_rank()
-    est = estimator
-    for attr in [k for k in vars(est) if k.endswith("_") and not k.startswith("__")]:
-        delattr(est, attr)
-    p = est._validated_params()
-    X, y = validate_data(est, X, y, reset=True, dtype=(np.float32, np.float64), ensure_all_finite=False,
-                         multi_output=est._multi_output, y_numeric=est._y_numeric, ensure_min_samples=1)
-    X32 = est_mod._as_float32(X, "X", "fit")
-    target, n_out = est._encode_targets(y, True, None)
-    if sample_weight is not None:
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if sample_weight.min() < 0:
-            raise ValueError("sample_weight must be non-negative")
-        if not sample_weight.sum() > 0:
-            raise ValueError("sample_weight must not be all zero")
-    if debug:
-        crcs = comm.allgather((X.shape, _crc(X), _crc(target), _crc(sample_weight)))
+    collective = _MPIRun(_comm(comm), _mpi(), bool(debug), bool(statistics))
+    for attr in [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]:
+        delattr(estimator, attr)
+    return estimator._fit(X, y, sample_weight, partial=False, classes=None, collective=collective)
+
+
+class _MPIRun(_OneProcess):
+    """The training driver's hooks for a run over the ranks of an MPI communicator (see
+    the module docstring): one shared seed, per-rank dropout keys, the gradient Allreduce
+    as the engine's reduction stage, and one small Allreduce of each epoch's tallies."""
+
+    def __init__(self, comm, MPI, debug, statistics):
+        self.comm, self.MPI, self.debug, self.statistics = comm, MPI, debug, statistics
+        self.rank, self.ranks = comm.Get_rank(), comm.Get_size()
+        self.describe = f" - {self.ranks} ranks"
+        self.reduction = None
+
+    def check_data(self, X, target, weight):
+        if not self.debug:
+            return
+        crcs = self.comm.allgather((X.shape, _crc(X), _crc(target), _crc(weight)))
         bad = [r for r, c in enumerate(crcs) if c != crcs[0]]
         if bad:
             raise RuntimeError(f"fastnn.distributed.fit: ranks {bad} passed other data than rank 0 (every rank must "
                                "pass the same X, y and sample_weight)")
-    # one seed for all: rank 0's, broadcast (random_state=None draws a fresh one there)
-    seed = est._seed_from(est.random_state) if rank == 0 else None
-    if rank == 0 and seed is None:
-        seed = int(np.random.default_rng().integers(2 ** 31))
-    seed = comm.bcast(seed, root=0)
-    est._rng_ = np.random.default_rng(seed)
-    model_seed = int(est._rng_.integers(2 ** 31))
-    est.model_ = est._build_model(p, X.shape[1], n_out, model_seed)
-    est.model_.seed = rank_seed(model_seed, rank)  # the weights are drawn: only dropout keys differ
-    est.optimizer_ = est._new_optimizer(p)
-    est.history_ = {k: [] for k in ("loss", "val_loss", "lr", "skipped", "time") + est_mod._STAT_KEYS}
-    est.n_iter_ = 0
-    est.best_loss_ = np.inf
-    est._feature_std_ = X.std(axis=0, dtype=np.float64)
-    est.divergence_ = None
-    Xt, yt, wt, Xv, yv, wv = est._split(X32, target, sample_weight, p, False)
-    if wt is not None:
-        wt = nn._normalized_weights(wt, Xt.shape[0], np.float32)
-    ctx = calling_thread_threads(p["num_threads"])
-    trainer = _Trainer(est, p, comm, MPI, debug, statistics)
-    with ctx:
+
+    def shared_seed(self, seed):
+        # rank 0's seed for all (random_state=None draws a fresh one there)
+        if self.rank == 0 and seed is None:
+            seed = int(np.random.default_rng().integers(2 ** 31))
+        return self.comm.bcast(seed if self.rank == 0 else None, root=0)
+
+    @contextlib.contextmanager
+    def training(self, model):
+        model_seed = model.seed
+        model.seed = rank_seed(model_seed, self.rank)  # the weights are drawn: only dropout keys differ
+        grads, comm, MPI = model.grads, self.comm, self.MPI
+        self.reduction = nn.GradientReduction(lambda: comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM), self.rank,
+                                              self.ranks)
         try:
-            trainer.train(Xt, yt, wt, Xv, yv, wv)
+            yield
         finally:
-            est.model_.seed = model_seed  # the saved model carries the seed its weights came from
-        est._saturation_ = est._probe_saturation(Xt[:est_mod._PROBE_ROWS])
-    return est
+            self.reduction = None
+            model.seed = model_seed  # the saved model carries the seed its weights came from
 
+    def combine(self, model, r):
+        """The epoch's loss, zero and fired tallies summed over the ranks; the batch-norm
+        running statistics averaged (every rank then holds the same inference model)."""
+        fired = [f for f in r.fired if f is not None]
+        sizes = [f.size for f in fired]
+        vec = np.concatenate([[r.loss_sum, r.rows], r.zeros, r.seen,
+                              np.concatenate(fired).astype(np.float64) if fired else np.zeros(0),
+                              model.buffers.astype(np.float64)])
+        self.comm.Allreduce(self.MPI.IN_PLACE, vec, op=self.MPI.SUM)
+        n_layers = len(r.zeros)
+        zeros, seen = vec[2:2 + n_layers], vec[2 + n_layers:2 + 2 * n_layers]
+        k = 2 + 2 * n_layers
+        everywhere = iter(np.split(vec[k:k + sum(sizes)] > 0, np.cumsum(sizes)[:-1]) if sizes else [])
+        fired_all = [None if f is None else next(everywhere) for f in r.fired]
+        if model.buffers.size:
+            model.buffers[...] = (vec[k + sum(sizes):] / self.ranks).astype(model.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            zero_fraction = [float(z / n) if n > 0 else float("nan") for z, n in zip(zeros, seen)]
+        dead = [float("nan") if f is None or not self.statistics else float(1.0 - f.mean()) if f.size else
+                float("nan") for f in fired_all]
+        return r._replace(loss=float(vec[0] / vec[1]) if vec[1] else float("nan"), rows=int(vec[1]),
+                          zero_fraction=zero_fraction, dead_units=dead, fired=fired_all, zeros=list(zeros),
+                          seen=list(seen), loss_sum=float(vec[0]))
 
-class _Trainer:
-    """The epoch loop of ``fit``; one instance per call."""
+    def agree(self, flag):
+        return bool(self.comm.bcast(bool(flag), root=0))
 
-    def __init__(self, est, p, comm, MPI, debug, statistics):
-        self.est, self.p, self.comm, self.MPI = est, p, comm, MPI
-        self.debug, self.statistics = bool(debug), bool(statistics)
-        self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        model = est.model_
-        self.hidden = list(est._hidden_index_)
-        self.blocks = _param_blocks(model)
-        self.has_bn = any(isinstance(l, nn.BatchNorm) for l in model.layers)
-        self.kind = est._core_loss
-
-    # one epoch ---------------------------------------------------------------------
-    def epoch(self, Xt, yt, wt, order):
-        est, p, model, opt = self.est, self.p, self.est.model_, self.est.optimizer_
-        comm, MPI, size, rank = self.comm, self.MPI, self.size, self.rank
-        n, B = Xt.shape[0], p["batch_size"]
-        n_hidden, n_layers = len(self.hidden), len(model.layers)
-        loss_sum, rows, steps, skipped = 0.0, 0, 0, 0
-        zeros = np.zeros(n_hidden)
-        seen = np.zeros(n_hidden)
-        fired = [np.zeros(model.layers[i].out_features, bool) for i in self.hidden]
-        grad_norm_sum = np.zeros(n_layers)
-        before = None
-        n_batches = -(-n // B)
-        for b, b0 in enumerate(range(0, n, B)):
-            batch = order[b0:b0 + B]
-            counts = [shard_bounds(len(batch), size, r) for r in range(size)]
-            counts = [hi - lo for lo, hi in counts]
-            if self.has_bn:  # a part of one row cannot be batch-normalized: it sits this step out
-                counts = [0 if c == 1 else c for c in counts]
-            total = sum(counts)
-            if total == 0:
-                continue
-            lo, hi = shard_bounds(len(batch), size, rank)
-            mine = counts[rank]
-            buffers_before = model.buffers.copy() if model.buffers.size else None
-            local_loss = 0.0
-            if mine:
-                idx = batch[lo:hi]
-                xb = Xt[idx]
-                pred = model.forward(xb, training=True)
-                w = None if wt is None else wt[idx]
-                if w is not None and not w.sum(dtype=np.float64) > 0:
-                    out = _loss(self.kind, pred, yt[idx], None)
-                    local_loss, grad = 0.0, out.grad * 0
-                else:
-                    out = _loss(self.kind, pred, yt[idx], w)
-                    local_loss, grad = out.loss, out.grad
-                    if w is not None:  # the core's convention: weighted sum / rows (weights mean 1)
-                        scale = float(w.sum(dtype=np.float64)) / mine
-                        local_loss *= scale
-                        grad = grad * np.float32(scale)
-                model.backward(grad)
-                if not math.isfinite(local_loss):
-                    model.grads[...] = np.nan  # every rank sees it in the sum
-                factor = mine * size / total
-                if factor != 1.0:
-                    model.grads *= np.float32(factor)
-                if self.statistics:
-                    for h, i in enumerate(self.hidden):
-                        y = model._caches[i]["y"]
-                        zeros[h] += np.count_nonzero(y == 0)
-                        seen[h] += y.size
-                        fired[h] |= (y > 0).any(axis=0)
-            else:
-                model.step += 1  # stay in step with the other ranks' dropout keys
-                model.grads[...] = 0
-            # ---- the one collective of the step
-            comm.Allreduce(MPI.IN_PLACE, model.grads, op=MPI.SUM)
-            if size > 1:
-                model.grads *= np.float32(1.0 / size)
-            if self.statistics:
-                layer_sq = [(_sum_squares(model.grads[s:s + k]) if k else 0.0) for s, k in self.blocks]
-                norm = math.sqrt(sum(layer_sq))
-            else:
-                layer_sq = None
-                norm = math.sqrt(_sum_squares(model.grads))
-            if not math.isfinite(norm):
-                if buffers_before is not None:
-                    model.buffers[...] = buffers_before
-                if est.nan_policy == "skip":
-                    skipped += 1
-                    continue
-                self._diverged(b, steps)
-            if p["clip_norm"] is not None:
-                optim.clip_by_global_norm(model.grads, p["clip_norm"])
-            if self.statistics:
-                grad_norm_sum += np.sqrt(layer_sq)
-                if b == n_batches - 1:
-                    before = model.params.copy()
-            opt.step(model)
-            loss_sum += local_loss * mine
-            rows += mine
-            steps += 1
-        return loss_sum, rows, steps, skipped, zeros, seen, fired, grad_norm_sum, before
-
-    def _diverged(self, step, done):
-        est, model = self.est, self.est.model_
-        bad = None
-        for i in range(len(model.layers) - 1, -1, -1):  # the layer backward reached first
-            s, k = self.blocks[i]
-            if k and not np.all(np.isfinite(model.grads[s:s + k])):
-                bad = i
-                break
-        layer = None
-        if bad is not None:
-            layer = next((h for h, i in enumerate(self.hidden) if i == bad), len(self.hidden))
-        est.divergence_ = {"epoch": est.n_iter_, "step": int(step), "layer": layer, "restored_steps": int(done),
-                           "learning_rate": float(est.optimizer_.lr), "grad_norm": [float("nan")] * len(self.hidden),
-                           "update_ratio": [float("nan")] * len(self.hidden)}
-        where = "the loss or a gradient" if layer is None else (
-            f"the gradient of hidden layer {layer}" if layer < len(self.hidden) else "the gradient of the output layer")
-        from fastnn._errors import TrainingDivergedError
-        raise TrainingDivergedError(
-            f"training diverged (the NaN trap) at epoch {est.n_iter_}, step {step}: {where} is not finite (on the "
-            f"gradient summed over {self.size} ranks). Every rank holds the last weights that gave a finite loss "
-            f"(epoch {est.n_iter_}, after {done} of its updates). Remedies: lower the learning rate (now "
-            f"{est.divergence_['learning_rate']:g}); clip gradients (clip_norm=1.0); scale the features "
-            "(fastnn.preprocessing.StandardScaler); batch_norm=True. diagnose() has the evidence.",
-            epoch=est.n_iter_, step=step, layer=layer)
-
-    # the epochs --------------------------------------------------------------------
-    def train(self, Xt, yt, wt, Xv, yv, wv):
-        est, p = self.est, self.p
-        est.stop_training_ = False
-        callbacks = p["callbacks"] if self.rank == 0 else []
-        try:
-            for cb in callbacks:
-                getattr(cb, "on_train_begin", lambda e: None)(est)
-            self._epochs(Xt, yt, wt, Xv, yv, wv, callbacks)
-        finally:
-            for cb in callbacks:
-                getattr(cb, "on_train_end", lambda e: None)(est)
-
-    def _epochs(self, Xt, yt, wt, Xv, yv, wv, callbacks):
-        est, p, comm, MPI = self.est, self.p, self.comm, self.MPI
-        model, opt = est.model_, est.optimizer_
-        n_hidden = len(self.hidden)
-        best = None
-        since_best = since_lr = 0
-        lr_best = np.inf
-        for _ in range(p["epochs"]):
-            epoch = est.n_iter_
-            start = time.perf_counter()
-            lr = opt.lr
-            seed = int(est._rng_.integers(2 ** 63))
-            order = np.random.Generator(np.random.Philox(seed)).permutation(Xt.shape[0]).astype(np.int64)
-            loss_sum, rows, steps, skipped, zeros, seen, fired, gsum, before = self.epoch(Xt, yt, wt, order)
-            # ---- one small collective per epoch: loss, statistics, batch-norm running statistics
-            n_fired = sum(f.size for f in fired)
-            vec = np.concatenate([[loss_sum, rows], zeros, seen, np.concatenate(fired).astype(np.float64)
-                                  if n_fired else np.zeros(0), model.buffers.astype(np.float64)])
-            comm.Allreduce(MPI.IN_PLACE, vec, op=MPI.SUM)
-            loss_sum, rows = vec[0], vec[1]
-            k = 2
-            zeros, seen = vec[k:k + n_hidden], vec[k + n_hidden:k + 2 * n_hidden]
-            k += 2 * n_hidden
-            fired_all = vec[k:k + n_fired] > 0
-            k += n_fired
-            if model.buffers.size:
-                model.buffers[...] = (vec[k:] / self.size).astype(model.dtype)
-            loss = loss_sum / rows if rows else float("nan")
-            if self.debug:
-                check_in_sync(model, comm, opt, where=f" after epoch {epoch}")
-            val_loss = np.nan if Xv is None else est._loss_on(Xv, yv, wv if wv is None or wv.sum() > 0 else None)
-            self._record(loss, lr, val_loss, skipped, steps, zeros, seen, fired_all, fired, gsum, before,
-                         time.perf_counter() - start)
-            est.n_iter_ += 1
-            monitored = loss if Xv is None else val_loss
-            if Xv is not None:
-                if monitored < est.best_loss_ * (1 - p["tol"]) or not np.isfinite(est.best_loss_):
-                    est.best_loss_ = monitored
-                    best = (model.params.copy(), model.buffers.copy())
-                    since_best = 0
-                else:
-                    since_best += 1
-            if p["lr_patience"] is not None:
-                if monitored < lr_best * (1 - p["tol"]):
-                    lr_best, since_lr = monitored, 0
-                else:
-                    since_lr += 1
-                    if since_lr >= p["lr_patience"]:
-                        opt.schedule.lr = max(opt.schedule.lr * p["lr_factor"], p["min_lr"])
-                        since_lr = 0
-            if self.rank == 0 and p["verbose"]:
-                extra = "" if np.isnan(val_loss) else f" - val_loss {val_loss:.4g}"
-                extra += f" - skipped {skipped}" if skipped else ""
-                print(f"epoch {epoch + 1}: loss {loss:.4g}{extra} - lr {lr:.3g} - {self.size} ranks", file=sys.stdout,
-                      flush=True)
-            logs = {k: list(v[-1]) if isinstance(v[-1], list) else v[-1] for k, v in est.history_.items()}
-            for cb in callbacks:
-                getattr(cb, "on_epoch_end", lambda e, i, l: None)(est, epoch, logs)
-            stop = est.stop_training_
-            if p["callbacks"]:
-                stop = comm.bcast(bool(stop), root=0)
-                est.stop_training_ = stop
-            if est.early_stopping and since_best >= p["patience"]:
-                break
-            if stop:
-                break
-        if best is not None:
-            model.params[...], model.buffers[...] = best
-
-    def _record(self, loss, lr, val_loss, skipped, steps, zeros, seen, fired_all, fired, gsum, before, seconds):
-        est, model = self.est, self.est.model_
-        h = est.history_
-        nan = float("nan")
-        h["loss"].append(float(loss))
-        h["val_loss"].append(float(val_loss))
-        h["lr"].append(float(lr))
-        h["skipped"].append(int(skipped))
-        h["time"].append(float(seconds))
-        stats = {key: [nan] * len(self.hidden) for key in ("zero_fraction", "dead_units", "grad_norm",
-                                                            "update_ratio")}
-        weight_norm = []
-        offset = 0
-        for j, i in enumerate(self.hidden):
-            s, k = self.blocks[i]
-            weight_norm.append(math.sqrt(_sum_squares(model.params[s:s + k])))
-            units = fired[j].size
-            if self.statistics:
-                if seen[j] > 0:
-                    stats["zero_fraction"][j] = float(zeros[j] / seen[j])
-                    stats["dead_units"][j] = float(1.0 - fired_all[offset:offset + units].mean())
-                if steps:
-                    stats["grad_norm"][j] = float(gsum[i] / steps)
-                if before is not None:
-                    d = model.params[s:s + k].astype(np.float64) - before[s:s + k]
-                    base = float(np.dot(before[s:s + k].astype(np.float64), before[s:s + k]))
-                    stats["update_ratio"][j] = math.sqrt(float(np.dot(d, d)) / base) if base > 0 else nan
-            offset += units
-        h["weight_norm"].append(weight_norm)
-        for key, values in stats.items():
-            h[key].append(values)
-        est.loss_curve_ = h["loss"]
+    def after_epoch(self, est, epoch):
+        if self.debug:
+            check_in_sync(est.model_, self.comm, est.optimizer_, where=f" after epoch {epoch}")
 
 
 # ----------------------------------------------------------------------------- save

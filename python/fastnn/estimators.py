@@ -18,6 +18,7 @@ deterministic, so the replay is bitwise the original run) and raises
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import numbers
 import sys
@@ -369,7 +370,11 @@ class _BaseDNN(BaseEstimator):
     def _partial_fit(self, X, y, sample_weight, classes):
         return self._fit(X, y, sample_weight, partial=True, classes=classes)
 
-    def _fit(self, X, y, sample_weight, partial, classes):
+    def _fit(self, X, y, sample_weight, partial, classes, collective=None):
+        """The one training driver (fit, partial_fit, fastnn.dask through partial_fit,
+        fastnn.distributed through ``collective``): validate, build on the first call,
+        split, train the epochs, probe saturation."""
+        collective = _ONE_PROCESS if collective is None else collective
         p = self._validated_params()
         first = not hasattr(self, "model_")
         self._check_label_types(y)
@@ -383,9 +388,10 @@ class _BaseDNN(BaseEstimator):
                 raise ValueError("sample_weight must be non-negative")
             if not sample_weight.sum() > 0:
                 raise ValueError("sample_weight must not be all zero")
+        collective.check_data(X, target, sample_weight)
         n_train = self._training_rows(p, X.shape[0], partial)
         if first:
-            rng = np.random.default_rng(self._seed_from(self.random_state))
+            rng = np.random.default_rng(collective.shared_seed(self._seed_from(self.random_state)))
             self._rng_ = rng
             self.model_ = self._build_model(p, X.shape[1], n_out, int(rng.integers(2 ** 31)))
             try:
@@ -404,7 +410,8 @@ class _BaseDNN(BaseEstimator):
         Xt, yt, wt, Xv, yv, wv = self._split(X32, target, sample_weight, p, partial)
         epochs = 1 if partial else p["epochs"]
         with calling_thread_threads(p["num_threads"]):
-            self._train(p, Xt, yt, wt, Xv, yv, wv, epochs, partial)
+            with collective.training(self.model_):
+                self._train(p, Xt, yt, wt, Xv, yv, wv, epochs, partial, collective)
             self._saturation_ = self._probe_saturation(Xt[:_PROBE_ROWS])
         return self
 
@@ -459,22 +466,21 @@ class _BaseDNN(BaseEstimator):
             return int(random_state.integers(2 ** 31))
         return _check_int("random_state", random_state, 0)
 
-    def _train(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial):
+    def _train(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial, collective):
         self.stop_training_ = False
-        callbacks = p["callbacks"]
-        progress = _Progress(p["verbose"], epochs, partial)
+        callbacks = p["callbacks"] if collective.rank == 0 else []  # logs and callbacks: one process
+        progress = _Progress(p["verbose"] if collective.rank == 0 else 0, epochs, partial, collective.describe)
         try:
             for cb in callbacks:
                 getattr(cb, "on_train_begin", lambda est: None)(self)
-            self._epochs(p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress)
+            self._epochs(p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress, collective, callbacks)
         finally:  # also after a TrainingDivergedError: loggers close their files, the bar ends
             progress.close()
             for cb in callbacks:
                 getattr(cb, "on_train_end", lambda est: None)(self)
 
-    def _epochs(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress):
+    def _epochs(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress, collective, callbacks):
         model, opt = self.model_, self.optimizer_
-        callbacks = p["callbacks"]
         best = getattr(self, "_best_snapshot_", None) if partial else None
         since_best = since_lr = 0
         lr_best = np.inf
@@ -485,9 +491,10 @@ class _BaseDNN(BaseEstimator):
             snap = self._snapshot()
             seed = int(self._rng_.integers(2 ** 63))
             kw = dict(batch_size=p["batch_size"], loss=self._core_loss, optimizer=opt, clip_norm=p["clip_norm"],
-                      shuffle=True, seed=seed, sample_weight=wt)
+                      shuffle=True, seed=seed, sample_weight=wt, reduction=collective.reduction,
+                      statistics=collective.statistics)
             skip = self.nan_policy == "skip"
-            r = model.train_epoch(Xt, yt, skip_nonfinite=skip, **kw)
+            r = collective.combine(model, model.train_epoch(Xt, yt, skip_nonfinite=skip, **kw))
             stuck = r.diverged or (r.steps == 0 and r.skipped) or not np.all(np.isfinite(model.params))
             if stuck:
                 where = self._restore_last_finite(r, snap, epoch, Xt, yt, dict(kw, skip_nonfinite=skip))
@@ -524,8 +531,10 @@ class _BaseDNN(BaseEstimator):
             logs = {k: list(v[-1]) if isinstance(v[-1], list) else v[-1] for k, v in self.history_.items()}
             for cb in callbacks:
                 getattr(cb, "on_epoch_end", lambda est, e, l: None)(self, epoch, logs)
+            collective.after_epoch(self, epoch)
             if self.early_stopping and not partial and since_best >= p["patience"]:
                 break
+            self.stop_training_ = collective.agree(self.stop_training_)
             if self.stop_training_:
                 break
         if best is not None and not partial:
@@ -756,13 +765,51 @@ def _strip(prefix, arrays):
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
+class _OneProcess:
+    """How the training driver exchanges with the other processes of a data-parallel run
+    (``fastnn.distributed`` subclasses it); this one is a single process, so every hook
+    is a no-op."""
+
+    rank, ranks = 0, 1
+    reduction = None      # nn.GradientReduction for train_epoch's reduction stage
+    statistics = True     # record the per-layer statistics (diagnose() reads them)
+    describe = ""         # appended to the per-epoch log line
+
+    def check_data(self, X, target, weight):
+        """Every process passed the same data (a debug check)."""
+
+    def shared_seed(self, seed):
+        """The seed every process uses (one process: its own)."""
+        return seed
+
+    @contextlib.contextmanager
+    def training(self, model):
+        """Around the epochs of one call (per-process dropout keys, the reduction)."""
+        yield
+
+    def combine(self, model, r):
+        """One epoch's result for the whole run: the processes' tallies added."""
+        return r
+
+    def agree(self, flag) -> bool:
+        """The first process's ``flag`` (a callback's stop request), everywhere."""
+        return bool(flag)
+
+    def after_epoch(self, est, epoch):
+        """A debug check that every process holds the same model."""
+
+
+_ONE_PROCESS = _OneProcess()
+
+
 class _Progress:
     """``verbose=1``: a tqdm progress bar over the epochs of ``fit`` showing the latest
     loss and validation loss (on stderr); ``verbose>=2``, or ``partial_fit`` with
     ``verbose``: one line per epoch on stdout. ``verbose=0``: nothing."""
 
-    def __init__(self, verbose, epochs, partial):
+    def __init__(self, verbose, epochs, partial, suffix=""):
         self.verbose = verbose
+        self.suffix = suffix
         self.bar = None
         if verbose == 1 and not partial:
             from tqdm.auto import tqdm
@@ -781,7 +828,7 @@ class _Progress:
             self.bar.update(1)
         else:
             text = " - ".join(f"{k} {v}" for k, v in stats.items())
-            print(f"epoch {epoch + 1}: {text} - lr {lr:.3g}", file=sys.stdout, flush=True)
+            print(f"epoch {epoch + 1}: {text} - lr {lr:.3g}{self.suffix}", file=sys.stdout, flush=True)
 
     def close(self):
         if self.bar is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -271,6 +271,27 @@ class EpochResult(NamedTuple):
     weight_norm: list
     skipped: int = 0
     update_ratio: list = []
+    # the raw tallies behind loss, zero_fraction and dead_units, for processes that add theirs
+    fired: list = []        # per layer: bool per unit (output > 0 once), None where not tracked
+    zeros: list = []        # per layer: zero outputs counted
+    seen: list = []         # per layer: outputs counted
+    loss_sum: float = 0.0   # the batch losses weighted by their rows
+
+
+class GradientReduction(NamedTuple):
+    """The reduction stage of ``Sequential.train_epoch``, between backward and clipping:
+    ``ranks`` processes share every mini-batch, process ``rank`` takes its contiguous part
+    of each (``fastnn.distributed.shard_bounds``), and after its backward pass ``sum()``
+    must add the flat ``model.grads`` of all processes in place (an MPI ``Allreduce``).
+    The engine scales each part's gradient by its share of the batch's rows and divides
+    the sum by ``ranks``: every process then holds the gradient of the mean loss over the
+    whole batch, checks and clips it, and applies the same update. A process whose loss
+    is not finite sends NaN, so every process rejects that step together. ``sum=None``
+    with ``ranks=1``: nothing extra runs."""
+
+    sum: Callable[[], None] | None
+    rank: int = 0
+    ranks: int = 1
 
 
 def _per_layer(fired, layers):
@@ -333,7 +354,7 @@ class Sequential:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.layers = layers
-        self.seed = int(seed)
+        self._seed = int(seed)
         self.step = 0
         width = next((l.in_features for l in layers if isinstance(l, Dense)), None)
         if width is None:
@@ -351,7 +372,19 @@ class Sequential:
         for layer in layers:
             layer._init(rng, self.dtype)
         self._caches = None
-        self._specs = None
+
+    @property
+    def seed(self) -> int:
+        """Seeds the weight initialization and keys the dropout masks. Setting it re-keys
+        the masks of later training (the engine is rebuilt with the new layer keys)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"seed must be a non-negative int, got {value!r}")
+        self._seed = int(value)
+        self._engine = self._build_engine()
 
     def _tensor_specs(self):
         """(layer index, ParamSpec) of every parameter and of every buffer, in buffer order."""
@@ -411,14 +444,17 @@ class Sequential:
     del _flat
 
     def _bind_views(self):
-        """Carve every layer's tensors out of the flat buffers (also after unpickling)."""
+        """Carve every layer's tensors out of the flat buffers (also after unpickling), and
+        build the engine's model object over the same buffers, once."""
         p_specs, b_specs = self._tensor_specs()
         self._param_views, self._grad_views, self._buffer_views = {}, {}, {}
+        self._offsets = {}  # "params:0.weight" -> its first element in the flat buffer
         per_layer = [({}, {}, {}) for _ in self.layers]
         offset = 0
         for i, spec in p_specs:
             n = int(np.prod(spec.shape))
             key = f"{i}.{spec.name}"
+            self._offsets["params:" + key] = offset
             self._param_views[key] = per_layer[i][0][spec.name] = self.params[offset:offset + n].reshape(spec.shape)
             self._grad_views[key] = per_layer[i][1][spec.name] = self.grads[offset:offset + n].reshape(spec.shape)
             self.weight_mask[offset:offset + n] = spec.is_weight
@@ -426,26 +462,33 @@ class Sequential:
         offset = 0
         for i, spec in b_specs:
             n = int(np.prod(spec.shape))
+            self._offsets[f"buffers:{i}.{spec.name}"] = offset
             self._buffer_views[f"{i}.{spec.name}"] = per_layer[i][2][spec.name] = \
                 self.buffers[offset:offset + n].reshape(spec.shape)
             offset += n
         for layer, (p, g, b) in zip(self.layers, per_layer):
             layer._bind(p, g, b)
+        self._engine = self._build_engine()
+
+    def _build_engine(self):
+        """The C++ model object (``_core.Model``): the layers as offsets into the flat
+        buffers, validated once there (every offset inside its buffer, widths chaining)."""
+        return _core.Model(self._layer_specs(), self._params, self._grads, self._buffers, self.in_features)
 
     def __getstate__(self):
-        views = ("_param_views", "_grad_views", "_buffer_views", "_caches", "_specs")
-        return {k: v for k, v in vars(self).items() if k not in views}
+        derived = ("_param_views", "_grad_views", "_buffer_views", "_caches", "_offsets", "_engine")
+        return {k: v for k, v in vars(self).items() if k not in derived}
 
     def __setstate__(self, state):
         state = dict(state)
-        for name in ("params", "grads", "buffers"):  # pickles of fastnn 0.1.0 name them without "_"
+        for name in ("params", "grads", "buffers", "seed"):  # pickles of fastnn 0.1.0 name them without "_"
             if name in state:
                 state["_" + name] = state.pop(name)
+        state.pop("_specs", None)
         self.__dict__.update(state)
         for name in ("_params", "_grads", "_buffers", "weight_mask"):  # e.g. read-only joblib memmaps
             setattr(self, name, _own_writable(getattr(self, name)))
         self._caches = None
-        self._specs = None
         self._bind_views()
 
     def named_params(self) -> dict:
@@ -516,46 +559,45 @@ class Sequential:
     def _check_workspace(self, rows: int):
         """MemoryError before the core allocates an epoch's workspace: per layer its output
         and pre-activation for one batch, the gathered batch and three gradient buffers."""
-        widths = [self.in_features] + [spec[2] for spec in (self._specs or self._layer_specs())]
+        widths = [self.in_features] + [spec.out_features for spec in self._engine.layers]
         nbytes = rows * (2 * sum(widths[1:]) + widths[0] + 3 * max(widths)) * self.dtype.itemsize
         check_allocation(nbytes, f"the training workspace of batches of {rows} rows through layers of up to "
                                  f"{max(widths)} units", "use a smaller batch_size")
 
-    def _layer_specs(self):
-        """The layers as the C++ epoch loop sees them: offsets into the flat buffers."""
-        p_off = {k: int(v.__array_interface__["data"][0] - self.params.__array_interface__["data"][0])
-                 // self.dtype.itemsize for k, v in self._param_views.items()}
-        b_off = {k: int(v.__array_interface__["data"][0] - self.buffers.__array_interface__["data"][0])
-                 // self.dtype.itemsize for k, v in self._buffer_views.items()}
+    def _layer_specs(self) -> list:
+        """The layers as the engine sees them (``_core.LayerSpec``): kinds, widths and
+        offsets into the flat buffers (-1: absent)."""
         specs, width = [], self.in_features
         for i, layer in enumerate(self.layers):
-            names = [s.name for s in layer.param_specs()]
-            begin = p_off[f"{i}.{names[0]}"] if names else 0
-            size = sum(int(np.prod(s.shape)) for s in layer.param_specs())
-            po = lambda name: p_off.get(f"{i}.{name}", -1)
-            bo = lambda name: b_off.get(f"{i}.{name}", -1)
-            kind, act, alpha, momentum, eps, rate = 0, 0, 0.0, 0.99, 1e-3, 0.0
-            if isinstance(layer, Dense):
-                code, alpha = ops._activation(layer.activation, layer.negative_slope, layer.alpha)
-                act, out = int(code), layer.out_features
-                kind = 0
-            elif isinstance(layer, Activation):
-                code, alpha = ops._activation(layer.name, layer.negative_slope, layer.alpha)
-                kind, act, out = 1, int(code), width
+            spec = _core.LayerSpec()
+            names = [p.name for p in layer.param_specs()]
+            spec.param_begin = self._offsets[f"params:{i}.{names[0]}"] if names else 0
+            spec.param_size = sum(int(np.prod(p.shape)) for p in layer.param_specs())
+            for name in ("weight", "bias", "slope", "gamma", "beta"):
+                setattr(spec, name, self._offsets.get(f"params:{i}.{name}", -1))
+            for name in ("running_mean", "running_var"):
+                setattr(spec, name, self._offsets.get(f"buffers:{i}.{name}", -1))
+            spec.in_features = width
+            spec.out_features = width
+            if isinstance(layer, (Dense, Activation)):
+                name = layer.activation if isinstance(layer, Dense) else layer.name
+                spec.activation, spec.alpha = ops._activation(name, layer.negative_slope, layer.alpha)
+                spec.kind = _core.LayerKind.dense if isinstance(layer, Dense) else _core.LayerKind.activation
+                if isinstance(layer, Dense):
+                    spec.in_features, spec.out_features = layer.in_features, layer.out_features
             elif isinstance(layer, BatchNorm):
-                kind, out, momentum, eps = 2, width, layer.momentum, layer.eps
+                spec.kind, spec.momentum, spec.eps = _core.LayerKind.batchnorm, layer.momentum, layer.eps
             elif isinstance(layer, Dropout):
-                kind, out, rate = 3, width, layer.rate
+                spec.kind, spec.rate = _core.LayerKind.dropout, layer.rate
             else:
-                raise TypeError(f"train_epoch does not know layer {type(layer).__name__}")
-            specs.append((kind, width if kind else layer.in_features, out, act, float(alpha), po("weight"), po("bias"),
-                          po("slope"), po("gamma"), po("beta"), bo("running_mean"), bo("running_var"),
-                          float(momentum), float(eps), float(rate), _layer_seed(self.seed, i), begin, size))
-            width = out
+                raise TypeError(f"the engine does not know layer {type(layer).__name__}")
+            spec.seed = _layer_seed(self.seed, i)
+            specs.append(spec)
+            width = spec.out_features
         return specs
 
     def train_epoch(self, X, y, batch_size=32, loss="mse", optimizer=None, clip_norm=None, shuffle=True, seed=0, *,
-                    sample_weight=None, skip_nonfinite=False, max_batches=None, statistics=True):
+                    sample_weight=None, skip_nonfinite=False, max_batches=None, statistics=True, reduction=None):
         """One epoch in ONE call into the C++ core, with the GIL released: shuffle, gather
         each mini-batch, forward, loss, backward, optional clipping by global norm and the
         optimizer update, with no allocation per step.
@@ -623,28 +665,33 @@ class Sequential:
         max_batches = -1 if max_batches is None else _check_count("max_batches", max_batches) if max_batches else 0
         order = (np.random.Generator(np.random.Philox(int(seed))).permutation(n) if shuffle
                  else np.arange(n)).astype(np.int64)
+        if reduction is not None and not isinstance(reduction, GradientReduction):
+            raise TypeError(f"reduction must be a fastnn.nn.GradientReduction, got {type(reduction).__name__}")
         optimizer._prepare(self.params)
-        kind, states, hyper = optimizer._kernel()
+        kind, states, _ = optimizer._kernel()
         has_bn = any(isinstance(l, BatchNorm) for l in self.layers)
         if has_bn and min(batch_size, n) < 2:
             raise ValueError(f"batch norm trains on mini-batches of at least 2 rows (the variance of one row is 0), "
                              f"but every batch here has 1 row ({'batch_size=1' if batch_size < 2 else 'X has 1 row'})"
                              ": use batch_size >= 2, more rows, or a model without BatchNorm")
         self._check_workspace(min(batch_size, n))
-        if self._specs is None:  # offsets are fixed once the buffers exist: build the list once
-            self._specs = self._layer_specs()
-        r = _core.train_epoch(self.params, self.grads, self.buffers, self._specs, x, target, labels, weights, order,
-                              batch_size, _LOSS_KINDS[loss], 1.0, kind, *states,
-                              self.weight_mask.view(np.uint8), hyper, optimizer.schedule._kernel(),
-                              optimizer.iterations, self.step, -1.0 if clip_norm is None else clip_norm, has_bn,
-                              bool(skip_nonfinite), max_batches, bool(statistics))
-        self.step += r["steps"] + r["skipped"]
-        optimizer.iterations += r["steps"]
+        config = _core.EpochConfig()
+        config.batch_size, config.loss, config.schedule = batch_size, _LOSS_KINDS[loss], optimizer.schedule._kernel()
+        config.iteration, config.step = optimizer.iterations, self.step
+        config.clip_norm = -1.0 if clip_norm is None else clip_norm
+        config.skip_nonfinite, config.max_batches, config.statistics = bool(skip_nonfinite), max_batches, bool(statistics)
+        red = reduction or GradientReduction(None)
+        r = self._engine.train_epoch(x, target, labels, weights, order, kind, optimizer._hyper(optimizer.lr), *states,
+                                     self.weight_mask.view(np.uint8), config, reduce=red.sum, rank=red.rank,
+                                     ranks=red.ranks)
+        self.step += r.steps + r.skipped
+        optimizer.iterations += r.steps
+        fired = _per_layer(r.fired, self.layers)
         dead = [float("nan") if f is None or not statistics else float(1.0 - f.mean()) if f.size else float("nan")
-                for f in _per_layer(r["fired"], self.layers)]
-        return EpochResult(r["loss_sum"] / r["rows"] if r["rows"] else float("nan"), r["steps"], r["rows"],
-                           r["diverged"], r["bad_step"], r["bad_layer"], r["zero_fraction"], dead, r["grad_norm"],
-                           r["weight_norm"], r["skipped"], r["update_ratio"])
+                for f in fired]
+        return EpochResult(r.loss_sum / r.rows if r.rows else float("nan"), r.steps, r.rows, r.diverged, r.bad_step,
+                           r.bad_layer, r.zero_fraction, dead, r.grad_norm, r.weight_norm, r.skipped, r.update_ratio,
+                           fired, r.zeros, r.seen, r.loss_sum)
 
     def predict(self, x, batch_size=65536):
         """Inference (dropout off, batch norm on running statistics), in chunks of

@@ -708,14 +708,15 @@ def _hyper(**values):
     return out
 
 
-def _optimizer_step(kind, params, grads, states, weight_mask, hyper):
+def _optimizer_step(kind, params, grads, states, weight_mask, hyper, step=1):
     p = _flat("params", params, writes=True)
     n = p.shape[0]
     g = _flat("grads", grads, writes=False, dtype=p.dtype, n=n)
     buffers = [None if s is None else _flat(name, s, writes=True, dtype=p.dtype, n=n) for name, s in states]
     while len(buffers) < 3:
         buffers.append(None)
-    _core.optimizer_step(kind, p, g, buffers[0], buffers[1], buffers[2], _weight_mask(weight_mask, n), hyper)
+    _core.optimizer_step(kind, p, g, buffers[0], buffers[1], buffers[2], _weight_mask(weight_mask, n),
+                         _core.OptimizerHyper(**hyper), step)
 
 
 def sgd_update(params, grads, lr, *, velocity=None, momentum=0.0, nesterov=False, l1=0.0, l2=0.0, weight_mask=None):
@@ -730,7 +731,7 @@ def sgd_update(params, grads, lr, *, velocity=None, momentum=0.0, nesterov=False
         raise ValueError("momentum > 0 needs the velocity buffer (zeros, like params)")
     if nesterov and h["momentum"] == 0:
         raise ValueError("nesterov=True needs momentum > 0")
-    h["nesterov"] = float(bool(nesterov))
+    h["nesterov"] = bool(nesterov)
     _optimizer_step(_core.OptimizerKind.sgd, params, grads,
                     [("velocity", velocity if h["momentum"] > 0 else None)], weight_mask, h)
 
@@ -756,8 +757,7 @@ def adam_update(params, grads, m, v, step, lr=1e-3, *, beta1=0.9, beta2=0.999, e
     step = _check_seed("step", step)
     if not 1 <= step < 2 ** 63:
         raise ValueError(f"step counts updates from 1 and must be below 2**63, got {step}")
-    h["step"] = step
-    _optimizer_step(_core.OptimizerKind.adam, params, grads, [("m", m), ("v", v)], weight_mask, h)
+    _optimizer_step(_core.OptimizerKind.adam, params, grads, [("m", m), ("v", v)], weight_mask, h, step)
 
 
 def rmsprop_update(params, grads, square_avg, lr=1e-3, *, rho=0.9, eps=1e-7, momentum=0.0, momentum_buffer=None,
@@ -772,7 +772,7 @@ def rmsprop_update(params, grads, square_avg, lr=1e-3, *, rho=0.9, eps=1e-7, mom
         raise ValueError("momentum > 0 needs momentum_buffer (zeros, like params)")
     if centered and grad_avg is None:
         raise ValueError("centered=True needs grad_avg (zeros, like params)")
-    h["centered"] = float(bool(centered))
+    h["centered"] = bool(centered)
     _optimizer_step(_core.OptimizerKind.rmsprop, params, grads,
                     [("square_avg", square_avg), ("momentum_buffer", momentum_buffer if h["momentum"] > 0 else None),
                      ("grad_avg", grad_avg if centered else None)], weight_mask, h)

@@ -89,13 +89,18 @@ def clip_by_value(grads, lo, hi) -> None:
 
 
 class Schedule:
-    """A learning rate as a function of the update count (0 for the first update). The
-    built-in schedules are also evaluated inside the C++ epoch loop (``_kernel``)."""
+    """A learning rate as a function of the update count (0 for the first update).
+
+    The built-in schedules have one implementation, the C++ one (``_core.Schedule``): the
+    epoch loop evaluates it per update, and calling the schedule here evaluates the same
+    code. A subclass that overrides ``__call__`` works for ``Optimizer.step`` but not in
+    ``train_epoch``, which needs a built-in schedule."""
 
     def __call__(self, step: int) -> float:
-        raise NotImplementedError
+        return self._kernel().at(int(step))
 
-    def _kernel(self) -> tuple:
+    def _kernel(self):
+        """The ``_core.Schedule`` this schedule is (built from its current fields)."""
         raise TypeError(f"{type(self).__name__} has no C++ form: train_epoch takes the built-in schedules")
 
     def config(self) -> dict:
@@ -110,11 +115,8 @@ class Constant(Schedule):
     def __init__(self, lr):
         self.lr = check_scalar("lr", lr, low=0.0)
 
-    def __call__(self, step):
-        return self.lr
-
     def _kernel(self):
-        return (0, self.lr, 0.0, 0.0, False)
+        return _core.Schedule(_core.ScheduleKind.constant, self.lr)
 
 
 class ExponentialDecay(Schedule):
@@ -127,12 +129,9 @@ class ExponentialDecay(Schedule):
         self.decay_rate = check_scalar("decay_rate", decay_rate, low=0.0, low_open=True)
         self.staircase = bool(staircase)
 
-    def __call__(self, step):
-        p = step / self.decay_steps
-        return self.lr * self.decay_rate ** (math.floor(p) if self.staircase else p)
-
     def _kernel(self):
-        return (1, self.lr, self.decay_steps, self.decay_rate, self.staircase)
+        return _core.Schedule(_core.ScheduleKind.exponential, self.lr, self.decay_steps, self.decay_rate,
+                              self.staircase)
 
 
 class StepDecay(Schedule):
@@ -143,11 +142,8 @@ class StepDecay(Schedule):
         self.step_size = check_scalar("step_size", step_size, low=0.0, low_open=True)
         self.factor = check_scalar("factor", factor, low=0.0)
 
-    def __call__(self, step):
-        return self.lr * self.factor ** math.floor(step / self.step_size)
-
     def _kernel(self):
-        return (2, self.lr, self.step_size, self.factor, False)
+        return _core.Schedule(_core.ScheduleKind.step, self.lr, self.step_size, self.factor)
 
 
 class CosineDecay(Schedule):
@@ -158,12 +154,8 @@ class CosineDecay(Schedule):
         self.decay_steps = check_scalar("decay_steps", decay_steps, low=0.0, low_open=True)
         self.alpha = check_scalar("alpha", alpha, low=0.0)
 
-    def __call__(self, step):
-        t = min(step, self.decay_steps) / self.decay_steps
-        return self.lr * ((1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * t)) + self.alpha)
-
     def _kernel(self):
-        return (3, self.lr, self.decay_steps, self.alpha, False)
+        return _core.Schedule(_core.ScheduleKind.cosine, self.lr, self.decay_steps, self.alpha)
 
 
 _SCHEDULES = {cls.__name__: cls for cls in (Constant, ExponentialDecay, StepDecay, CosineDecay)}
@@ -242,11 +234,15 @@ class Optimizer:
         the per-step learning rate and Adam step are added by the caller."""
         raise NotImplementedError
 
+    def _hyper(self, lr) -> "_core.OptimizerHyper":
+        """The hyperparameters by name, for the fused kernel (a misspelt name is a TypeError)."""
+        return _core.OptimizerHyper(lr=float(lr), **self._kernel()[2])
+
     def _update(self, p, g, mask, lr) -> None:
         """The fused kernel over checked flat buffers (``step`` checks them)."""
-        kind, states, hyper = self._kernel()
-        hyper = dict(hyper, lr=float(lr), step=self.iterations + 1)
-        _core.optimizer_step(kind, p, g, *states, ops._weight_mask(mask, p.shape[0]), hyper)
+        kind, states, _ = self._kernel()
+        _core.optimizer_step(kind, p, g, *states, ops._weight_mask(mask, p.shape[0]), self._hyper(lr),
+                             self.iterations + 1)
 
     def __repr__(self):
         names = [n for n in inspect.signature(type(self).__init__).parameters if n not in ("self", "lr")]
@@ -293,7 +289,7 @@ class SGD(Optimizer):
 
     def _kernel(self):
         return (_core.OptimizerKind.sgd, [self.state.get("velocity"), None, None],
-                {"momentum": self.momentum, "nesterov": float(self.nesterov), "l1": self.l1, "l2": self.l2})
+                {"momentum": self.momentum, "nesterov": self.nesterov, "l1": self.l1, "l2": self.l2})
 
 
 class Adagrad(Optimizer):
@@ -363,5 +359,5 @@ class RMSProp(Optimizer):
     def _kernel(self):
         return (_core.OptimizerKind.rmsprop,
                 [self.state["square_avg"], self.state.get("momentum_buffer"), self.state.get("grad_avg")],
-                {"rho": self.rho, "eps": self.eps, "momentum": self.momentum, "centered": float(self.centered),
+                {"rho": self.rho, "eps": self.eps, "momentum": self.momentum, "centered": self.centered,
                  "l1": self.l1, "l2": self.l2})
