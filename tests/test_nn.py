@@ -129,7 +129,8 @@ def test_training_reduces_the_loss(rng):
     ([nn.Dense(3, 4), nn.Dense(5, 1)], r"layers\[1\]: Dense\(in_features=5\) follows a layer of width 4"),
     ([nn.Dense(3, 4), nn.BatchNorm(5)], r"layers\[1\]: BatchNorm\(num_features=5\) follows a layer of width 4"),
     ([], "at least one layer"),
-    ([nn.Dropout(0.1)], "needs a Dense layer"),
+    ([nn.Dropout(0.1), nn.BatchNorm(4), nn.Dense(5, 1)],  # any layer may come first; widths still chain
+     r"layers\[2\]: Dense\(in_features=5\) follows a layer of width 4"),
 ])
 def test_bad_stacks(layers, match):
     with pytest.raises(ValueError, match=match):

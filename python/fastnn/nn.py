@@ -299,6 +299,18 @@ def _per_layer(fired, layers):
     return [f if isinstance(l, (Dense, Activation)) else None for f, l in zip(fired, layers)]
 
 
+def _declared_width(layers) -> int | None:
+    """The input width the layers declare: the first Dense's ``in_features`` or
+    BatchNorm's ``num_features`` (Dropout and Activation in front keep the width); None
+    when every layer is width-free."""
+    for layer in layers:
+        if isinstance(layer, Dense):
+            return layer.in_features
+        if isinstance(layer, BatchNorm):
+            return layer.num_features
+    return None
+
+
 def _own_writable(a: np.ndarray) -> np.ndarray:
     """``a`` itself when it is a writable C-contiguous array owning its data, else a copy."""
     if a.flags.writeable and a.flags.c_contiguous and a.flags.owndata:
@@ -327,21 +339,30 @@ def _layer_seed(seed: int, index: int) -> int:
 class Sequential:
     """A stack of layers with ONE flat parameter buffer and ONE flat gradient buffer.
 
+    Any layer may come first. The input width comes from ``input_dim``, else from the
+    first ``Dense`` (its ``in_features``) or ``BatchNorm`` (its ``num_features``), with
+    width-free ``Dropout``/``Activation`` layers in front of it keeping the width; a
+    model of width-free layers only learns its width from its first input (as Keras
+    builds lazily): ``Sequential([Dropout(0.3)])`` is a valid model.
+
     Parameters
     ----------
     layers : sequence of Layer
     seed : int, seeds the weight initialization and the dropout masks
     dtype : np.float32 (default, the fast path) or np.float64
+    input_dim : int or None
+        The input width; None: from the layers (or the first input).
 
     Attributes
     ----------
+    in_features, out_features : int, or None until a width-free model sees its first input
     params, grads : 1-D arrays of the same size; every tensor is a view into them
     buffers : 1-D array of the running statistics (batch norm)
     weight_mask : bool array marking the entries of ``params`` that are weights
     step : int, training forward passes so far (keys the dropout masks)
     """
 
-    def __init__(self, layers: Iterable[Layer], seed=0, dtype=np.float32):
+    def __init__(self, layers: Iterable[Layer], seed=0, dtype=np.float32, input_dim=None):
         layers = list(layers)
         if not layers:
             raise ValueError("Sequential needs at least one layer")
@@ -356,22 +377,26 @@ class Sequential:
         self.layers = layers
         self._seed = int(seed)
         self.step = 0
-        width = next((l.in_features for l in layers if isinstance(l, Dense)), None)
-        if width is None:
-            raise ValueError("Sequential needs a Dense layer to know its input width")
-        self.in_features = width
-        for i, layer in enumerate(layers):
-            try:
-                width = layer.output_features(width)
-            except ValueError as exc:
-                raise ValueError(f"layers[{i}]: {exc}") from None
-        self.out_features = width
+        self._caches = None
+        width = _declared_width(layers) if input_dim is None else _check_count("input_dim", input_dim)
+        self.in_features = self.out_features = None
+        if width is not None:
+            self._set_width(width)
         self._check_memory()
         self._allocate()
         rng = np.random.Generator(np.random.Philox(self.seed))
         for layer in layers:
             layer._init(rng, self.dtype)
-        self._caches = None
+
+    def _set_width(self, width: int) -> None:
+        """Fix the input width and chain it through the layers (each checks its input)."""
+        out = width
+        for i, layer in enumerate(self.layers):
+            try:
+                out = layer.output_features(out)
+            except ValueError as exc:
+                raise ValueError(f"layers[{i}]: {exc}") from None
+        self.in_features, self.out_features = width, out
 
     @property
     def seed(self) -> int:
@@ -472,7 +497,10 @@ class Sequential:
 
     def _build_engine(self):
         """The C++ model object (``_core.Model``): the layers as offsets into the flat
-        buffers, validated once there (every offset inside its buffer, widths chaining)."""
+        buffers, validated once there (every offset inside its buffer, widths chaining).
+        None until the input width is known (a model of width-free layers only)."""
+        if self.in_features is None:
+            return None
         return _core.Model(self._layer_specs(), self._params, self._grads, self._buffers, self.in_features)
 
     def __getstate__(self):
@@ -504,6 +532,11 @@ class Sequential:
     def _input(self, x, name="x"):
         x = as_numeric(name, x)
         check_ndim(name, x, 2, "(n_samples, n_features)")
+        if self.in_features is None:  # width-free layers only: the first input fixes the width (as Keras)
+            if x.shape[1] < 1:
+                raise ValueError(f"{name} has no features: the model learns its width from its first input")
+            self._set_width(int(x.shape[1]))
+            self._engine = self._build_engine()
         if x.shape[1] != self.in_features:
             raise ValueError(f"{name} has {x.shape[1]} features, but the model takes {self.in_features}")
         return to_kernel(x, self.dtype)

@@ -349,12 +349,20 @@ def sequential_state(model) -> tuple[dict, dict]:
                "args": _arguments(layer, f"model.layers[{i}]")}
               for i, layer in enumerate(model.layers)]
     config = {"layers": layers, "seed": int(model.seed), "dtype": model.dtype.name, "step": int(model.step)}
+    if nn._declared_width(model.layers) is None:  # width-free layers only: the width they learned (or null)
+        config["input_dim"] = model.in_features
     return config, {"params": model.params.copy(), "buffers": model.buffers.copy()}
 
 
 def sequential_from_state(config, arrays) -> nn.Sequential:
     """The ``Sequential`` that ``sequential_state`` described: it predicts and trains on
     bitwise as the original would. Anything inconsistent is a ``ModelFormatError``."""
+    if isinstance(config, dict) and "input_dim" in config:  # a model of width-free layers only
+        config = dict(config)
+        input_dim = config.pop("input_dim")
+        input_dim = None if input_dim is None else _count(input_dim, "model.input_dim")
+    else:
+        input_dim = None
     layers, seed, dtype, step = _fields(config, ("layers", "seed", "dtype", "step"), "model")
     if not isinstance(layers, list) or not layers:
         raise ModelFormatError(f"model.layers must be a non-empty list, got {layers!r}")
@@ -374,7 +382,7 @@ def sequential_from_state(config, arrays) -> nn.Sequential:
             raise ModelFormatError(f"model array {name!r} must hold {size} values for these layers, "
                                    f"got {_describe(value)}")
     try:
-        model = nn.Sequential(built, seed=seed, dtype=np.dtype(dtype))
+        model = nn.Sequential(built, seed=seed, dtype=np.dtype(dtype), input_dim=input_dim or None)
     except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"model: {exc}") from None
     for name, value, into in (("params", params, model.params), ("buffers", buffers, model.buffers)):
