@@ -370,3 +370,49 @@ def test_training_error_closes_files_and_keeps_the_last_finite_weights(data, tmp
     # EarlyStopping restores nothing after an error: the estimator's last finite weights stay
     assert np.isfinite(est.model_.params).all()
     assert not np.array_equal(est.model_.params, snaps.params[0])
+
+
+# ----------------------------------------------------------------------------- one rule (issue 13)
+
+
+def test_lr_patience_is_the_reduce_lr_on_plateau_callback(data):
+    """The estimator's lr_patience installs ReduceLROnPlateau: passing the callback instead
+    trains bitwise the same."""
+    from fastnn.callbacks import ReduceLROnPlateau
+    own = regressor(None, epochs=25, optimizer="sgd", learning_rate=0.3, lr_patience=2, lr_factor=0.5, tol=0.05)
+    own.fit(*data)
+    plateau = ReduceLROnPlateau("loss", patience=2, factor=0.5, min_lr=1e-6, rel_delta=0.05)
+    given = regressor([plateau], epochs=25, optimizer="sgd", learning_rate=0.3).fit(*data)
+    assert plateau.reductions_ >= 1 and min(given.history_["lr"]) < 0.3
+    assert own.history_["lr"] == given.history_["lr"] and own.history_["loss"] == given.history_["loss"]
+    assert own.model_.params.tobytes() == given.model_.params.tobytes()
+
+
+def test_early_stopping_follows_the_callbacks_rule(data):
+    """early_stopping=True stops where EarlyStopping's rule (rel_delta=tol) says, on the
+    recorded val_loss, and keeps the best epoch's weights."""
+    from fastnn.callbacks import _Monitor
+    est = regressor(None, epochs=200, early_stopping=True, patience=3, tol=0.02, optimizer="adam",
+                    learning_rate=0.05).fit(*data)
+    rule = EarlyStopping("val_loss", patience=3, rel_delta=0.02)
+    best, wait, stop = None, 0, None
+    for epoch, value in enumerate(est.history_["val_loss"]):
+        if _Monitor._improved(rule, value, best):
+            best, wait = value, 0
+        else:
+            wait += 1
+            if wait >= 3:
+                stop = epoch
+                break
+    assert stop == est.n_iter_ - 1 < 199
+    assert est.best_loss_ == best
+
+
+def test_reduce_lr_on_plateau_checks_its_arguments():
+    from fastnn.callbacks import ReduceLROnPlateau
+    with pytest.raises(ValueError, match=r"factor must be in \(0, 1\)"):
+        ReduceLROnPlateau(factor=1.0)
+    with pytest.raises(ValueError, match=r"rel_delta must be in \[0, 1\)"):
+        EarlyStopping(rel_delta=1.5)
+    with pytest.raises(TypeError, match="patience"):
+        ReduceLROnPlateau(patience=2.5)

@@ -1,4 +1,5 @@
-"""Callbacks for ``DNNRegressor``/``DNNClassifier``: early stopping, CSV and TensorBoard logs.
+"""Callbacks for ``DNNRegressor``/``DNNClassifier``: early stopping, learning-rate reduction on a
+plateau, CSV and TensorBoard logs.
 
 The estimators call three methods of every object in their ``callbacks`` list (any that
 exists: the protocol is duck-typed, ``Callback`` only supplies no-op defaults):
@@ -37,7 +38,7 @@ import numpy as np
 from fastnn._checks import check_scalar
 from fastnn._files import AtomicFile
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "LambdaCallback", "TensorBoard"]
+__all__ = ["CSVLogger", "Callback", "EarlyStopping", "LambdaCallback", "ReduceLROnPlateau", "TensorBoard"]
 
 _MODES = ("min", "max")
 _TB_SCALARS = ("loss", "val_loss", "lr", "skipped")
@@ -151,8 +152,66 @@ class LambdaCallback(Callback):
             self._end(estimator)
 
 
-class EarlyStopping(Callback):
+class _Monitor(Callback):
+    """The one rule for "the monitored log improved", shared by EarlyStopping and
+    ReduceLROnPlateau (and through them by the estimators' ``early_stopping`` and
+    ``lr_patience``): in mode "min" an epoch improves when its value is below
+    ``best * (1 - rel_delta) - min_delta`` (``best * (1 + rel_delta)`` for a negative best);
+    in mode "max" above the mirror image. The first finite value always improves;
+    NaN never does."""
+
+    def _init_monitor(self, monitor, patience, min_delta, rel_delta, mode):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a str (a key of the epoch logs), got {type(monitor).__name__}")
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
+            raise TypeError(f"patience must be an int >= 1, got {type(patience).__name__} {patience!r}")
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.min_delta = check_scalar("min_delta", min_delta, low=0.0)
+        self.rel_delta = check_scalar("rel_delta", rel_delta, low=0.0)
+        if self.rel_delta >= 1:
+            raise ValueError(f"rel_delta must be in [0, 1), got {self.rel_delta}")
+        self.mode = mode
+
+    def _no_validation(self, epoch=None):
+        at = "" if epoch is None else f" got val_loss=NaN at epoch {epoch}:"
+        return (f"{type(self).__name__}(monitor='val_loss'){at} the estimator measures a validation loss only with "
+                "early_stopping=True (it then holds out validation_fraction of the rows), and never in "
+                f"partial_fit. Set early_stopping=True on the estimator, or use {type(self).__name__}(monitor='loss').")
+
+    def _value(self, logs, epoch):
+        name = type(self).__name__
+        if self.monitor not in logs:
+            scalars, _ = _split_logs(logs)
+            raise ValueError(f"{name} monitor={self.monitor!r} is not in the epoch logs; choose one of {sorted(scalars)}")
+        value = logs[self.monitor]
+        if isinstance(value, (list, tuple, np.ndarray)):
+            raise ValueError(f"{name} monitor={self.monitor!r} is a per-layer log (a list); monitor a scalar such as "
+                             "'val_loss' or 'loss'")
+        value = float(value)
+        if self.monitor == "val_loss" and math.isnan(value):
+            raise ValueError(self._no_validation(epoch))
+        return value
+
+    def _improved(self, value, best):
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        if self.mode == "min":
+            return value < best * (1 - self.rel_delta if best >= 0 else 1 + self.rel_delta) - self.min_delta
+        return value > best * (1 + self.rel_delta if best >= 0 else 1 - self.rel_delta) + self.min_delta
+
+
+class EarlyStopping(_Monitor):
     """Stop training when a monitored log has stopped improving; keep the best weights.
+
+    ``DNNRegressor(early_stopping=True, patience=p, tol=t)`` installs
+    ``EarlyStopping("val_loss", patience=p, rel_delta=t)``: one rule for both.
 
     Parameters
     ----------
@@ -165,6 +224,8 @@ class EarlyStopping(Callback):
         Epochs without improvement after which training stops.
     min_delta : float >= 0, default 0.0
         An epoch improves only when it beats the best value by more than this (absolute).
+    rel_delta : float in [0, 1), default 0.0
+        ... and by more than this share of the best value (relative; the estimators' ``tol``).
     mode : {"min", "max"}, default "min"
         Whether lower ("min", losses) or higher ("max") values are better.
     restore_best_weights : bool, default True
@@ -188,23 +249,13 @@ class EarlyStopping(Callback):
     ``partial_fit`` calls otherwise. ``partial_fit`` trains one epoch per call, so a
     stop only sets ``estimator.stop_training_``: loop ``while not
     est.stop_training_: est.partial_fit(X, y)``. With the estimator's own
-    ``early_stopping=True`` as well, the estimator restores its best weights first and
+    ``early_stopping=True`` as well, the estimator's restores its best weights first and
     this callback's restore (run after it) wins.
     """
 
-    def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best_weights=True):
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor must be a str (a key of the epoch logs), got {type(monitor).__name__}")
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
-            raise TypeError(f"patience must be an int >= 1, got {type(patience).__name__} {patience!r}")
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1, got {patience}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        self.monitor = monitor
-        self.patience = int(patience)
-        self.min_delta = check_scalar("min_delta", min_delta, low=0.0)
-        self.mode = mode
+    def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best_weights=True,
+                 rel_delta=0.0):
+        self._init_monitor(monitor, patience, min_delta, rel_delta, mode)
         self.restore_best_weights = _check_bool("restore_best_weights", restore_best_weights)
         self._reset()
 
@@ -229,38 +280,9 @@ class EarlyStopping(Callback):
         # another one means training itself raised (on_train_end runs in a finally)
         self._outer_exc_id = id(sys.exc_info()[1])
 
-    def _no_validation(self, epoch=None):
-        at = "" if epoch is None else f" got val_loss=NaN at epoch {epoch}:"
-        return (f"EarlyStopping(monitor='val_loss'){at} the estimator measures a validation loss only with "
-                "early_stopping=True (it then holds out validation_fraction of the rows), and never in "
-                "partial_fit. Set early_stopping=True on the estimator, or use EarlyStopping(monitor='loss').")
-
-    def _value(self, logs, epoch):
-        if self.monitor not in logs:
-            scalars, _ = _split_logs(logs)
-            raise ValueError(f"EarlyStopping monitor={self.monitor!r} is not in the epoch logs; "
-                             f"choose one of {sorted(scalars)}")
-        value = logs[self.monitor]
-        if isinstance(value, (list, tuple, np.ndarray)):
-            raise ValueError(f"EarlyStopping monitor={self.monitor!r} is a per-layer log (a list); "
-                             "monitor a scalar such as 'val_loss' or 'loss'")
-        value = float(value)
-        if self.monitor == "val_loss" and math.isnan(value):
-            raise ValueError(self._no_validation(epoch))
-        return value
-
-    def _improved(self, value):
-        if not math.isfinite(value):
-            return False
-        if self.best_ is None:
-            return True
-        if self.mode == "min":
-            return value < self.best_ - self.min_delta
-        return value > self.best_ + self.min_delta
-
     def on_epoch_end(self, estimator, epoch, logs):
         value = self._value(logs, epoch)
-        if self._improved(value):
+        if self._improved(value, self.best_):
             self.best_, self.best_epoch_, self._wait = value, epoch, 0
             if self.restore_best_weights:
                 model = estimator.model_
@@ -280,6 +302,64 @@ class EarlyStopping(Callback):
             params, buffers = self._best_weights
             estimator.model_.params[...] = params
             estimator.model_.buffers[...] = buffers
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the learning rate by ``factor`` (down to ``min_lr``) after ``patience``
+    epochs without improvement of a monitored log.
+
+    ``DNNRegressor(lr_patience=p, lr_factor=f, min_lr=m, tol=t)`` installs
+    ``ReduceLROnPlateau(monitor, patience=p, factor=f, min_lr=m, rel_delta=t)``, monitoring
+    ``val_loss`` with ``early_stopping=True`` and ``loss`` otherwise.
+
+    Parameters
+    ----------
+    monitor : str, default "loss"
+    patience : int >= 1, default 10
+    factor : float in (0, 1), default 0.5
+    min_lr : float >= 0, default 1e-6
+    min_delta, rel_delta, mode : as for ``EarlyStopping`` (the same rule)
+
+    Attributes
+    ----------
+    best_ : float or None, the best monitored value since the last reduction's start
+    reductions_ : int, how many times the learning rate was reduced
+
+    Notes
+    -----
+    It sets ``estimator.optimizer_.schedule.lr`` (the base rate of the optimizer's
+    schedule). State is reset when a run starts from scratch (``n_iter_ == 0``).
+    """
+
+    def __init__(self, monitor="loss", patience=10, factor=0.5, min_lr=1e-6, min_delta=0.0, rel_delta=0.0,
+                 mode="min"):
+        self._init_monitor(monitor, patience, min_delta, rel_delta, mode)
+        self.factor = check_scalar("factor", factor, low=0.0, low_open=True)
+        if self.factor >= 1:
+            raise ValueError(f"factor must be in (0, 1), got {self.factor}")
+        self.min_lr = check_scalar("min_lr", min_lr, low=0.0)
+        self._reset()
+
+    def _reset(self):
+        self.best_ = None
+        self.reductions_ = 0
+        self._wait = 0
+
+    def on_train_begin(self, estimator):
+        if _is_fresh(estimator):
+            self._reset()
+
+    def on_epoch_end(self, estimator, epoch, logs):
+        value = self._value(logs, epoch)
+        if self._improved(value, self.best_):
+            self.best_, self._wait = value, 0
+            return
+        self._wait += 1
+        if self._wait >= self.patience:
+            schedule = estimator.optimizer_.schedule
+            schedule.lr = max(schedule.lr * self.factor, self.min_lr)
+            self.reductions_ += 1
+            self._wait = 0
 
 
 class _FileCallback(Callback):

@@ -81,13 +81,15 @@ _PARAMS_DOC = """
         ``val_loss``, only when ``early_stopping=True``.
     early_stopping : bool, default False
         Stop when ``val_loss`` has not improved by a relative ``tol`` for ``patience``
-        epochs, and restore the weights of the best epoch.
+        epochs, and restore the weights of the best epoch: it installs
+        ``fastnn.callbacks.EarlyStopping("val_loss", patience=patience, rel_delta=tol)``.
     patience : int, default 10
         Epochs without improvement before early stopping.
     lr_patience : int or None, default None
         Reduce-on-plateau: after this many epochs without improvement of the monitored
         loss (``val_loss`` with early stopping, else the training loss) multiply the
-        learning rate by ``lr_factor``, down to ``min_lr``. None: off.
+        learning rate by ``lr_factor``, down to ``min_lr``. None: off. It installs
+        ``fastnn.callbacks.ReduceLROnPlateau`` with ``rel_delta=tol`` (one rule for both).
     lr_factor : float, default 0.5
     min_lr : float, default 1e-6
     tol : float, default 1e-4
@@ -468,77 +470,75 @@ class _BaseDNN(BaseEstimator):
 
     def _train(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial, collective):
         self.stop_training_ = False
-        callbacks = p["callbacks"] if collective.rank == 0 else []  # logs and callbacks: one process
+        # the built-in callbacks (early stopping, reduce-on-plateau) run in every process; the
+        # user's, like the logs, in one
+        builtins = self._builtin_callbacks(p, validation=Xv is not None and not partial)
+        callbacks = builtins + (p["callbacks"] if collective.rank == 0 else [])
         progress = _Progress(p["verbose"] if collective.rank == 0 else 0, epochs, partial, collective.describe)
         try:
             for cb in callbacks:
                 getattr(cb, "on_train_begin", lambda est: None)(self)
-            self._epochs(p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress, collective, callbacks)
+            self._epochs(p, Xt, yt, wt, Xv, yv, wv, epochs, progress, collective, callbacks)
         finally:  # also after a TrainingDivergedError: loggers close their files, the bar ends
             progress.close()
             for cb in callbacks:
                 getattr(cb, "on_train_end", lambda est: None)(self)
 
-    def _epochs(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial, progress, collective, callbacks):
+    def _builtin_callbacks(self, p, validation) -> list:
+        """``early_stopping`` and ``lr_patience`` as the callbacks users can pass themselves
+        (fastnn.callbacks): one rule each, with ``tol`` as their relative delta."""
+        from fastnn.callbacks import EarlyStopping, ReduceLROnPlateau
+        builtins = []
+        if validation:
+            builtins.append(EarlyStopping("val_loss", patience=p["patience"], rel_delta=p["tol"]))
+        if p["lr_patience"] is not None:
+            builtins.append(ReduceLROnPlateau("val_loss" if validation else "loss", patience=p["lr_patience"],
+                                              factor=p["lr_factor"], min_lr=p["min_lr"], rel_delta=p["tol"]))
+        self._early_stopping_ = builtins[0] if validation else None
+        return builtins
+
+    def _epochs(self, p, Xt, yt, wt, Xv, yv, wv, epochs, progress, collective, callbacks):
         model, opt = self.model_, self.optimizer_
-        best = getattr(self, "_best_snapshot_", None) if partial else None
-        since_best = since_lr = 0
-        lr_best = np.inf
         for _ in range(epochs):
             epoch = self.n_iter_
             start = time.perf_counter()
             lr = opt.lr
             snap = self._snapshot()
-            seed = int(self._rng_.integers(2 ** 63))
             kw = dict(batch_size=p["batch_size"], loss=self._core_loss, optimizer=opt, clip_norm=p["clip_norm"],
-                      shuffle=True, seed=seed, sample_weight=wt, reduction=collective.reduction,
-                      statistics=collective.statistics)
+                      shuffle=True, seed=int(self._rng_.integers(2 ** 63)), sample_weight=wt,
+                      reduction=collective.reduction, statistics=collective.statistics)
             skip = self.nan_policy == "skip"
             r = collective.combine(model, model.train_epoch(Xt, yt, skip_nonfinite=skip, **kw))
-            stuck = r.diverged or (r.steps == 0 and r.skipped) or not np.all(np.isfinite(model.params))
-            if stuck:
-                where = self._restore_last_finite(r, snap, epoch, Xt, yt, dict(kw, skip_nonfinite=skip))
-                if not skip:
-                    raise TrainingDivergedError(f"training diverged (the NaN trap) {where}", epoch=epoch,
-                                                step=self.divergence_["step"], layer=self.divergence_["layer"])
-                self._record(r, lr, np.nan, time.perf_counter() - start)
-                self.n_iter_ += 1
-                progress.epoch_done(epoch, r, np.nan, lr)
-                warnings.warn(TrainingDivergedWarning(
-                    f"training stopped (nan_policy='skip', the NaN trap: {r.skipped} of the epoch's "
-                    f"{r.steps + r.skipped} mini-batches were skipped) {where}"), stacklevel=4)
+            if r.diverged or (r.steps == 0 and r.skipped) or not np.all(np.isfinite(model.params)):
+                self._stop_at_divergence(r, snap, epoch, Xt, yt, dict(kw, skip_nonfinite=skip), lr, start, progress)
                 break
             val_loss = np.nan if Xv is None else self._loss_on(Xv, yv, wv if wv is None or wv.sum() > 0 else None)
             self._record(r, lr, val_loss, time.perf_counter() - start)
             self.n_iter_ += 1
-            monitored = r.loss if Xv is None else val_loss
-            if Xv is not None:
-                if monitored < self.best_loss_ * (1 - p["tol"]) or not np.isfinite(self.best_loss_):
-                    self.best_loss_ = monitored
-                    self._best_snapshot_ = best = (model.params.copy(), model.buffers.copy())
-                    since_best = 0
-                else:
-                    since_best += 1
-            if p["lr_patience"] is not None:
-                if monitored < lr_best * (1 - p["tol"]):
-                    lr_best, since_lr = monitored, 0
-                else:
-                    since_lr += 1
-                    if since_lr >= p["lr_patience"]:
-                        opt.schedule.lr = max(opt.schedule.lr * p["lr_factor"], p["min_lr"])
-                        since_lr = 0
             progress.epoch_done(epoch, r, val_loss, lr)
             logs = {k: list(v[-1]) if isinstance(v[-1], list) else v[-1] for k, v in self.history_.items()}
             for cb in callbacks:
                 getattr(cb, "on_epoch_end", lambda est, e, l: None)(self, epoch, logs)
+            if self._early_stopping_ is not None and self._early_stopping_.best_ is not None:
+                self.best_loss_ = self._early_stopping_.best_
             collective.after_epoch(self, epoch)
-            if self.early_stopping and not partial and since_best >= p["patience"]:
-                break
             self.stop_training_ = collective.agree(self.stop_training_)
             if self.stop_training_:
                 break
-        if best is not None and not partial:
-            model.params[...], model.buffers[...] = best
+
+    def _stop_at_divergence(self, r, snap, epoch, Xt, yt, kw, lr, start, progress):
+        """The NaN trap: restore the last finite weights; raise, or with nan_policy="skip"
+        record the epoch and stop with a warning."""
+        where = self._restore_last_finite(r, snap, epoch, Xt, yt, kw)
+        if self.nan_policy != "skip":
+            raise TrainingDivergedError(f"training diverged (the NaN trap) {where}", epoch=epoch,
+                                        step=self.divergence_["step"], layer=self.divergence_["layer"])
+        self._record(r, lr, np.nan, time.perf_counter() - start)
+        self.n_iter_ += 1
+        progress.epoch_done(epoch, r, np.nan, lr)
+        warnings.warn(TrainingDivergedWarning(
+            f"training stopped (nan_policy='skip', the NaN trap: {r.skipped} of the epoch's {r.steps + r.skipped} "
+            f"mini-batches were skipped) {where}"), stacklevel=6)
 
     def _record(self, r, lr, val_loss, seconds):
         h = self.history_
