@@ -5,8 +5,8 @@ and spawned with a pickled estimator; memory flat over thousands of calls, raisi
 sizes over 2**31 elements and allocations far past the memory, in subprocesses under
 RLIMIT_AS.
 
-The leak figures (tracemalloc and RSS deltas per kernel) are kept in FIGURES, recorded with
-``record_property`` (``--junitxml``) and printed by the last test whatever the capture mode.
+The leak figures (tracemalloc and RSS deltas per kernel) are recorded with
+``record_property``; ``python tools/reliability_figures.py`` runs this file and prints them.
 tests/test_concurrency.py holds the basic GIL, thread and fork/spawn/forkserver checks of
 single kernels; this file builds on them.
 """
@@ -34,13 +34,11 @@ from fastnn._errors import ModelFormatError, TrainingDivergedError
 
 from support import requires_openmp, subprocess_env
 
-FIGURES: dict[str, str] = {}
 N_THREADS = 8
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _figure(record_property, key, value):
-    FIGURES[key] = value
     record_property(key, value)
 
 
@@ -735,16 +733,3 @@ def test_dropout_mask_tail_follows_the_counter_rule(record_property):
 def test_dropout_mask_over_2_31_elements(record_property):
     """1 x (2**31 + 7) mask: 268 MB of bits, 2 GB unpacked to bools (the machine has 24 GiB)."""
     _check_long_mask(2 ** 31 + 7, record_property)
-
-
-# ----------------------------------------------------------------------------- the figures
-
-
-def test_zz_print_figures(capsys):
-    """Last in the file: the measured figures, printed even under pytest's output capture."""
-    if not FIGURES:
-        pytest.skip("no figures recorded (the measuring tests did not run)")
-    with capsys.disabled():
-        print("\n[reliability figures]")
-        for key, value in FIGURES.items():
-            print(f"  {key}: {value}")
