@@ -352,3 +352,9 @@ def test_errors_about_a_wide_csv_stay_short(tmp_path):
     result = run_cli("train", "wide.csv", "--target", "y", *TRAIN, cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr) < 400, len(result.stderr)  # 69-89 KB on 60c4ab6
     assert "'feature_0'" in result.stderr and "and 9992 more" in result.stderr
+
+
+def test_predict_out_dash_is_standard_output(work):
+    result = run_cli("predict", "model.npz", "data.csv", "--out", "-", cwd=work)
+    assert result.returncode == 0 and result.stdout.startswith("y\n") and len(result.stdout.splitlines()) == 121
+    assert not (work / "-").exists()

@@ -116,8 +116,8 @@ def _parser() -> _Parser:
     predict.add_argument("model", metavar="MODEL", help="a model file of 'fastnn train'")
     predict.add_argument("data", metavar="DATA.csv")
     predict.add_argument("--out", metavar="FILE", help="write the predictions here, replacing the file atomically "
-                                                       "(a folder ending in '/': FOLDER/predictions.csv; default: "
-                                                       "standard output)")
+                                                       "(a folder ending in '/': FOLDER/predictions.csv; '-' or "
+                                                       "none: standard output)")
     _add_delimiter_option(predict)
     predict.set_defaults(run=_predict_command)
 
@@ -445,7 +445,7 @@ def _feature_names(path, est, metadata) -> list[str]:
 
 def _predict_command(args):
     out = None
-    if args.out is not None:  # before loading anything
+    if args.out not in (None, "-"):  # before loading anything ("-": standard output)
         out = check_output_file(args.out, what="--out", default_name="predictions.csv",
                                 inputs=[("the model", args.model), ("the data", args.data)])
     model, est, metadata = _load(args.model)
