@@ -191,13 +191,64 @@ def out_or_new(name: str, out, shape: tuple, dtype: np.dtype) -> np.ndarray:
     return np.empty(shape, dtype=dtype) if out is None else check_out(name, out, shape, dtype)
 
 
-def check_scalar(name: str, value, *, low: float | None = None, low_open: bool = False) -> float:
-    """A finite real number, optionally bounded below."""
+# ----------------------------------------------------------------------------- parameters
+# The one checker per kind of parameter. Every public class declares its parameters'
+# bounds with these (fastnn.estimators' _parameter_constraints, and the constructors of
+# fastnn.nn, fastnn.optim and fastnn.callbacks), so one quantity has one bound everywhere.
+
+
+def _bounds(low, high, low_open, high_open) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    return " and ".join(parts)
+
+
+def check_scalar(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+                 high_open: bool = False) -> float:
+    """A finite real number within the bounds (TypeError for a non-number, ValueError
+    for a bound or a non-finite value), as a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if ((low is not None and (value <= low if low_open else value < low))
+            or (high is not None and (value >= high if high_open else value > high))):
+        raise ValueError(f"{name} must be {_bounds(low, high, low_open, high_open)}, got {value}")
     return value
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """An int (a bool is not one) within ``[low, high]``, as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int{' ' + _bounds(low, high, False, False) if low is not None else ''}, "
+                        f"got {type(value).__name__} {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {_bounds(low, high, False, False)}, got {value}")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """True or False (NumPy's bool too); 0 and 1 are not accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_learning_rate(name: str, value) -> float:
+    """A learning rate: a finite number > 0, for the estimators, fastnn.optim and fastnn.ops."""
+    return check_scalar(name, value, low=0.0, low_open=True)
+
+
+def check_count(name: str, value) -> int:
+    """A count of things (rows, units, epochs): an int >= 1."""
+    return check_int(name, value, low=1)
+
+
+def check_seed(name: str, value) -> int:
+    """A seed or step counter: an int in [0, 2**64)."""
+    return check_int(name, value, low=0, high=2 ** 64 - 1)

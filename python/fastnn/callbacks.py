@@ -29,13 +29,12 @@ import csv
 import io
 import itertools
 import math
-import numbers
 import os
 import sys
 
 import numpy as np
 
-from fastnn._checks import check_scalar
+from fastnn._checks import check_bool, check_count, check_scalar
 from fastnn._files import AtomicFile
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "LambdaCallback", "ReduceLROnPlateau", "TensorBoard"]
@@ -43,12 +42,6 @@ __all__ = ["CSVLogger", "Callback", "EarlyStopping", "LambdaCallback", "ReduceLR
 _MODES = ("min", "max")
 _TB_SCALARS = ("loss", "val_loss", "lr", "skipped")
 _TB_FILES = itertools.count()  # a distinct event file name per writer, even within one second
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def _check_path(name, value):
@@ -163,18 +156,13 @@ class _Monitor(Callback):
     def _init_monitor(self, monitor, patience, min_delta, rel_delta, mode):
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be a str (a key of the epoch logs), got {type(monitor).__name__}")
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
-            raise TypeError(f"patience must be an int >= 1, got {type(patience).__name__} {patience!r}")
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1, got {patience}")
+        patience = check_count("patience", patience)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         self.monitor = monitor
         self.patience = int(patience)
         self.min_delta = check_scalar("min_delta", min_delta, low=0.0)
-        self.rel_delta = check_scalar("rel_delta", rel_delta, low=0.0)
-        if self.rel_delta >= 1:
-            raise ValueError(f"rel_delta must be in [0, 1), got {self.rel_delta}")
+        self.rel_delta = check_scalar("rel_delta", rel_delta, low=0.0, high=1.0, high_open=True)
         self.mode = mode
 
     def _no_validation(self, epoch=None):
@@ -256,7 +244,7 @@ class EarlyStopping(_Monitor):
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best_weights=True,
                  rel_delta=0.0):
         self._init_monitor(monitor, patience, min_delta, rel_delta, mode)
-        self.restore_best_weights = _check_bool("restore_best_weights", restore_best_weights)
+        self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
         self._reset()
 
     def _reset(self):
@@ -334,9 +322,7 @@ class ReduceLROnPlateau(_Monitor):
     def __init__(self, monitor="loss", patience=10, factor=0.5, min_lr=1e-6, min_delta=0.0, rel_delta=0.0,
                  mode="min"):
         self._init_monitor(monitor, patience, min_delta, rel_delta, mode)
-        self.factor = check_scalar("factor", factor, low=0.0, low_open=True)
-        if self.factor >= 1:
-            raise ValueError(f"factor must be in (0, 1), got {self.factor}")
+        self.factor = check_scalar("factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
         self.min_lr = check_scalar("min_lr", min_lr, low=0.0)
         self._reset()
 
@@ -432,7 +418,7 @@ class CSVLogger(_FileCallback):
 
     def __init__(self, path, append=False, separator=","):
         self.path = _check_path("path", path)
-        self.append = _check_bool("append", append)
+        self.append = check_bool("append", append)
         if not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\"":
             raise ValueError(f"separator must be one character other than a newline or '\"', got {separator!r}")
         self.separator = separator
@@ -532,7 +518,7 @@ class TensorBoard(_FileCallback):
             raise ImportError("TensorBoard needs the optional extra: pip install 'fastnn[tensorboard]'") from exc
         self._summary_writer = SummaryWriter
         self.log_dir = _check_path("log_dir", log_dir)
-        self.histograms = _check_bool("histograms", histograms)
+        self.histograms = check_bool("histograms", histograms)
 
     def _open(self, estimator, fresh):
         # tensorboardX names event files by the second and opens them "wb": a unique

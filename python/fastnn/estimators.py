@@ -31,6 +31,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastnn import nn, ops, optim
+from fastnn._checks import check_bool, check_count, check_int, check_learning_rate, check_scalar
 from fastnn._config import calling_thread_threads
 from fastnn._errors import ModelFormatError, TrainingDivergedError, TrainingDivergedWarning
 
@@ -134,25 +135,6 @@ _ATTRS_DOC = """
 """
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _check_float(name, value, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
-    return value
-
-
 _CALLBACK_HOOKS = ("on_train_begin", "on_epoch_end", "on_train_end")
 
 
@@ -225,8 +207,76 @@ def _nonfinite_message(a, columns, name, where, unit):
     return ". ".join(parts) + "."
 
 
+def _one_of(name, value, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+    return value
+
+
+def _optional(check):
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _bounded(**bounds):
+    return lambda name, value: check_scalar(name, value, **bounds)
+
+
+def _hidden_units(name, units):
+    if isinstance(units, numbers.Integral) and not isinstance(units, bool):
+        units = (units,)
+    if isinstance(units, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of ints such as (64, 32), got {type(units).__name__} {units!r}")
+    try:
+        units = tuple(units)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of ints such as (64, 32), got {type(units).__name__} "
+                        f"{units!r}") from None
+    return tuple(check_count(f"{name}[{i}]", u) for i, u in enumerate(units))
+
+
+def _optimizer(name, value):
+    if isinstance(value, str):
+        return _one_of(name, value, tuple(OPTIMIZERS))
+    if not isinstance(value, optim.Optimizer):
+        raise TypeError(f"{name} must be a name or a fastnn.optim optimizer, got {type(value).__name__}")
+    return value
+
+
+# The estimators' parameters and their bounds, declared once (scikit-learn's
+# _parameter_constraints style): each is checked by the shared checker of its kind
+# (fastnn._checks), the same one fastnn.nn, fastnn.optim and fastnn.ops use for the same
+# quantity (a learning rate is > 0 everywhere, a drop rate in [0, 1) everywhere).
+_PARAMETER_CHECKS = {
+    "hidden_units": _hidden_units,
+    "activation": lambda name, value: _one_of(name, value, ACTIVATIONS),
+    "optimizer": _optimizer,
+    "learning_rate": check_learning_rate,
+    "batch_size": check_count,
+    "epochs": check_count,
+    "dropout": lambda name, value: 0.0 if value is None else ops._check_rate(value, None, name),
+    "batch_norm": check_bool,
+    "clip_norm": _optional(_bounded(low=0.0, low_open=True)),
+    "l1": _bounded(low=0.0),
+    "l2": _bounded(low=0.0),
+    "validation_fraction": _bounded(low=0.0, high=1.0, low_open=True, high_open=True),
+    "early_stopping": check_bool,
+    "patience": check_count,
+    "lr_patience": _optional(check_count),
+    "lr_factor": _bounded(low=0.0, high=1.0, low_open=True, high_open=True),
+    "min_lr": _bounded(low=0.0),
+    "tol": _bounded(low=0.0, high=1.0, high_open=True),
+    "nan_policy": lambda name, value: _one_of(name, value, NAN_POLICIES),
+    "verbose": lambda name, value: check_int(name, value, low=0),
+    "callbacks": lambda name, value: _checked_callbacks(value),
+    "num_threads": _optional(check_count),
+}
+
+
 class _BaseDNN(BaseEstimator):
     """Shared fitting machinery; see DNNRegressor / DNNClassifier."""
+
+    # checked by _validated_params, not by scikit-learn (whose machinery wants its own constraint objects)
+    _parameter_checks = _PARAMETER_CHECKS
 
     _losses: tuple = ()
 
@@ -264,60 +314,16 @@ class _BaseDNN(BaseEstimator):
     # ------------------------------------------------------------------ validation
 
     def _validated_params(self) -> dict:
-        """Every hyperparameter checked (scikit-learn: validation happens in fit)."""
+        """Every hyperparameter checked against ``_parameter_checks`` (scikit-learn:
+        validation happens in fit); the checked values by name."""
         if self.keep_prob is not None:
             raise ops.keep_prob_refusal(self.keep_prob, "dropout")
-        units = self.hidden_units
-        if isinstance(units, numbers.Integral) and not isinstance(units, bool):
-            units = (units,)
-        if isinstance(units, (str, bytes)):
-            raise TypeError(f"hidden_units must be a sequence of ints such as (64, 32), got {type(units).__name__} "
-                            f"{units!r}")
-        try:
-            units = tuple(units)
-        except TypeError:
-            raise TypeError(f"hidden_units must be a sequence of ints such as (64, 32), got "
-                            f"{type(self.hidden_units).__name__} {self.hidden_units!r}") from None
-        units = tuple(_check_int(f"hidden_units[{i}]", u, 1) for i, u in enumerate(units))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        loss = self._default_loss if self.loss is None else self.loss
-        if loss not in self._losses:
-            raise ValueError(f"loss must be one of {self._losses}, got {loss!r}")
-        if self.nan_policy not in NAN_POLICIES:
-            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
-        p = dict(
-            hidden_units=units, loss=loss,
-            learning_rate=_check_float("learning_rate", self.learning_rate, low=0.0, low_open=True),
-            batch_size=_check_int("batch_size", self.batch_size, 1),
-            epochs=_check_int("epochs", self.epochs, 1),
-            dropout=0.0 if self.dropout is None else ops._check_rate(self.dropout, None, "dropout"),
-            clip_norm=None if self.clip_norm is None else _check_float("clip_norm", self.clip_norm, 0.0, low_open=True),
-            l1=_check_float("l1", self.l1, 0.0), l2=_check_float("l2", self.l2, 0.0),
-            validation_fraction=_check_float("validation_fraction", self.validation_fraction, 0.0, 1.0, True, True),
-            patience=_check_int("patience", self.patience, 1),
-            lr_patience=None if self.lr_patience is None else _check_int("lr_patience", self.lr_patience, 1),
-            lr_factor=_check_float("lr_factor", self.lr_factor, 0.0, 1.0, True, True),
-            min_lr=_check_float("min_lr", self.min_lr, 0.0),
-            tol=_check_float("tol", self.tol, 0.0, 1.0, high_open=True),
-            verbose=_check_int("verbose", self.verbose, 0),
-            num_threads=None if self.num_threads is None else _check_int("num_threads", self.num_threads, 1),
-        )
-        if not isinstance(self.batch_norm, (bool, np.bool_)):
-            raise TypeError(f"batch_norm must be a bool, got {type(self.batch_norm).__name__}")
-        if not isinstance(self.early_stopping, (bool, np.bool_)):
-            raise TypeError(f"early_stopping must be a bool, got {type(self.early_stopping).__name__}")
-        if isinstance(self.optimizer, str):
-            if self.optimizer not in OPTIMIZERS:
-                raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)} or a fastnn.optim optimizer, "
-                                 f"got {self.optimizer!r}")
-        elif isinstance(self.optimizer, optim.Optimizer):
-            if p["learning_rate"] != _DEFAULT_LEARNING_RATE or p["l1"] or p["l2"]:
-                raise ValueError("with an optimizer instance set its lr, l1 and l2 on the instance; leave "
-                                 "learning_rate, l1 and l2 of the estimator at their defaults")
-        else:
-            raise TypeError(f"optimizer must be a name or a fastnn.optim optimizer, got {type(self.optimizer).__name__}")
-        p["callbacks"] = _checked_callbacks(self.callbacks)
+        p = {name: check(name, getattr(self, name)) for name, check in self._parameter_checks.items()}
+        p["loss"] = _one_of("loss", self._default_loss if self.loss is None else self.loss, self._losses)
+        if isinstance(self.optimizer, optim.Optimizer) and (p["learning_rate"] != _DEFAULT_LEARNING_RATE or p["l1"]
+                                                            or p["l2"]):
+            raise ValueError("with an optimizer instance set its lr, l1 and l2 on the instance; leave "
+                             "learning_rate, l1 and l2 of the estimator at their defaults")
         return p
 
     def _new_optimizer(self, p):
@@ -466,7 +472,7 @@ class _BaseDNN(BaseEstimator):
             return int(random_state.randint(2 ** 31))
         if isinstance(random_state, np.random.Generator):
             return int(random_state.integers(2 ** 31))
-        return _check_int("random_state", random_state, 0)
+        return check_int("random_state", random_state, low=0)
 
     def _train(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial, collective):
         self.stop_training_ = False

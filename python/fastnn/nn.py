@@ -16,19 +16,11 @@ from typing import Callable, Iterable, NamedTuple
 import numpy as np
 
 from fastnn import _core, ops
-from fastnn._checks import as_numeric, check_allocation, check_ndim, to_kernel
+from fastnn._checks import as_numeric, check_allocation, check_count, check_ndim, check_seed, to_kernel
 
 __all__ = ["Activation", "BatchNorm", "Dense", "Dropout", "Layer", "Sequential"]
 
 INITS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
-
-
-def _check_count(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 class ParamSpec(NamedTuple):
@@ -79,8 +71,8 @@ class Dense(Layer):
 
     def __init__(self, in_features, out_features, activation="linear", use_bias=True, init="glorot_uniform",
                  negative_slope=0.01, alpha=1.0):
-        self.in_features = _check_count("in_features", in_features)
-        self.out_features = _check_count("out_features", out_features)
+        self.in_features = check_count("in_features", in_features)
+        self.out_features = check_count("out_features", out_features)
         ops._activation(activation, negative_slope, alpha)  # validates the name and its parameter
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
@@ -179,7 +171,7 @@ class BatchNorm(Layer):
     a ``ValueError``. Inference (and ``predict``) uses the running statistics."""
 
     def __init__(self, num_features, momentum=0.99, eps=1e-3):
-        self.num_features = _check_count("num_features", num_features)
+        self.num_features = check_count("num_features", num_features)
         self.momentum, self.eps = ops._bn_momentum_eps(momentum, eps)
 
     def param_specs(self):
@@ -372,13 +364,12 @@ class Sequential:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        seed = check_seed("seed", seed)
         self.layers = layers
         self._seed = int(seed)
         self.step = 0
         self._caches = None
-        width = _declared_width(layers) if input_dim is None else _check_count("input_dim", input_dim)
+        width = _declared_width(layers) if input_dim is None else check_count("input_dim", input_dim)
         self.in_features = self.out_features = None
         if width is not None:
             self._set_width(width)
@@ -406,9 +397,7 @@ class Sequential:
 
     @seed.setter
     def seed(self, value):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"seed must be a non-negative int, got {value!r}")
-        self._seed = int(value)
+        self._seed = check_seed("seed", value)
         self._engine = self._build_engine()
 
     def _tensor_specs(self):
@@ -665,7 +654,7 @@ class Sequential:
             raise TypeError(f"optimizer must be a fastnn.optim optimizer, got {type(optimizer).__name__}")
         if loss not in _LOSS_KINDS:
             raise ValueError(f"loss must be one of {tuple(_LOSS_KINDS)}, got {loss!r}")
-        batch_size = _check_count("batch_size", batch_size)
+        batch_size = check_count("batch_size", batch_size)
         x = self._input(X, "X")
         n = x.shape[0]
         if n == 0:
@@ -692,10 +681,9 @@ class Sequential:
         if clip_norm is not None:
             from fastnn._checks import check_scalar
             clip_norm = check_scalar("clip_norm", clip_norm, low=0.0)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        seed = check_seed("seed", seed)
         weights = None if sample_weight is None else _normalized_weights(sample_weight, n, self.dtype)
-        max_batches = -1 if max_batches is None else _check_count("max_batches", max_batches) if max_batches else 0
+        max_batches = -1 if max_batches is None else check_count("max_batches", max_batches) if max_batches else 0
         order = (np.random.Generator(np.random.Philox(int(seed))).permutation(n) if shuffle
                  else np.arange(n)).astype(np.int64)
         if reduction is not None and not isinstance(reduction, GradientReduction):
@@ -731,7 +719,7 @@ class Sequential:
         ``batch_size`` rows: every row is computed independently of the others, so the
         result equals one call on all rows, bitwise."""
         x = self._input(x)
-        batch_size = _check_count("batch_size", batch_size)
+        batch_size = check_count("batch_size", batch_size)
         out = np.empty((x.shape[0], self.out_features), self.dtype)
         for start in range(0, x.shape[0], batch_size):
             h = x[start:start + batch_size]

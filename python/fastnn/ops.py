@@ -18,10 +18,12 @@ import numpy as np
 from fastnn import _core
 from fastnn._checks import (
     as_numeric,
+    check_learning_rate,
     check_ndim,
     check_no_overlap,
     check_out,
     check_scalar,
+    check_seed,
     compute_dtype,
     out_or_new,
     to_kernel,
@@ -462,15 +464,6 @@ def _check_rate(rate, keep_prob, name="rate"):
     return rate
 
 
-def _check_seed(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if not (0 <= value < 2 ** 64):
-        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
-    return value
-
-
 def _mask_buffer(n):
     return np.empty((n + 7) // 8, dtype=np.uint8)
 
@@ -497,8 +490,8 @@ def dropout_forward(x, rate=None, *, seed, step=0, training=True, out=None, mask
     bytes, written into ``mask_out`` when given) for ``dropout_backward``.
     """
     rate = _check_rate(rate, keep_prob)
-    seed = _check_seed("seed", seed)
-    step = _check_seed("step", step)
+    seed = check_seed("seed", seed)
+    step = check_seed("step", step)
     x = as_numeric("x", x)
     dtype = compute_dtype(x)
     y = out_or_new("out", out, x.shape, dtype)
@@ -535,8 +528,8 @@ def dropout_backward(grad_out, rate=None, *, mask=None, seed=None, step=0, grad_
                              f"dropout_forward, got {m.dtype} {m.shape}")
         m = np.ascontiguousarray(m)
         seed = 0 if seed is None else seed
-    _core.dropout(gk.reshape(-1), dx.reshape(-1), None, m, g.size, rate, _check_seed("seed", seed),
-                  _check_seed("step", step), True)
+    _core.dropout(gk.reshape(-1), dx.reshape(-1), None, m, g.size, rate, check_seed("seed", seed),
+                  check_seed("step", step), True)
     return dx
 
 
@@ -548,7 +541,7 @@ def dropout_mask(shape, rate=None, *, seed, step=0, keep_prob=None):
         raise ValueError(f"shape must be non-negative, got {shape}")
     n = int(np.prod(shape, dtype=np.int64))
     bits = _mask_buffer(n)
-    _core.dropout(None, None, bits, None, n, rate, _check_seed("seed", seed), _check_seed("step", step), False)
+    _core.dropout(None, None, bits, None, n, rate, check_seed("seed", seed), check_seed("step", step), False)
     return np.unpackbits(bits, bitorder="little", count=n).astype(bool).reshape(shape)
 
 
@@ -701,8 +694,9 @@ def _weight_mask(weight_mask, n):
     return np.ascontiguousarray(m.view(np.uint8) if m.dtype == np.bool_ else m)
 
 
-def _hyper(**values):
-    out = {}
+def _hyper(lr, **values):
+    """The update's hyperparameters, checked: the learning rate > 0, the others >= 0."""
+    out = {"lr": check_learning_rate("lr", lr)}
     for name, v in values.items():
         out[name] = check_scalar(name, v, low=0.0)
     return out
@@ -754,7 +748,7 @@ def adam_update(params, grads, m, v, step, lr=1e-3, *, beta1=0.9, beta2=0.999, e
     for name in ("beta1", "beta2"):
         if h[name] >= 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {h[name]}")
-    step = _check_seed("step", step)
+    step = check_seed("step", step)
     if not 1 <= step < 2 ** 63:
         raise ValueError(f"step counts updates from 1 and must be below 2**63, got {step}")
     _optimizer_step(_core.OptimizerKind.adam, params, grads, [("m", m), ("v", v)], weight_mask, h, step)

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from fastnn import _core, ops
-from fastnn._checks import check_scalar
+from fastnn._checks import check_learning_rate, check_scalar
 
 __all__ = [
     "SGD", "Adagrad", "Adam", "AdamW", "RMSProp", "Optimizer",
@@ -113,7 +113,7 @@ class Schedule:
 
 class Constant(Schedule):
     def __init__(self, lr):
-        self.lr = check_scalar("lr", lr, low=0.0)
+        self.lr = check_learning_rate("lr", lr)
 
     def _kernel(self):
         return _core.Schedule(_core.ScheduleKind.constant, self.lr)
@@ -124,7 +124,7 @@ class ExponentialDecay(Schedule):
     as Keras's ``ExponentialDecay``."""
 
     def __init__(self, lr, decay_steps, decay_rate, staircase=False):
-        self.lr = check_scalar("lr", lr, low=0.0)
+        self.lr = check_learning_rate("lr", lr)
         self.decay_steps = check_scalar("decay_steps", decay_steps, low=0.0, low_open=True)
         self.decay_rate = check_scalar("decay_rate", decay_rate, low=0.0, low_open=True)
         self.staircase = bool(staircase)
@@ -138,7 +138,7 @@ class StepDecay(Schedule):
     """``lr * factor ** floor(step / step_size)``."""
 
     def __init__(self, lr, step_size, factor=0.1):
-        self.lr = check_scalar("lr", lr, low=0.0)
+        self.lr = check_learning_rate("lr", lr)
         self.step_size = check_scalar("step_size", step_size, low=0.0, low_open=True)
         self.factor = check_scalar("factor", factor, low=0.0)
 
@@ -150,7 +150,7 @@ class CosineDecay(Schedule):
     """Cosine from ``lr`` to ``lr * alpha`` over ``decay_steps`` updates, then flat."""
 
     def __init__(self, lr, decay_steps, alpha=0.0):
-        self.lr = check_scalar("lr", lr, low=0.0)
+        self.lr = check_learning_rate("lr", lr)
         self.decay_steps = check_scalar("decay_steps", decay_steps, low=0.0, low_open=True)
         self.alpha = check_scalar("alpha", alpha, low=0.0)
 
