@@ -419,16 +419,18 @@ def test_reduce_lr_on_plateau_checks_its_arguments():
 
 
 def test_one_bound_per_quantity_everywhere():
-    """A learning rate is > 0 for the estimators, fastnn.optim and fastnn.ops alike (on
+    """A learning rate is >= 0 for the estimators, fastnn.optim and fastnn.ops alike (on
     60c4ab6 the estimator refused 0 and optim accepted it); a drop rate is [0, 1) in nn,
     ops and the estimators."""
     import fastnn
     from fastnn import nn, ops, optim
     X, y = np.ones((4, 2)), np.ones(4)
-    for call in (lambda: DNNRegressor(learning_rate=0.0).fit(X, y), lambda: optim.Adam(lr=0.0),
-                 lambda: ops.sgd_update(np.ones(3, np.float32), np.ones(3, np.float32), 0.0)):
-        with pytest.raises(ValueError, match=r"(lr|learning_rate) must be > 0, got 0.0"):
+    for call in (lambda: DNNRegressor(learning_rate=-0.5).fit(X, y), lambda: optim.Adam(lr=-0.5),
+                 lambda: ops.sgd_update(np.ones(3, np.float32), np.ones(3, np.float32), -0.5)):
+        with pytest.raises(ValueError, match=r"(lr|learning_rate) must be >= 0, got -0.5"):
             call()
+    frozen = DNNRegressor(learning_rate=0.0, epochs=1, random_state=0).fit(X, y)  # accepted everywhere: trains nothing
+    assert frozen.n_iter_ == 1
     for call in (lambda: DNNRegressor(dropout=1.0).fit(X, y), lambda: nn.Dropout(1.0),
                  lambda: ops.dropout_forward(np.ones(3, np.float32), 1.0, seed=0)):
         with pytest.raises(ValueError, match=r"(rate|dropout) must be in \[0, 1\)"):

@@ -8,7 +8,7 @@ import pytest
 
 from fastnn import _core
 
-KC = 256  # the driver's depth block (csrc/gemm/gemm.cpp): depths around it cross a block edge
+KC = 256  # the driver's depth block (csrc/kernels/gemm/gemm.cpp): depths around it cross a block edge
 
 
 def gemm_error_bound(a, b, dtype):

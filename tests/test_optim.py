@@ -149,7 +149,7 @@ def test_schedules():
 
 
 @pytest.mark.parametrize("make,exc,match", [
-    (lambda: optim.SGD(lr=-1), ValueError, "lr must be > 0"),
+    (lambda: optim.SGD(lr=-1), ValueError, "lr must be >= 0"),
     (lambda: optim.SGD(nesterov=True), ValueError, "nesterov=True needs momentum"),
     (lambda: optim.Adam(beta1=1.0), ValueError, "beta1 must be in"),
     (lambda: optim.RMSProp(rho=1.0), ValueError, "rho must be in"),

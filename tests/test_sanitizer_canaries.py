@@ -1,7 +1,7 @@
 """Sanitizer canaries (RELIABILITY.md M2): deliberate bugs that MUST be reported.
 
 A sanitizer job that reports nothing proves nothing unless the sanitizer is known to be
-wired in. The canaries (csrc/canaries.cpp) are compiled only with
+wired in. The canaries (csrc/testing/canaries.cpp) are compiled only with
 -DFASTNN_SANITIZER_CANARIES=ON, so in the normal suite every test here is skipped. In a
 sanitizer build (tools/sanitize.sh) each canary runs in a subprocess that inherits
 LD_PRELOAD and the *SAN_OPTIONS, and must die with the sanitizer's own report.

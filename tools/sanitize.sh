@@ -2,7 +2,7 @@
 # tools/sanitize.sh MODE [extra pytest args]
 #
 # Builds fastnn with one dynamic-analysis tool, proves the tool is wired in with the
-# deliberate-bug canaries (csrc/canaries.cpp), then runs the tests under it.
+# deliberate-bug canaries (csrc/testing/canaries.cpp), then runs the tests under it.
 # The commands follow shared/RELIABILITY.md section 8 (verified on Debian 12, gcc 12, clang 14).
 #
 #   asan      gcc ASan+UBSan (Debug, -O1), the whole suite per FASTNN_SIMD x OMP_NUM_THREADS

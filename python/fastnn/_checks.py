@@ -240,8 +240,10 @@ def check_bool(name: str, value) -> bool:
 
 
 def check_learning_rate(name: str, value) -> float:
-    """A learning rate: a finite number > 0, for the estimators, fastnn.optim and fastnn.ops."""
-    return check_scalar(name, value, low=0.0, low_open=True)
+    """A learning rate: a finite number >= 0, for the estimators, fastnn.optim and
+    fastnn.ops alike (0 trains nothing but measures: an epoch's statistics of a frozen
+    model)."""
+    return check_scalar(name, value, low=0.0)
 
 
 def check_count(name: str, value) -> int:

@@ -10,7 +10,7 @@ and kept by ``transform``; infinities are rejected; constant columns get scale 1
 variance is the population variance. float32 input gives float32 output, any other
 numeric input is converted to float64; statistics accumulate in float64.
 
-The work is done by ``fastnn._core`` (csrc/scaler.cpp): one pass per statistic over fixed
+The work is done by ``fastnn._core`` (csrc/kernels/scaler.cpp): one pass per statistic over fixed
 256-row blocks merged in block order (Chan et al.), so the statistics are bitwise
 identical for any thread count, and one fused pass per transform
 ``y = (x - shift) * scale + offset`` (with optional clipping), computed in float64 and

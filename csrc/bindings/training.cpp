@@ -5,7 +5,7 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
-#include "bind_common.hpp"
+#include "marshal.hpp"
 #include "threading.hpp"
 #include "train.hpp"
 

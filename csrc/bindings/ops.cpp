@@ -1,45 +1,23 @@
-// fastnn._core: marshalling only. Check dtype, shape, layout and writability with the GIL
-// held (naming the argument), take raw pointers, release the GIL, call the kernel table.
-// The Python layer (fastnn.ops) converts and validates first; these checks are the last
-// line of defence for anyone calling _core directly.
-#include <dlfcn.h>
+// fastnn._core, the kernels one by one (fastnn.ops): marshalling only. Check dtype, shape,
+// layout and writability with the GIL held (naming the argument), take raw pointers,
+// release the GIL, call the kernel table. The Python layer (fastnn.ops) converts and
+// validates first; these checks are the last line of defence for anyone calling _core
+// directly.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <array>
-#include <memory>
 #include <string>
-#include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#include "bind_common.hpp"
-#include "build_config.hpp"
-#include "cpu.hpp"
+#include "marshal.hpp"
 #include "dispatch.hpp"
 #include "threading.hpp"
 #include "train.hpp"
-#include "workspace.hpp"
-
-namespace py = pybind11;
 
 namespace fastnn {
 
-void throw_invalid(const std::string& message) { throw std::invalid_argument(message); }
-
-void bind_preprocessing(py::module_& m);  // bind_preprocessing.cpp
-void bind_training(py::module_& m);       // bind_training.cpp
-
-#ifdef FASTNN_SANITIZER_CANARIES
-// canaries.cpp: deliberate bugs that prove a sanitizer is wired in (RELIABILITY M2).
-int canary_heap_oob();
-int canary_int_overflow();
-void canary_leak();
-long canary_data_race();
-#endif
+void bind_ops(py::module_& m);
 
 namespace {
 
@@ -414,75 +392,9 @@ void optimizer_step(OptimizerKind kind, const py::object& params, const py::obje
   });
 }
 
-// ---------------------------------------------------------------- a whole training epoch
-
-// ---------------------------------------------------------------- configuration
-
-std::string openmp_library() {
-#ifdef _OPENMP
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&omp_get_max_threads), &info) && info.dli_fname) return info.dli_fname;
-  return "unknown";
-#else
-  return "";
-#endif
-}
-
-py::dict build_info() {
-  py::dict d;
-  d["version"] = FASTNN_VERSION;
-  d["build_type"] = FASTNN_BUILD_TYPE;
-#if defined(__clang__)
-  d["compiler"] = std::string("clang ") + __clang_version__;
-#elif defined(__GNUC__)
-  d["compiler"] = std::string("gcc ") + __VERSION__;
-#else
-  d["compiler"] = "unknown";
-#endif
-  d["cxx_flags"] = FASTNN_CXX_FLAGS;
-  d["isa_flags"] = py::dict(py::arg("generic") = "", py::arg("avx2") = FASTNN_ISA_FLAGS_AVX2,
-                            py::arg("avx512") = FASTNN_ISA_FLAGS_AVX512);
-  d["compiled_paths"] = compiled_paths();
-  d["openmp"] = openmp_enabled();
-#ifdef _OPENMP
-  d["openmp_version"] = int(_OPENMP);
-#else
-  d["openmp_version"] = py::none();
-#endif
-  d["openmp_library"] = openmp_library();
-#ifdef FASTNN_SANITIZER_CANARIES
-  d["sanitizer_canaries"] = true;
-#else
-  d["sanitizer_canaries"] = false;
-#endif
-  return d;
-}
-
-py::dict cpu_info() {
-  const CpuFeatures& f = cpu_features();
-  py::dict d;
-  d["brand"] = cpu_brand();
-  d["x86"] = f.x86;
-  d["avx2"] = f.avx2;
-  d["fma"] = f.fma;
-  d["avx512f"] = f.avx512f;
-  d["avx512bw"] = f.avx512bw;
-  d["avx512dq"] = f.avx512dq;
-  d["avx512vl"] = f.avx512vl;
-  d["available_paths"] = available_paths();
-  return d;
-}
-
 }  // namespace
-}  // namespace fastnn
 
-PYBIND11_MODULE(_core, m) {
-  using namespace fastnn;
-  m.doc() = "fastnn's compiled kernels (private; use fastnn.ops)";
-  install_fork_guard();
-  // Raises (ValueError or RuntimeError) at import for a FASTNN_SIMD this CPU cannot run.
-  select_path_from_environment();
-
+void bind_ops(py::module_& m) {
   py::enum_<Activation>(m, "Activation")
       .value("linear", Activation::linear)
       .value("relu", Activation::relu)
@@ -491,21 +403,6 @@ PYBIND11_MODULE(_core, m) {
       .value("elu", Activation::elu)
       .value("sigmoid", Activation::sigmoid)
       .value("tanh", Activation::tanh);
-
-  m.def("simd_path", [] { return std::string(kernels().name); }, "The SIMD path in use.");
-  m.def("gemm_tile", [] { return py::make_tuple(kernels().gemm_mr, kernels().gemm_nr); },
-        "(MR, NR) of the float32 GEMM register tile of the path in use.");
-  m.def("available_paths", &available_paths);
-  m.def("_select_path", &select_path, py::arg("name"),
-        "Test hook: switch the kernel table (the FASTNN_SIMD rules apply).");
-  m.def("build_info", &build_info);
-  m.def("cpu_info", &cpu_info);
-  m.def("get_num_threads", &max_threads);
-  m.def("explicit_num_threads", &explicit_threads);
-  m.def("set_calling_thread_num_threads", &set_calling_thread_threads, py::arg("n"));
-  m.def("calling_thread_num_threads", &calling_thread_threads);
-  m.def("set_num_threads", &set_max_threads, py::arg("n"));
-  m.def("fork_guard_mode", [] { return std::string(fork_guard_mode()); });
 
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::kw_only(), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("accumulate") = false, py::arg("nthreads") = 0,
@@ -542,18 +439,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("grad_out"), py::arg("weight_sum"), py::arg("delta"));
   m.def("optimizer_step", &optimizer_step, py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("state0"),
         py::arg("state1"), py::arg("state2"), py::arg("weight_mask"), py::arg("hyper"), py::arg("step") = 1);
-  bind_preprocessing(m);
-#ifdef FASTNN_SANITIZER_CANARIES
-  // Deliberate bugs (sanitizer builds only): each must be reported by the sanitizer in use.
-  m.def("_canary_heap_oob", &canary_heap_oob, "Reads one past the end of a heap block.");
-  m.def("_canary_int_overflow", &canary_int_overflow, "Computes INT_MAX + 1.");
-  m.def("_canary_leak", &canary_leak, "Leaks 10 blocks of 4000 bytes.");
-  m.def("_canary_data_race", &canary_data_race, "Two threads write one plain long.");
-#endif
-  bind_training(m);
   m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("out"), py::arg("activation"),
         py::arg("alpha"), py::arg("slope"));
   m.def("activation_backward", &activation_backward, py::arg("grad_out"), py::arg("out"), py::arg("preact"),
         py::arg("slope"), py::arg("grad_in"), py::arg("grad_slope"), py::arg("activation"), py::arg("alpha"),
         py::arg("accumulate"));
 }
+
+}  // namespace fastnn
