@@ -31,6 +31,22 @@ class Model {
     in_features_ = in_features;
   }
 
+  // Inference over x (N, in_features) into out (N, out_features), with the GIL released.
+  void predict(const py::object& x, const py::object& out) {
+    with_float_type(params_, [&](auto tag) {
+      using T = decltype(tag);
+      ModelView<T> model = view<T>(layers_, in_features_);
+      require_2d(x, "x");
+      const index_t n = dim(x, 0);
+      const T* xp = checked<T>(x, "x", {n, in_features_}, false);
+      T* yp = checked<T>(out, "out", {n, model.out_features()}, true);
+      if (n == 0) return 0;
+      py::gil_scoped_release release;
+      fastnn::predict(model, xp, n, yp);
+      return 0;
+    });
+  }
+
   index_t in_features() const { return in_features_; }
   index_t out_features() const { return layers_.back().out; }
   const std::vector<LayerSpec>& layers() const { return layers_; }
@@ -228,6 +244,8 @@ void bind_model(py::module_& m) {
       .def_property_readonly("in_features", &Model::in_features)
       .def_property_readonly("out_features", &Model::out_features)
       .def_property_readonly("layers", &Model::layers)
+      .def("predict", &Model::predict, py::arg("x"), py::arg("out"),
+           "Inference (dropout off, batch norm on running statistics) into out, GIL released.")
       .def("train_epoch", &Model::train_epoch, py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("weights"),
            py::arg("order"), py::arg("optimizer"), py::arg("hyper"), py::arg("state0"), py::arg("state1"),
            py::arg("state2"), py::arg("weight_mask"), py::arg("config"), py::kw_only(), py::arg("reduce") = py::none(),

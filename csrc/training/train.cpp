@@ -575,10 +575,86 @@ EpochResult train_epoch(const ModelView<T>& model, const EpochData<T>& data, con
   return Epoch<T>(model, data, optimizer, config, reduction).run();
 }
 
+template <typename T>
+void predict(const ModelView<T>& a, const T* x, index_t n, T* out) {
+  const auto& k = kernels().of<T>();
+  index_t width = a.in_features;
+  bool prelu = false;
+  for (const auto& l : a.layers) {
+    width = std::max(width, l.out);
+    prelu = prelu || (l.kind == LayerKind::dense && l.act == Activation::prelu);
+  }
+  constexpr index_t kChunk = 1024;  // rows per pass: the workspace stays in cache
+  const index_t rows_max = std::min(n, kChunk);
+  auto ping = buffer<T>(rows_max * width), pong = buffer<T>(rows_max * width);
+  auto preact = buffer<T>(prelu ? rows_max * width : 0);
+  const index_t L = index_t(a.layers.size());
+  for (index_t r0 = 0; r0 < n; r0 += kChunk) {
+    const index_t rows = std::min(kChunk, n - r0);
+    const T* h = x + r0 * a.in_features;
+    index_t w = a.in_features;
+    for (index_t i = 0; i < L; ++i) {
+      const LayerSpec& l = a.layers[size_t(i)];
+      T* y = i == L - 1 ? out + r0 * a.out_features() : (h == ping.get() ? pong.get() : ping.get());
+      if (l.kind == LayerKind::dense) {
+        GemmArgs<T> g;
+        g.m = rows;
+        g.k = l.in;
+        g.n = l.out;
+        g.a = h;
+        g.rsa = l.in;
+        g.b = a.params + l.weight;
+        g.rsb = l.out;
+        g.c = y;
+        g.ldc = l.out;
+        g.bias = l.bias >= 0 ? a.params + l.bias : nullptr;
+        g.act = l.act;
+        g.alpha = T(l.alpha);
+        g.slope = l.slope >= 0 ? a.params + l.slope : nullptr;
+        g.preact = l.act == Activation::prelu ? preact.get() : nullptr;
+        g.ldz = l.out;
+        g.nthreads = threads_for(2.0 * double(rows) * double(l.in) * double(l.out), kGemmFlopsPerThread);
+        k.gemm(g);
+      } else if (l.kind == LayerKind::activation) {
+        ActArgs<T> f;
+        f.rows = rows;
+        f.cols = w;
+        f.x = h;
+        f.out = y;
+        f.act = l.act;
+        f.alpha = T(l.alpha);
+        f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
+        k.act_forward(f);
+      } else if (l.kind == LayerKind::batchnorm) {
+        BatchNormForwardArgs<T> f;
+        f.n = rows;
+        f.c = w;
+        f.x = h;
+        f.gamma = a.params + l.gamma;
+        f.beta = a.params + l.beta;
+        f.y = y;
+        f.training = false;
+        f.running_mean = a.buffers + l.running_mean;
+        f.running_var = a.buffers + l.running_var;
+        f.eps = l.eps;
+        f.momentum = l.momentum;
+        f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
+        k.batchnorm_forward(f);
+      } else {  // dropout: the identity at inference
+        std::memcpy(y, h, size_t(rows * w) * sizeof(T));
+      }
+      h = y;
+      w = l.out;
+    }
+  }
+}
+
 template struct ModelView<float>;
 template struct ModelView<double>;
 template void validate_model<float>(const ModelView<float>&);
 template void validate_model<double>(const ModelView<double>&);
+template void predict<float>(const ModelView<float>&, const float*, index_t, float*);
+template void predict<double>(const ModelView<double>&, const double*, index_t, double*);
 template EpochResult train_epoch<float>(const ModelView<float>&, const EpochData<float>&,
                                         const OptimizerState<float>&, const EpochConfig&, const Reduction&);
 template EpochResult train_epoch<double>(const ModelView<double>&, const EpochData<double>&,

@@ -164,4 +164,11 @@ template <typename T>
 EpochResult train_epoch(const ModelView<T>& model, const EpochData<T>& data, const OptimizerState<T>& optimizer,
                         const EpochConfig& config, const Reduction& reduction);
 
+// Inference: every layer in inference mode (dropout off, batch norm on its running
+// statistics), rows (N, IC) -> out (N, OC), in chunks with one workspace. The same
+// kernels and arguments as the layer-by-layer path, and every row computed independently
+// of the others, so the result is bitwise that path's.
+template <typename T>
+void predict(const ModelView<T>& model, const T* x, index_t n, T* out);
+
 }  // namespace fastnn

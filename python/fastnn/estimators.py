@@ -160,6 +160,8 @@ def _checked_callbacks(callbacks) -> list:
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_SMALL = 4096  # elements: below this a boolean temporary costs less than two reductions
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _as_float32(a, name, where, unit="column"):
@@ -172,8 +174,13 @@ def _as_float32(a, name, where, unit="column"):
         a32 = np.ascontiguousarray(a, dtype=np.float32)
     if a32.size == 0:
         return a32
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(a32.min(axis=0)) & np.isfinite(a32.max(axis=0))
+    if a32.size <= _SMALL:  # a few rows (predict's fast path): one pass, columns only on failure
+        if np.isfinite(a32).all():
+            return a32
+        finite = np.isfinite(a32).all(axis=0)
+    else:
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(a32.min(axis=0)) & np.isfinite(a32.max(axis=0))
     if not finite.all():
         raise ValueError(_nonfinite_message(a, np.flatnonzero(~finite), name, where, unit))
     return a32
@@ -334,6 +341,11 @@ class _BaseDNN(BaseEstimator):
         return OPTIMIZERS[self.optimizer](lr=p["learning_rate"], l1=p["l1"], l2=p["l2"])
 
     def _check_X(self, X, reset, where):
+        if (not reset and type(X) is np.ndarray and X.ndim == 2 and X.dtype in _FLOATS and X.shape[0] >= 1
+                and X.shape[1] == self.n_features_in_ and not hasattr(self, "feature_names_in_")):
+            # the fast path (predict of a few rows): a plain float array of the right width is
+            # all scikit-learn's validate_data would check here; values are checked below
+            return _as_float32(X, "X", where)
         X = validate_data(self, X, reset=reset, dtype=(np.float32, np.float64), ensure_all_finite=False,
                           ensure_min_samples=1)
         return _as_float32(X, "X", where)
@@ -593,8 +605,11 @@ class _BaseDNN(BaseEstimator):
     # ------------------------------------------------------------------ inference
 
     def _forward(self, X, where):
-        check_is_fitted(self, "model_")
+        if not hasattr(self, "model_"):
+            check_is_fitted(self, "model_")  # raises scikit-learn's NotFittedError
         X = self._check_X(X, reset=False, where=where)
+        if self.num_threads is None:
+            return self.model_.predict(X)
         with calling_thread_threads(self.num_threads):
             return self.model_.predict(X)
 

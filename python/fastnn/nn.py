@@ -721,11 +721,8 @@ class Sequential:
         x = self._input(x)
         batch_size = check_count("batch_size", batch_size)
         out = np.empty((x.shape[0], self.out_features), self.dtype)
-        for start in range(0, x.shape[0], batch_size):
-            h = x[start:start + batch_size]
-            for layer in self.layers:
-                h = layer.forward(h, False, {"seed": 0, "step": 0})
-            out[start:start + batch_size] = h
+        for start in range(0, x.shape[0], batch_size):  # one call into the engine per chunk
+            self._engine.predict(x[start:start + batch_size], out[start:start + batch_size])
         return out
 
     def layer_outputs(self, x) -> list:
