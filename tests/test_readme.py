@@ -18,5 +18,7 @@ def test_readme_example_runs(index, tmp_path, monkeypatch, capsys):
     if "fastnn.dask" in BLOCKS[index]:
         pytest.importorskip("dask")
         pytest.importorskip("dask_ml")
+    if "export_onnx" in BLOCKS[index]:
+        pytest.importorskip("onnxruntime", reason="the ONNX example needs fastnn[onnx] and onnxruntime")
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {"__name__": "readme"})

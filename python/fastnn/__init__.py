@@ -19,7 +19,8 @@ _LAZY = {"preprocessing": ("fastnn.preprocessing", None), "estimators": ("fastnn
          "DNNRegressor": ("fastnn.estimators", "DNNRegressor"), "DNNClassifier": ("fastnn.estimators", "DNNClassifier"),
          "load": ("fastnn.persistence", "load"), "save": ("fastnn.persistence", "save"), "callbacks": ("fastnn.callbacks", None),
          "distributed": ("fastnn.distributed", None), "dask": ("fastnn.dask", None),
-         "plot_history": ("fastnn.plotting", "plot_history")}
+         "plot_history": ("fastnn.plotting", "plot_history"),
+         "export_onnx": ("fastnn.onnx_export", "export_onnx")}
 
 
 def __getattr__(name):
@@ -44,6 +45,7 @@ __all__ = [
     "TrainingDivergedError",
     "callbacks",
     "__version__",
+    "export_onnx",
     "get_num_threads",
     "load",
     "nn",
