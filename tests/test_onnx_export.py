@@ -336,6 +336,19 @@ def test_cli_export(tmp_path, data):
     assert_close(out[:, 0], pipe.predict(X))
 
 
+def test_cli_export_of_a_saved_column_transformer_pipeline(tmp_path, table):
+    """A model file whose ColumnTransformer is stored through skops exports whole."""
+    pytest.importorskip("skl2onnx", reason="pipelines with scikit-learn steps are converted by skl2onnx")
+    pytest.importorskip("skops", reason="saving scikit-learn steps needs fastnn[skops]")
+    frame, y = table
+    pipe = column_pipeline(fastnn.DNNRegressor(hidden_units=(8,), epochs=5, random_state=0)).fit(frame, y)
+    fastnn.save(pipe, tmp_path / "table.npz")
+    result = cli("export", "table.npz", "table.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (out,) = session(tmp_path / "table.onnx").run(None, frame_inputs(frame, np.float32))
+    assert_close(out[:, 0], pipe.predict(frame))
+
+
 def test_cli_export_refuses_bad_paths_before_work(tmp_path):
     model = tmp_path / "model.npz"
     fastnn.save(nn.Sequential([nn.Dense(2, 1)]), model)

@@ -18,6 +18,9 @@ def test_readme_example_runs(index, tmp_path, monkeypatch, capsys):
     if "fastnn.dask" in BLOCKS[index]:
         pytest.importorskip("dask")
         pytest.importorskip("dask_ml")
+    if "fastnn[skops]" in BLOCKS[index]:
+        pytest.importorskip("skops", reason="the pipeline example needs fastnn[skops]")
+        pytest.importorskip("pandas")
     if "export_onnx" in BLOCKS[index]:
         pytest.importorskip("onnxruntime", reason="the ONNX example needs fastnn[onnx] and onnxruntime")
     monkeypatch.chdir(tmp_path)

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 from fastnn import _core
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
 from fastnn import nn, ops, optim
-from fastnn._errors import ModelFormatError, TrainingDivergedError
+from fastnn._errors import ModelFormatError, TrainingDivergedError, UntrustedTypeError
 from fastnn.nn import Sequential
 
 # Loaded on first use, not with every `import fastnn`: the estimators and preprocessing
@@ -43,6 +43,7 @@ __all__ = [
     "ModelFormatError",
     "Sequential",
     "TrainingDivergedError",
+    "UntrustedTypeError",
     "callbacks",
     "__version__",
     "export_onnx",
