@@ -27,7 +27,7 @@ from fastnn.onnx_export import to_onnx  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
-from support import subprocess_env  # noqa: E402
+from support import flats_table, subprocess_env  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 ACTIVATIONS = ["linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh"]
@@ -141,8 +141,9 @@ SCALERS = {
 def test_pipeline_with_each_scaler(data, scaler, dtype):
     X, y = data
     half = len(X) // 2  # fitted on one half, exported and run on all: unseen values leave the ranges
-    pipe = Pipeline([("scale", SCALERS[scaler]()), ("reg", fastnn.DNNRegressor(hidden_units=(8,), epochs=3,
-                                                                                random_state=0))])
+    # a step named like an output: the graph's names stay distinct
+    pipe = Pipeline([("variable", SCALERS[scaler]()), ("reg", fastnn.DNNRegressor(hidden_units=(8,), epochs=3,
+                                                                                   random_state=0))])
     pipe.fit(X[:half].astype(dtype), y[:half])
     Xt = X.astype(dtype)
     (out,) = run_onnx(to_onnx(pipe, dtype=dtype), Xt)
@@ -176,11 +177,13 @@ def class_labels(X, kind):
         return np.where(X[:, 0] > 0, 7, -3)
     if kind == "str":
         return np.array(["cat", "dog", "emu"])[codes]
+    if kind == "bool":
+        return X[:, 1] > 5
     return codes * 10  # multiclass integers
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kind", ["binary_int", "str", "multi_int"])
+@pytest.mark.parametrize("kind", ["binary_int", "bool", "str", "multi_int"])
 def test_classifier_labels_and_probabilities(tmp_path, data, kind, dtype):
     X, _ = data
     labels = class_labels(X, kind)
@@ -195,7 +198,7 @@ def test_classifier_labels_and_probabilities(tmp_path, data, kind, dtype):
     assert label.shape == (len(X),)
     expected_label = pipe.predict(X.astype(dtype))
     assert label.tolist() == expected_label.tolist()
-    assert (label.dtype.kind == "i") == (kind != "str")
+    assert label.dtype.kind == {"str": "O", "bool": "b"}.get(kind, "i")
     assert_close(proba, pipe.predict_proba(X.astype(dtype)))
 
 
@@ -261,13 +264,7 @@ def test_failed_export_leaves_the_old_file(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def table():
-    pd = pytest.importorskip("pandas")
-    rng = np.random.default_rng(5)
-    n = 300
-    frame = pd.DataFrame({"city": rng.choice(["Paris", "Oslo", "Rome"], n), "size": rng.uniform(20, 120, n),
-                          "rooms": rng.integers(1, 6, n).astype(np.float64)})
-    y = frame["size"] * 0.1 + frame["rooms"] + frame["city"].map({"Paris": 5.0, "Oslo": 2.0, "Rome": 0.0})
-    return frame, y.to_numpy()
+    return flats_table()
 
 
 def column_pipeline(estimator):
@@ -291,7 +288,7 @@ def test_column_transformer_pipeline_exports_whole(tmp_path, table, dtype):
     path = tmp_path / "table.onnx"
     fastnn.export_onnx(pipe, path, dtype=dtype)
     sess = session(path)
-    assert [i.name for i in sess.get_inputs()] == ["city", "size", "rooms"]
+    assert [i.name for i in sess.get_inputs()] == ["city", "size", "age", "rooms"]
     unseen = frame.copy()
     unseen.loc[:4, "city"] = "Lima"  # handle_unknown="ignore": all-zero one-hot
     (out,) = sess.run(None, frame_inputs(unseen, dtype))
@@ -306,8 +303,7 @@ def test_column_transformer_classifier_with_skl2onnx_directly(table):
     labels = np.where(y > np.median(y), "high", "low")
     pipe = column_pipeline(fastnn.DNNClassifier(hidden_units=(6,), epochs=5, random_state=0)).fit(frame, labels)
     register_skl2onnx_converters()
-    types = [("city", StringTensorType([None, 1])), ("size", FloatTensorType([None, 1])),
-             ("rooms", FloatTensorType([None, 1]))]
+    types = [("city", StringTensorType([None, 1]))] + [(c, FloatTensorType([None, 1])) for c in ("size", "age", "rooms")]
     proto = skl2onnx.to_onnx(pipe, initial_types=types, options={id(pipe[-1]): {"zipmap": False}})
     label, proba = session(proto).run(None, frame_inputs(frame, np.float32))
     assert label.tolist() == pipe.predict(frame).tolist()

@@ -22,6 +22,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, PolynomialFeatures
 
+from support import flats_table
+
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 
 
@@ -50,14 +52,7 @@ skops = pytest.importorskip("skops", reason="saving scikit-learn steps needs sko
 
 @pytest.fixture(scope="module")
 def table():
-    pd = pytest.importorskip("pandas")
-    rng = np.random.default_rng(3)
-    n = 200
-    frame = pd.DataFrame({"city": rng.choice(["Paris", "Oslo", "Rome"], n), "size": rng.uniform(20, 120, n),
-                          "age": rng.uniform(0, 80, n), "rooms": rng.integers(1, 6, n).astype(float)})
-    frame.loc[rng.choice(n, 15, replace=False), "age"] = np.nan
-    y = frame["size"] * 0.1 + frame["rooms"] + frame["city"].map({"Paris": 5.0, "Oslo": 2.0, "Rome": 0.0})
-    return frame, y.to_numpy()
+    return flats_table(n=200, seed=3, missing_age=15)
 
 
 def tabular_pipeline(estimator):

@@ -81,7 +81,7 @@ class _Builder:
         arr = np.asarray(value)
         name = self.name(hint)
         if arr.dtype.kind in "US":
-            self.initializers.append(helper.make_tensor(name, _onnx().TensorProto.STRING, arr.shape,
+            self.initializers.append(helper.make_tensor(name, _require_onnx().TensorProto.STRING, arr.shape,
                                                         [str(v).encode("utf-8") for v in arr.ravel()]))
         else:
             self.initializers.append(numpy_helper.from_array(arr, name))
@@ -92,10 +92,6 @@ class _Builder:
         out = self.name(hint) if out is None else out
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(f"{hint}_{op_type}"), **attrs))
         return out
-
-
-def _onnx():
-    return _require_onnx()
 
 
 class _Skl2OnnxBuilder:
@@ -112,7 +108,7 @@ class _Skl2OnnxBuilder:
         arr = np.asarray(value)
         name = self.name(hint)
         if arr.dtype.kind in "US":
-            self.container.add_initializer(name, _onnx().TensorProto.STRING, list(arr.shape),
+            self.container.add_initializer(name, _require_onnx().TensorProto.STRING, list(arr.shape),
                                            [str(v).encode("utf-8") for v in arr.ravel()])
         else:
             self.container.add_initializer(name, None, None, numpy_helper.from_array(arr, name))
@@ -296,10 +292,9 @@ def _emit_scalers(b, x: str, scalers, dtype) -> str:
     """Each scaler in float64, its result rounded to ``dtype`` as fastnn's transform rounds
     to the dtype of its input (a no-op for float64)."""
     for name, scaler in scalers:
-        hint = f"{name}"
-        x = _cast(b, x, dtype, np.float64, f"{hint}_input")
-        x = _emit_scaler(b, x, scaler, hint)
-        x = _cast(b, x, np.float64, dtype, f"{hint}_out")
+        x = _cast(b, x, dtype, np.float64, f"{name}_input")
+        x = _emit_scaler(b, x, scaler, name)
+        x = _cast(b, x, np.float64, dtype, f"{name}_out")
     return x
 
 
@@ -338,7 +333,7 @@ def _emit_estimator(b, x: str, est, dtype, outputs: list) -> None:
         p = b.op("Concat", [b.op("Sigmoid", [b.op("Neg", [z64], "minus_logit")], "p0"),
                             b.op("Sigmoid", [z64], "p1")], "proba64", axis=1)
         positive = b.op("Greater", [z, b.const("zero", np.zeros((), model.dtype))], "positive")
-        index = b.op("Reshape", [b.op("Cast", [positive], "index2d", to=_onnx().TensorProto.INT64),
+        index = b.op("Reshape", [b.op("Cast", [positive], "index2d", to=_require_onnx().TensorProto.INT64),
                                  b.const("flat", np.array([-1], np.int64))], "index")
     else:
         p = b.op("Softmax", [z64], "proba64", axis=1)
@@ -388,7 +383,8 @@ def _fastnn_graph(obj, dtype, opset):
     dtype = _input_dtype(dtype, model.dtype)
     elem = helper.np_dtype_to_tensor_dtype(dtype)
     b = _Builder()
-    b.name(INPUT_NAME)
+    for name in (INPUT_NAME, "variable", "label", "probabilities"):  # no step name may take them
+        b.name(name)
     x = _emit_scalers(b, INPUT_NAME, scalers, dtype)
     n_in = model.in_features
     if isinstance(est, nn.Sequential):

@@ -58,6 +58,12 @@ with atheris.instrument_imports(include=["fastnn"]):
         ESTIMATORS = (fastnn.estimators.DNNRegressor, fastnn.estimators.DNNClassifier)
     except ImportError:
         Pipeline, ESTIMATORS = None, ()
+    try:  # imported here, once: the first load of a skops part would otherwise pay seconds of
+        import skops.io  # noqa: F401  imports inside the time budget of one input
+        import fastnn._skops_steps
+        fastnn._skops_steps.trusted_types()
+    except ImportError:
+        pass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _instrument import instrument_package  # noqa: E402
