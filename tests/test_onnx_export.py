@@ -310,6 +310,35 @@ def test_column_transformer_classifier_with_skl2onnx_directly(table):
     assert_close(proba, pipe.predict_proba(frame))
 
 
+def test_imputer_pipeline_has_one_input(data, dtype=np.float32):
+    """A pipeline starting with a scikit-learn SimpleImputer: one input "X"; NaN imputed in the
+    graph. float32 only: skl2onnx writes SimpleImputer as ai.onnx.ml Imputer, which ONNX
+    Runtime 1.32 implements for float and int64 tensors, not double."""
+    pytest.importorskip("skl2onnx", reason="pipelines with scikit-learn steps are converted by skl2onnx")
+    from sklearn.impute import SimpleImputer
+    X, y = data
+    X = X.copy()
+    X[::9, 1] = np.nan
+    pipe = Pipeline([("impute", SimpleImputer(strategy="median")), ("std", pp.StandardScaler()),
+                     ("net", fastnn.DNNRegressor(hidden_units=(8,), epochs=3, random_state=0))]).fit(X, y)
+    (out,) = run_onnx(to_onnx(pipe, dtype=dtype), X.astype(dtype))
+    assert out.dtype == dtype
+    assert_close(out[:, 0], pipe.predict(X.astype(dtype)))
+
+
+def test_mixed_classifier_pipeline_through_export_onnx(tmp_path, table):
+    pytest.importorskip("skl2onnx", reason="pipelines with scikit-learn steps are converted by skl2onnx")
+    frame, y = table
+    labels = np.array(["low", "mid", "high"])[np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))]
+    pipe = column_pipeline(fastnn.DNNClassifier(hidden_units=(6,), epochs=5, random_state=0)).fit(frame, labels)
+    fastnn.export_onnx(pipe, tmp_path / "clf.onnx")
+    sess = session(tmp_path / "clf.onnx")
+    assert [o.name for o in sess.get_outputs()] == ["label", "probabilities"]
+    label, proba = sess.run(None, frame_inputs(frame, np.float32))
+    assert label.tolist() == pipe.predict(frame).tolist()
+    assert_close(proba, pipe.predict_proba(frame))
+
+
 # ----------------------------------------------------------------------------- the command line
 
 
@@ -358,6 +387,11 @@ def test_cli_export_refuses_bad_paths_before_work(tmp_path):
     assert model.read_bytes() == before
     result = cli("export", "missing.npz", "m.onnx", cwd=tmp_path)
     assert result.returncode == 2 and "missing.npz" in result.stderr
+    result = cli("export", "model.npz", "model.onnx", cwd=tmp_path)  # a Sequential
+    assert result.returncode == 0, result.stderr
+    X = np.linspace(-1, 1, 10, dtype=np.float32).reshape(5, 2)
+    (out,) = run_onnx(tmp_path / "model.onnx", X)
+    assert_close(out, fastnn.load(model).predict(X))
     (tmp_path / "junk.npz").write_bytes(b"junk")
     result = cli("export", "junk.npz", "m.onnx", cwd=tmp_path)
     assert result.returncode == 2 and "not a fastnn model" in result.stderr

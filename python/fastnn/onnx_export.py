@@ -451,6 +451,8 @@ def export_onnx(obj, path, *, dtype=None, opset=None, initial_types=None) -> Non
     dtype : {None, numpy.float32, numpy.float64, "float32", "float64"}
         Element type of the input ``"X"`` and of the outputs; None: the network's dtype
         (float32 for the estimators). The graph computes in fastnn's own precision either way.
+        With scikit-learn steps, float64 depends on skl2onnx's ops having double kernels in
+        your runtime (ONNX Runtime 1.32 has none for the ``Imputer`` of ``SimpleImputer``).
     opset : int, optional
         ONNX opset of the default domain (>= 15; default ``DEFAULT_OPSET``).
     initial_types : list of (name, skl2onnx type), optional
