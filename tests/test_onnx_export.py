@@ -239,6 +239,13 @@ def test_unfitted_and_foreign_objects_are_refused(tmp_path):
     assert not path.exists()
 
 
+def test_without_the_onnx_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'fastnn\[onnx\]'"):
+        fastnn.export_onnx(nn.Sequential([nn.Dense(2, 1)]), tmp_path / "m.onnx")
+    assert not os.listdir(tmp_path)
+
+
 def test_failed_export_leaves_the_old_file(tmp_path, monkeypatch):
     """export_onnx writes through fastnn.persistence's atomic writer: a failure at the
     rename leaves the old file and no temporary file."""
@@ -270,7 +277,8 @@ def table():
 def column_pipeline(estimator):
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OneHotEncoder
-    columns = ColumnTransformer([("city", OneHotEncoder(handle_unknown="ignore"), ["city"])],
+    columns = ColumnTransformer([("city", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+                                 ("size", pp.LogScaler(), ["size"])],  # fastnn's converter inside skl2onnx's
                                 remainder="passthrough", sparse_threshold=0)
     return Pipeline([("columns", columns), ("scale", pp.StandardScaler()), ("model", estimator)])
 
@@ -359,6 +367,8 @@ def test_cli_export(tmp_path, data):
     (out,) = run_onnx(tmp_path / "model.onnx", X)
     assert out.dtype == np.float64
     assert_close(out[:, 0], pipe.predict(X))
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
+    assert props == {"feature_names": '["a", "b", "c", "d"]'}
 
 
 def test_cli_export_of_a_saved_column_transformer_pipeline(tmp_path, table):

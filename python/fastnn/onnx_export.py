@@ -18,6 +18,8 @@ The graph
   classes, float64 / bool for such classes) and ``"probabilities"`` (``(N, n_classes)``,
   type ``dtype``, columns in ``classes_`` order): the outputs of skl2onnx's
   ``MLPClassifier`` converter with ``options={"zipmap": False}``.
+* The model property ``feature_names`` (JSON list) names the columns of ``"X"`` when the
+  object knows them (a ``fastnn train`` model's metadata, or ``feature_names_in_``).
 * Every part computes in the precision fastnn uses, so ONNX Runtime reproduces fastnn's
   predictions up to the rounding of a different matrix product: scalers in float64, each
   rounded to ``dtype`` as fastnn's ``transform`` rounds to its input's dtype; the network in
@@ -33,6 +35,7 @@ not a pipeline step and is refused.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -402,8 +405,23 @@ def _fastnn_graph(obj, dtype, opset):
         outputs = [helper.make_tensor_value_info("variable", elem, [None, model.out_features])]
     graph = helper.make_graph(b.nodes, f"fastnn_{type(est).__name__}", [
         helper.make_tensor_value_info(INPUT_NAME, elem, [None, n_in])], outputs, b.initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fastnn",
-                             producer_version=_version())
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fastnn",
+                              producer_version=_version())
+    names = _feature_names(obj, n_in)
+    if names is not None:  # the column order of "X", for whoever serves the file
+        helper.set_model_props(proto, {"feature_names": json.dumps(names)})
+    return proto
+
+
+def _feature_names(obj, n_in: int):
+    """The input's column names: the metadata of a ``fastnn train`` pipeline, or the
+    ``feature_names_in_`` of a model fitted on a DataFrame (None when neither names them)."""
+    names = getattr(obj, "fastnn_metadata_", {}).get("features")
+    if names is None and getattr(obj, "feature_names_in_", None) is not None:
+        names = [str(n) for n in obj.feature_names_in_]
+    if isinstance(names, list) and len(names) == n_in and all(isinstance(n, str) for n in names):
+        return names
+    return None
 
 
 def _version():
