@@ -1,12 +1,13 @@
 """Write the model files of format 1 that tests/test_pipeline_persistence.py loads, to
 prove that files written before skops parts existed still load (RELIABILITY.md P1).
 
-The checked-in files were written with the code of main 60c4ab6: run at commit 6ff1665,
-whose persistence.py, estimators.py, nn.py, optim.py and preprocessing.py are identical
-to 60c4ab6's (``git diff 60c4ab6 6ff1665 --stat`` lists only the ONNX export, cli.py and
-__init__.py). To write them again from the old code itself: ``git worktree add /tmp/old
-60c4ab6``, build it, and run this script with that checkout's fastnn. Rerun it only to add
-cases: the point of the files is that they come from the old code.
+The checked-in files were written by the Python sources of main 60c4ab6: ``git archive
+60c4ab6 python | tar -x -C /tmp/old60``, that checkout's ``fastnn`` imported ahead of the
+installed one (the editable finder removed from ``sys.meta_path``), with the compiled
+``_core`` of a later build (csrc/ and CMakeLists.txt are unchanged since 60c4ab6). They
+equal the files the later code writes but for the wall-clock epoch times in the history.
+Rerun this only to add cases, and from old code: the point of the files is where they
+come from.
 
 Writes, next to this script: format1_pipeline.npz (every scaler, then a DNNRegressor with
 batch norm and dropout), format1_classifier.npz (a DNNClassifier with text labels),
