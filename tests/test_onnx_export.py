@@ -347,6 +347,24 @@ def test_mixed_classifier_pipeline_through_export_onnx(tmp_path, table):
     assert_close(proba, pipe.predict_proba(frame))
 
 
+def test_classifier_with_skl2onnx_default_zipmap(data):
+    """skl2onnx's default for classifiers: "output_label" and a ZipMap of probabilities per
+    class (float32 only, as for skl2onnx's own MLPClassifier: ONNX's ZipMap takes float)."""
+    skl2onnx = pytest.importorskip("skl2onnx", reason="the converters are registered with skl2onnx")
+    from fastnn.onnx_export import register_skl2onnx_converters
+    from skl2onnx.common.data_types import FloatTensorType
+    X, _ = data
+    labels = class_labels(X, "str")
+    clf = fastnn.DNNClassifier(hidden_units=(6,), epochs=3, random_state=0).fit(X, labels)
+    register_skl2onnx_converters()
+    proto = skl2onnx.to_onnx(clf, initial_types=[("X", FloatTensorType([None, X.shape[1]]))])
+    X32 = X.astype(np.float32)
+    label, maps = session(proto).run(None, {"X": X32})
+    assert label.tolist() == clf.predict(X32).tolist()
+    proba = np.array([[m[c] for c in clf.classes_] for m in maps])
+    assert_close(proba, clf.predict_proba(X32))
+
+
 # ----------------------------------------------------------------------------- the command line
 
 

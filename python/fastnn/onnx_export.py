@@ -131,13 +131,14 @@ _OP_VERSIONS = {"Cast": 13, "MatMul": 13, "Add": 14, "Sub": 14, "Mul": 14, "Relu
                 "Identity": 14}
 
 
-def _cast(b, x: str, src, dst, hint="cast") -> str:
-    """``x`` converted from numpy dtype ``src`` to ``dst`` (no node when they are equal)."""
+def _cast(b, x: str, src, dst, hint="cast", out=None) -> str:
+    """``x`` converted from numpy dtype ``src`` to ``dst``: no node when they are equal,
+    unless the result must be named ``out`` (a graph output), then an Identity."""
     from onnx import helper
     src, dst = np.dtype(src), np.dtype(dst)
-    if src == dst:
-        return x
-    return b.op("Cast", [x], hint, to=helper.np_dtype_to_tensor_dtype(dst))
+    if src != dst:
+        return b.op("Cast", [x], hint, out=out, to=helper.np_dtype_to_tensor_dtype(dst))
+    return x if out is None else b.op("Identity", [x], hint, out=out)
 
 
 # ----------------------------------------------------------------------------- the network
@@ -328,7 +329,7 @@ def _emit_estimator(b, x: str, est, dtype, outputs: list) -> None:
     model = est.model_
     z = _emit_network(b, _cast(b, x, dtype, model.dtype, "network_input"), model, "layer")
     if not hasattr(est, "classes_"):
-        b.op("Identity", [_cast(b, z, model.dtype, dtype, "network_out")], "variable", out=outputs[0])
+        _cast(b, z, model.dtype, dtype, "variable", out=outputs[0])
         return
     classes = b.const("classes", _label_constant(est.classes_))
     z64 = _cast(b, z, model.dtype, np.float64, "logits")
@@ -342,7 +343,7 @@ def _emit_estimator(b, x: str, est, dtype, outputs: list) -> None:
         p = b.op("Softmax", [z64], "proba64", axis=1)
         index = b.op("ArgMax", [z], "index", axis=1, keepdims=0)
     b.op("Gather", [classes, index], "label", out=outputs[0], axis=0)
-    b.op("Identity", [_cast(b, p, np.float64, dtype, "proba")], "probabilities", out=outputs[1])
+    _cast(b, p, np.float64, dtype, "probabilities", out=outputs[1])
 
 
 def _split(obj):
@@ -392,7 +393,7 @@ def _fastnn_graph(obj, dtype, opset):
     n_in = model.in_features
     if isinstance(est, nn.Sequential):
         z = _emit_network(b, _cast(b, x, dtype, model.dtype, "network_input"), model, "layer")
-        b.op("Identity", [_cast(b, z, model.dtype, dtype, "network_out")], "variable", out="variable")
+        _cast(b, z, model.dtype, dtype, "variable", out="variable")
         outputs = [helper.make_tensor_value_info("variable", elem, [None, model.out_features])]
     elif hasattr(est, "classes_"):
         _emit_estimator(b, x, est, dtype, ["label", "probabilities"])
@@ -548,8 +549,9 @@ def _skl_shape_estimator(operator):
 def _skl_convert_scaler(scope, operator, container):
     b = _Skl2OnnxBuilder(scope, container)
     dtype = _skl_dtype(operator.inputs[0])
-    x = _emit_scalers(b, operator.inputs[0].full_name, [("fastnn_scaler", operator.raw_operator)], dtype)
-    b.op("Identity", [x], "scaled", out=operator.outputs[0].full_name)
+    x = _cast(b, operator.inputs[0].full_name, dtype, np.float64, "fastnn_scaler_input")
+    x = _emit_scaler(b, x, operator.raw_operator, "fastnn_scaler")
+    _cast(b, x, np.float64, dtype, "fastnn_scaler_out", out=operator.outputs[0].full_name)
 
 
 def _skl_convert_estimator(scope, operator, container):

@@ -41,7 +41,7 @@ __all__ = [
     "FORMAT_VERSION", "MAGIC", "ModelFormatError", "load", "save", "load_pipeline", "load_sequential",
     "optimizer_from_state", "optimizer_state", "read_model", "register_loader", "save_pipeline",
     "save_sequential", "scaler_from_state", "scaler_state", "sequential_from_state", "sequential_state",
-    "write_model",
+    "trusted_skops_types", "write_model",
 ]
 
 FORMAT_VERSION = 1
@@ -850,6 +850,18 @@ def _pipeline_file(header: dict, arrays: dict):
     pipeline = Pipeline(built + [(est_name, est)])
     pipeline.fastnn_metadata_ = {} if metadata is None else metadata
     return pipeline
+
+
+def trusted_skops_types() -> frozenset:
+    """What a scikit-learn step stored through skops may name (``module.qualname``): the
+    scikit-learn classes ``ColumnTransformer``, ``OneHotEncoder``, ``OrdinalEncoder``,
+    ``SimpleImputer``, ``MissingIndicator``, ``StandardScaler``, ``MinMaxScaler``,
+    ``MaxAbsScaler``, ``RobustScaler``, ``FunctionTransformer``, ``Pipeline``,
+    ``FeatureUnion``; fastnn's scalers; NumPy arrays, dtypes and scalars; plain containers;
+    and the NumPy functions a ``FunctionTransformer`` may hold (``np.log1p``, ``np.log``,
+    ``np.sqrt``, ...). Anything else is refused when saving and when loading."""
+    from fastnn import _skops_steps
+    return _skops_steps.trusted_types()
 
 
 def _skops_step(step, i: int, arrays: dict, seen: set):
