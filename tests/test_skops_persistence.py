@@ -222,6 +222,38 @@ def test_damaged_skops_parts_are_format_errors(saved, damage):
         fastnn.load(path)
 
 
+def test_forged_array_sizes_inside_a_skops_part_allocate_nothing(saved):
+    """An array inside the skops part declaring 50 million values over a few bytes: refused
+    by fastnn's .npy reader before skops would allocate 400 MB for it."""
+    import tracemalloc
+    path, _ = saved
+    inner = zipfile.ZipFile(io.BytesIO(bytes(P.read_model(path)[1]["step0.skops"])))
+    entries, forged = [], 0
+    for info in inner.infolist():
+        content = inner.read(info)
+        if info.filename.endswith(".npy") and not forged:
+            arr = np.lib.format.read_array(io.BytesIO(content), allow_pickle=False)
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
+                                                          "fortran_order": False, "shape": (50_000_000,)})
+            content, forged = header.getvalue() + arr.tobytes(), 1
+        entries.append((info.filename, content))
+    assert forged
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, content in entries:
+            zf.writestr(name, content)
+    _replace_skops_part(path, data=buf.getvalue())
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match="declares"):
+            fastnn.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, f"peaked at {peak >> 20} MiB"
+
+
 def test_without_skops(saved, monkeypatch, tmp_path):
     from fastnn import _skops_steps
     path, X = saved

@@ -81,13 +81,17 @@ def _skops():
 
 
 def _archive(data: bytes, where: str) -> zipfile.ZipFile:
-    """The skops archive, checked as fastnn checks its own: stored entries only, so no entry
-    can inflate to more memory than the file holds."""
+    """The skops archive, checked as fastnn checks its own files: stored entries only, and
+    every ``.npy`` entry parsed by fastnn's own reader (numbers only, the declared shape
+    matching the bytes), so that no entry makes skops allocate more than the file holds."""
+    from fastnn.persistence import _read_entry
     zf = zipfile.ZipFile(io.BytesIO(data))
     for info in zf.infolist():
         if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
             raise ModelFormatError(f"{where}: skops entry {info.filename!r} is compressed; fastnn stores "
                                    "skops parts uncompressed")
+        if info.filename.endswith(".npy"):
+            _read_entry(zf, info, f"{where} {info.filename}")
     return zf
 
 
