@@ -297,11 +297,26 @@ def _mutate_skops(content, rng, raw_mutate):
             else:
                 doc = _mutate_json(doc, rng)
         inner[j] = (name, json.dumps(doc).encode("utf-8"))
+    elif name.endswith(".npy") and rng.random() < 0.5:
+        inner[j] = (name, _forged_npy(part, rng) or raw_mutate(part, len(part) + 64))
     elif rng.random() < 0.3:
         del inner[j]
     else:
         inner[j] = (name, raw_mutate(part, len(part) + 64))
     return _npy_bytes(np.frombuffer(_write_zip(inner), np.uint8))
+
+
+def _forged_npy(content, rng):
+    """The .npy ``content`` with its header declaring another shape or dtype over the same
+    data bytes (a size the data does not hold), or None when it is not a readable .npy."""
+    arr = _npy_array(content)
+    if arr is None or arr.dtype.hasobject:
+        return None
+    shape = rng.choice([(10 ** 8,), (2 ** 31 + 1,), (arr.size + 1,), (3, 10 ** 7), ()])
+    descr = rng.choice([np.lib.format.dtype_to_descr(arr.dtype), "<f8", "|O", "<U100000"])
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+    return header.getvalue() + arr.tobytes()
 
 
 def custom_mutator(data, max_size, seed):
