@@ -198,8 +198,8 @@ def report(threads_list, repeats: int, rounds: int) -> None:
         built = build(tmp)
         sizes = {k: os.path.getsize(v) for k, v in built["paths"].items() if k.endswith(".onnx")}
         print(f"\nexport (median of 20): fastnn.export_onnx {fmt_time(built['export_fastnn_s'])} "
-              f"({sizes['fastnn.onnx'] / 1024:.0f} KiB); skl2onnx.to_onnx + write {fmt_time(built['export_skl2onnx_s'])} "
-              f"({sizes['mlp.onnx'] / 1024:.0f} KiB)")
+              f"({sizes['fastnn.onnx'] / 1024:.0f} KiB); skl2onnx.to_onnx + write "
+              f"{fmt_time(built['export_skl2onnx_s'])} ({sizes['mlp.onnx'] / 1024:.0f} KiB)")
         print(f"\ninference, W1 network {'-'.join(map(str, HIDDEN))} behind a StandardScaler, float32:")
         print("| threads | runner | 1 row (per call) | 100,000 rows | rows/s at 100,000 |")
         print("|---:|---|---:|---:|---:|")

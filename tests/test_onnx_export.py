@@ -311,7 +311,8 @@ def test_column_transformer_classifier_with_skl2onnx_directly(table):
     labels = np.where(y > np.median(y), "high", "low")
     pipe = column_pipeline(fastnn.DNNClassifier(hidden_units=(6,), epochs=5, random_state=0)).fit(frame, labels)
     register_skl2onnx_converters()
-    types = [("city", StringTensorType([None, 1]))] + [(c, FloatTensorType([None, 1])) for c in ("size", "age", "rooms")]
+    types = [("city", StringTensorType([None, 1]))]
+    types += [(c, FloatTensorType([None, 1])) for c in ("size", "age", "rooms")]
     proto = skl2onnx.to_onnx(pipe, initial_types=types, options={id(pipe[-1]): {"zipmap": False}})
     label, proba = session(proto).run(None, frame_inputs(frame, np.float32))
     assert label.tolist() == pipe.predict(frame).tolist()
@@ -400,6 +401,24 @@ def test_cli_export_of_a_saved_column_transformer_pipeline(tmp_path, table):
     assert result.returncode == 0, result.stderr
     (out,) = session(tmp_path / "table.onnx").run(None, frame_inputs(frame, np.float32))
     assert_close(out[:, 0], pipe.predict(frame))
+
+
+def test_a_step_skl2onnx_cannot_convert(tmp_path, data):
+    """FunctionTransformer(np.log1p) saves (a trusted NumPy function) but skl2onnx has no
+    converter for it: a TypeError from the API, one line and status 2 from the CLI."""
+    pytest.importorskip("skl2onnx", reason="pipelines with scikit-learn steps are converted by skl2onnx")
+    pytest.importorskip("skops", reason="saving scikit-learn steps needs fastnn[skops]")
+    from sklearn.preprocessing import FunctionTransformer
+    X, y = data
+    pipe = Pipeline([("log", FunctionTransformer(np.log1p)),
+                     ("net", fastnn.DNNRegressor(hidden_units=(3,), epochs=1, random_state=0))]).fit(np.abs(X), y)
+    with pytest.raises(TypeError, match="skl2onnx cannot convert.*FunctionTransformer"):
+        to_onnx(pipe)
+    fastnn.save(pipe, tmp_path / "log.npz")
+    result = cli("export", "log.npz", "log.onnx", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("fastnn: error: cannot export log.npz")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "log.onnx").exists()
 
 
 def test_cli_export_refuses_bad_paths_before_work(tmp_path):

@@ -467,7 +467,7 @@ def _export_command(args):
         raise UsageError(str(exc)) from None
     try:
         export_onnx(model, args.out, dtype=args.dtype)
-    except (TypeError, ImportError) as exc:
+    except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(f"cannot export {args.model}: {exc}") from None
     print(f"wrote the {type(model).__name__} to {args.out} (ONNX)")
     return 0

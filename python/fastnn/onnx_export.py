@@ -483,7 +483,8 @@ def export_onnx(obj, path, *, dtype=None, opset=None, initial_types=None) -> Non
     ------
     TypeError
         For an object or step with no ONNX translation (``OutlierRemover``, a scikit-learn
-        step without skl2onnx), ``NotFittedError`` for an unfitted one.
+        step without skl2onnx or that skl2onnx cannot convert, such as a
+        ``FunctionTransformer`` of ``np.log1p``), ``NotFittedError`` for an unfitted one.
     ImportError
         When the ``onnx`` package is missing (``pip install 'fastnn[onnx]'``).
 
@@ -626,5 +627,8 @@ def _skl2onnx_graph(pipeline, dtype, opset, initial_types):
     if initial_types is None:
         initial_types = _default_initial_types(pipeline, dtype)
     options = {id(est): {"zipmap": False}} if hasattr(est, "classes_") else None
-    return skl2onnx.to_onnx(pipeline, initial_types=initial_types, target_opset={"": opset, "ai.onnx.ml": 1},
-                            options=options)
+    try:
+        return skl2onnx.to_onnx(pipeline, initial_types=initial_types, target_opset={"": opset, "ai.onnx.ml": 1},
+                                options=options)
+    except (RuntimeError, NotImplementedError) as exc:  # skl2onnx's way of saying "no converter"
+        raise TypeError(f"skl2onnx cannot convert this pipeline: {exc}") from exc
