@@ -232,8 +232,9 @@ def test_unfitted_and_foreign_objects_are_refused(tmp_path):
         fastnn.export_onnx({}, path)
     with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
         fastnn.export_onnx(nn.Sequential([nn.Dense(2, 1)]), 3)
-    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
-        fastnn.export_onnx(nn.Sequential([nn.Dense(2, 1)]), path, dtype=np.int32)
+    for dtype in (np.int32, "float16", "no such type"):
+        with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+            fastnn.export_onnx(nn.Sequential([nn.Dense(2, 1)]), path, dtype=dtype)
     with pytest.raises(ValueError, match="opset must be an int >= 15"):
         fastnn.export_onnx(nn.Sequential([nn.Dense(2, 1)]), path, opset=9)
     assert not path.exists()

@@ -373,10 +373,13 @@ def _check_estimator(est, where: str):
 
 
 def _input_dtype(dtype, default):
-    dtype = np.dtype(default if dtype is None else dtype)
-    if dtype not in _FLOATS:
-        raise ValueError(f"dtype must be float32 or float64 (the ONNX input type), got {dtype}")
-    return dtype
+    try:
+        checked = np.dtype(default if dtype is None else dtype)
+    except TypeError:
+        checked = None
+    if checked is None or checked not in _FLOATS:
+        raise ValueError(f"dtype must be float32 or float64 (the ONNX input type), got {dtype!r}")
+    return checked
 
 
 def _fastnn_graph(obj, dtype, opset):
