@@ -50,3 +50,17 @@ def write_csv(path, header, rows):
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def flats_table(n=300, seed=5, missing_age=0):
+    """(DataFrame, y): a table of flats with a text column ("city") and numeric ones ("size",
+    "age" with ``missing_age`` NaNs, "rooms"); y is a price that depends on city, size and
+    rooms. Needs pandas (skips without it)."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"city": rng.choice(["Paris", "Oslo", "Rome"], n), "size": rng.uniform(20, 120, n),
+                          "age": rng.uniform(0, 80, n), "rooms": rng.integers(1, 6, n).astype(np.float64)})
+    if missing_age:
+        frame.loc[rng.choice(n, missing_age, replace=False), "age"] = np.nan
+    y = frame["size"] * 0.1 + frame["rooms"] + frame["city"].map({"Paris": 5.0, "Oslo": 2.0, "Rome": 0.0})
+    return frame, y.to_numpy()

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastnn
-from fastnn import DNNClassifier, DNNRegressor, nn, optim
+from fastnn import DNNClassifier, DNNRegressor, optim
 from fastnn.preprocessing import MinMaxScaler, StandardScaler
 
 MINIBATCH_REASON = ("minibatch training with shuffling cannot make integer weights equal to repeated rows "

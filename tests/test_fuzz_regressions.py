@@ -311,5 +311,30 @@ def test_fuzz_load_harness_replays_its_seed_corpus_and_mutations(tmp_path):
             harness.TestOneInput(harness._structural_mutation(data, 1 << 16, rng.randrange(2 ** 32), flip_bytes))
 
 
+def test_fuzz_load_harness_replays_skops_part_mutations(tmp_path):
+    """The skops seed with 40 edits inside its skops part (class, module and loader names
+    of the schema, dropped or damaged entries): each is refused as a ModelFormatError or
+    loads into a pipeline that works."""
+    pytest.importorskip("skops")
+    harness = _import_harness("fuzz_load")
+    harness.make_corpus(str(tmp_path))
+    data = (tmp_path / "pipeline_skops.npz").read_bytes()
+    entries = harness._read_zip(data)
+    index = next(i for i, (name, _) in enumerate(entries) if name.endswith(".skops.npy"))
+    rng = random.Random(11)
+
+    def flip_bytes(content, max_size):
+        out = bytearray(content[:max_size])
+        for _ in range(3):
+            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+        return bytes(out)
+
+    for _ in range(40):
+        mutated = list(entries)
+        name, content = mutated[index]
+        mutated[index] = (name, harness._mutate_skops(content, rng, flip_bytes))
+        harness.TestOneInput(harness._write_zip(mutated))
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

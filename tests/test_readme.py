@@ -20,5 +20,10 @@ def test_readme_example_runs(index, tmp_path, monkeypatch, capsys):
         pytest.importorskip("dask_ml")
     if "distributed.fit" in BLOCKS[index]:
         pytest.skip("the MPI example runs under mpiexec: test_distributed.py::test_readme_mpi_example_runs_as_written")
+    if "fastnn[skops]" in BLOCKS[index]:
+        pytest.importorskip("skops", reason="the pipeline example needs fastnn[skops]")
+        pytest.importorskip("pandas")
+    if "export_onnx" in BLOCKS[index]:
+        pytest.importorskip("onnxruntime", reason="the ONNX example needs fastnn[onnx] and onnxruntime")
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {"__name__": "readme"})

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version as _dist_version
 from fastnn import _core
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
 from fastnn import nn, ops, optim
-from fastnn._errors import ModelFormatError, TrainingDivergedError, TrainingDivergedWarning
+from fastnn._errors import ModelFormatError, TrainingDivergedError, TrainingDivergedWarning, UntrustedTypeError
 from fastnn.nn import Sequential
 
 # Loaded on first use, not with every `import fastnn`: the estimators and preprocessing
@@ -19,7 +19,8 @@ _LAZY = {"preprocessing": ("fastnn.preprocessing", None), "estimators": ("fastnn
          "DNNRegressor": ("fastnn.estimators", "DNNRegressor"), "DNNClassifier": ("fastnn.estimators", "DNNClassifier"),
          "load": ("fastnn.persistence", "load"), "save": ("fastnn.persistence", "save"), "callbacks": ("fastnn.callbacks", None),
          "distributed": ("fastnn.distributed", None), "dask": ("fastnn.dask", None),
-         "plot_history": ("fastnn.plotting", "plot_history")}
+         "plot_history": ("fastnn.plotting", "plot_history"),
+         "export_onnx": ("fastnn.onnx_export", "export_onnx")}
 
 
 def __getattr__(name):
@@ -43,8 +44,10 @@ __all__ = [
     "Sequential",
     "TrainingDivergedError",
     "TrainingDivergedWarning",
+    "UntrustedTypeError",
     "callbacks",
     "__version__",
+    "export_onnx",
     "get_num_threads",
     "load",
     "nn",

@@ -7,6 +7,15 @@ class ModelFormatError(ValueError):
     corrupted, foreign, or written by a newer fastnn format."""
 
 
+class UntrustedTypeError(ModelFormatError):
+    """A model file holds a scikit-learn part (stored through skops) that names types
+    fastnn does not trust to load; ``types`` lists them (``module.qualname``)."""
+
+    def __init__(self, message: str, types):
+        super().__init__(message)
+        self.types = list(types)
+
+
 class TrainingDivergedError(FloatingPointError):
     """Training produced a non-finite loss or gradient (the lecture's NaN trap).
 

@@ -5,6 +5,7 @@
     fastnn train DATA.csv --target COLUMN [options]   train on a CSV file, save the model
     fastnn predict MODEL DATA.csv [--out FILE]         predictions as CSV
     fastnn diagnose MODEL                              the model and the training doctor's findings
+    fastnn export MODEL OUT.onnx [--dtype float64]     the model as an ONNX file (needs fastnn[onnx])
     fastnn demo [--dir DIR] [--epochs N]               the lecture's soup, end to end
     fastnn bench [--threads N ...] [--budget S]        the dense kernels against NumPy
     fastnn config                                      how fastnn was built, what it runs on
@@ -44,7 +45,7 @@ from fastnn._files import OutputPathError, atomic_write_text, check_output_file,
 __all__ = ["main"]
 
 SCALERS = ("standard", "minmax", "log", "robust", "none")
-COMMANDS = ("train", "predict", "diagnose", "demo", "bench", "config")
+COMMANDS = ("train", "predict", "diagnose", "demo", "bench", "config", "export")
 DEMO_EPOCHS = 60
 
 
@@ -126,6 +127,7 @@ def _parser() -> _Parser:
                                           "what diagnose() finds in its training history.")
     diagnose.add_argument("model", metavar="MODEL")
     diagnose.set_defaults(run=_diagnose_command)
+    _add_export_command(sub)
 
     demo = sub.add_parser("demo", help="the lecture's soup example, end to end",
                           description="Write a soup data set (stock in litres and in millilitres, salt, cooking "
@@ -502,6 +504,43 @@ def _diagnose_command(args):
         if np.isfinite(h["val_loss"][-1]):
             print(f"final val_loss: {h['val_loss'][-1]:.6g} (best {est.best_loss_:.6g})")
     _print_findings(est.diagnose(), names)
+    return 0
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _add_export_command(sub):
+    export = sub.add_parser("export", help="write a saved model as an ONNX file",
+                            description="Convert a model file (of 'fastnn train' or fastnn.save: a pipeline, an "
+                                        "estimator or a Sequential) to ONNX for ONNX Runtime. The graph takes one "
+                                        "input 'X' (or one per column for a pipeline with a ColumnTransformer) "
+                                        "and outputs 'variable' (regression) or 'label' and 'probabilities' "
+                                        "(classification). Needs the onnx package: pip install 'fastnn[onnx]'.")
+    export.add_argument("model", metavar="MODEL", help="a model file of 'fastnn train' or fastnn.save")
+    export.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write (replaced atomically)")
+    export.add_argument("--dtype", choices=("float32", "float64"),
+                        help="element type of the input and outputs (default: the network's, float32)")
+    export.set_defaults(run=_export_command)
+
+
+def _export_command(args):
+    out = check_output_file(args.out, what="the output", default_name="model.onnx", inputs=[("the model", args.model)])
+    try:
+        from fastnn.onnx_export import export_onnx
+        import onnx  # noqa: F401 (fail here, before loading the model)
+    except ImportError as exc:
+        raise UsageError(f"export needs the onnx package: pip install 'fastnn[onnx]' ({exc})") from None
+    from fastnn import persistence
+    try:
+        model = persistence.load(args.model)
+    except fastnn.ModelFormatError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        export_onnx(model, out, dtype=args.dtype)
+    except (TypeError, ValueError, ImportError) as exc:
+        raise UsageError(f"cannot export {args.model}: {exc}") from None
+    print(f"wrote the {type(model).__name__} to {out} (ONNX)")
     return 0
 
 

@@ -4,6 +4,11 @@ file can be bad (foreign, truncated, corrupted, tampered, from a newer fastnn) i
 ``ModelFormatError`` naming the path. Saving is atomic: a failed or interrupted save
 leaves the old file as it was.
 
+A pipeline's scikit-learn steps that are not fastnn's (``ColumnTransformer``,
+``OneHotEncoder``, ...) are stored through skops.io, with an explicit list of trusted
+types, as one uint8 entry each (``fastnn._skops_steps``); everything fastnn's own stays in
+this format.
+
 ``write_model``/``read_model`` are the container; ``sequential_state``/
 ``optimizer_state``/``scaler_state`` and their ``*_from_state`` inverses turn fastnn
 objects into (JSON config, arrays) and back, for any saver (``save_sequential`` and
@@ -34,7 +39,7 @@ __all__ = [
     "FORMAT_VERSION", "MAGIC", "ModelFormatError", "load", "save", "load_pipeline", "load_sequential",
     "optimizer_from_state", "optimizer_state", "read_model", "register_loader", "save_pipeline",
     "save_sequential", "scaler_from_state", "scaler_state", "sequential_from_state", "sequential_state",
-    "write_model",
+    "trusted_skops_types", "write_model",
 ]
 
 FORMAT_VERSION = 1
@@ -123,8 +128,9 @@ def _as_format_errors(path, what: str):
     untrusted bytes, and zipfile, zlib, numpy and json each fail in their own types."""
     try:
         yield
-    except ModelFormatError as exc:
-        raise ModelFormatError(f"cannot load {os.fspath(path)!r}: {exc}") from None
+    except ModelFormatError as exc:  # the same type (UntrustedTypeError stays one), the path added
+        exc.args = (f"cannot load {os.fspath(path)!r}: {exc}",)
+        raise exc from None
     except Exception as exc:
         raise ModelFormatError(f"cannot load {os.fspath(path)!r}: {what} ({type(exc).__name__}: {exc})") from exc
 
@@ -662,45 +668,62 @@ def _estimator_state(est) -> tuple[dict, dict]:
 
 
 def save_pipeline(pipeline, path, *, metadata=None) -> None:
-    """Save a fitted scikit-learn ``Pipeline`` of fastnn steps to ``path``, atomically.
+    """Save a fitted scikit-learn ``Pipeline`` ending in a fastnn estimator to ``path``, atomically.
 
-    The steps are zero or more fitted ``fastnn.preprocessing`` scalers (``StandardScaler``,
-    ``MinMaxScaler``, ``LogScaler``, ``Clipper``, ``RobustScaler``) and, last, a fitted
-    ``fastnn.DNNRegressor`` or ``DNNClassifier``. The file holds each step's state
-    (``scaler_state``; the estimator's as ``est.save`` writes it) under the step's name,
-    and ``metadata``, a JSON object of your own (the ``fastnn`` command line stores the
-    feature and target column names there). ``fastnn.load(path)`` (or ``load_pipeline``)
-    gives back a ``Pipeline`` of the same step names whose predictions are bitwise those of
-    the original, with the metadata as its attribute ``fastnn_metadata_`` (a dict, empty
-    when none was saved). The pipeline's ``memory`` and ``verbose`` are not saved.
+    The last step is a fitted ``fastnn.DNNRegressor`` or ``DNNClassifier``. Each step before
+    it is either a fitted ``fastnn.preprocessing`` scaler (``StandardScaler``,
+    ``MinMaxScaler``, ``LogScaler``, ``Clipper``, ``RobustScaler``), saved in fastnn's own
+    format (``scaler_state``), or a fitted scikit-learn step of a trusted type
+    (``ColumnTransformer``, ``OneHotEncoder``, ``SimpleImputer``, ...; see
+    ``fastnn._skops_steps``), saved through skops.io (``pip install 'fastnn[skops]'``) as
+    one uint8 entry; loading it never unpickles and refuses untrusted types by name. The
+    file also holds the estimator's state (as ``est.save`` writes it) and ``metadata``, a
+    JSON object of your own (the ``fastnn`` command line stores the feature and target
+    column names there). ``fastnn.load(path)`` (or ``load_pipeline``) gives back a
+    ``Pipeline`` of the same step names whose predictions are bitwise those of the
+    original, with the metadata as its attribute ``fastnn_metadata_`` (a dict, empty when
+    none was saved). The pipeline's ``memory`` and ``verbose`` are not saved.
 
-    Raises ``TypeError`` for any other kind of step (``OutlierRemover`` drops rows and is
-    not a pipeline step), ``NotFittedError`` for an unfitted step, ``ValueError`` when the
-    steps disagree on the number of features.
+    Raises ``TypeError`` for a step that cannot be saved safely (``OutlierRemover`` drops
+    rows and is not a pipeline step; a scikit-learn step holding an untrusted type, e.g. a
+    ``FunctionTransformer`` of your own function), ``ImportError`` for a scikit-learn step
+    without skops installed, ``NotFittedError`` for an unfitted step, ``ValueError`` when the
+    fastnn steps after the last scikit-learn step disagree on the number of features.
     """
     from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+    from fastnn import _skops_steps
     if not isinstance(pipeline, Pipeline):
         raise TypeError(f"pipeline must be a sklearn.pipeline.Pipeline, got {type(pipeline).__name__}")
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict (JSON object) or None, got {type(metadata).__name__}")
     if not pipeline.steps:
         raise ValueError("the pipeline has no steps")
-    *scalers, (est_name, est) = pipeline.steps
+    *others, (est_name, est) = pipeline.steps
     allowed = _classes("fastnn.preprocessing", _SCALERS)
-    for name, step in scalers:
-        _allowed(step, allowed, f"pipeline step {name!r}")
     _allowed(est, _classes("fastnn.estimators", _ESTIMATORS), f"the last pipeline step {est_name!r}")
-    steps, files = [], {}
-    for i, (name, scaler) in enumerate(scalers):
-        config, arrays = scaler_state(scaler)
-        steps.append({"name": name, "scaler": config})
-        files.update(_prefixed(f"step{i}.", arrays))
+    steps, files, tail = [], {}, []
+    for i, (name, step) in enumerate(others):
+        where = f"pipeline step {name!r}"
+        if type(step).__module__.startswith("fastnn."):  # fastnn's own: its format and checks
+            _allowed(step, allowed, where)
+            config, arrays = scaler_state(step)
+            steps.append({"name": name, "scaler": config})
+            files.update(_prefixed(f"step{i}.", arrays))
+            tail.append((name, step))
+            continue
+        if not hasattr(step, "fit"):
+            raise TypeError(f"{where} is {step!r}: only fitted transformers can be saved")
+        check_is_fitted(step)
+        files[f"step{i}.skops"] = _skops_steps.dumps_step(step, where)
+        steps.append({"name": name, "skops": {"class": _skops_steps.step_class(step)}})
+        tail = []
     est_header, est_arrays = _estimator_state(est)  # NotFittedError when the estimator is not fitted
-    widths = {name: step.n_features_in_ for name, step in pipeline.steps}
+    widths = {name: step.n_features_in_ for name, step in tail + [(est_name, est)]}
     if len(set(widths.values())) > 1:
         raise ValueError(f"the pipeline's steps were fitted on different numbers of features: {widths}")
     steps.append({"name": est_name, "estimator": est_header})
-    files.update(_prefixed(f"step{len(scalers)}.", est_arrays))
+    files.update(_prefixed(f"step{len(others)}.", est_arrays))
     write_model(path, {"class": "Pipeline", "steps": steps, "metadata": metadata}, files)
 
 
@@ -733,14 +756,45 @@ def _pipeline_file(header: dict, arrays: dict):
     if kind not in _ESTIMATORS:
         raise ModelFormatError(f"steps[{last}].estimator must be a saved {' or '.join(_ESTIMATORS)}, got {kind!r}")
     est = _loader(kind)(est_header, _unprefixed(f"step{last}.", arrays))
+    # the fastnn scalers after the last scikit-learn step see the estimator's features
+    sklearn_steps = [i for i, step in enumerate(steps[:last]) if isinstance(step, dict) and "skops" in step]
+    after = sklearn_steps[-1] if sklearn_steps else -1
     built = []
     for i, step in enumerate(steps[:last]):
+        if i in sklearn_steps:
+            built.append(_skops_step(step, i, _unprefixed(f"step{i}.", arrays), seen))
+            continue
         name, config = _fields(step, ("name", "scaler"), f"steps[{i}]")
         name = _step_name(name, f"steps[{i}]", seen)
-        built.append((name, scaler_from_state(config, _unprefixed(f"step{i}.", arrays), est.n_features_in_)))
+        width = est.n_features_in_ if i > after else None
+        built.append((name, scaler_from_state(config, _unprefixed(f"step{i}.", arrays), width)))
     pipeline = Pipeline(built + [(est_name, est)])
     pipeline.fastnn_metadata_ = {} if metadata is None else metadata
     return pipeline
+
+
+def trusted_skops_types() -> frozenset:
+    """What a scikit-learn step stored through skops may name (``module.qualname``): the
+    scikit-learn classes ``ColumnTransformer``, ``OneHotEncoder``, ``OrdinalEncoder``,
+    ``SimpleImputer``, ``MissingIndicator``, ``StandardScaler``, ``MinMaxScaler``,
+    ``MaxAbsScaler``, ``RobustScaler``, ``FunctionTransformer``, ``Pipeline``,
+    ``FeatureUnion``; fastnn's scalers; NumPy arrays, dtypes and scalars; plain containers;
+    and the NumPy functions a ``FunctionTransformer`` may hold (``np.log1p``, ``np.log``,
+    ``np.sqrt``, ...). Anything else is refused when saving and when loading."""
+    from fastnn import _skops_steps
+    return _skops_steps.trusted_types()
+
+
+def _skops_step(step, i: int, arrays: dict, seen: set):
+    """(name, step) of a scikit-learn step stored through skops (see save_pipeline)."""
+    from fastnn import _skops_steps
+    name, config = _fields(step, ("name", "skops"), f"steps[{i}]")
+    name = _step_name(name, f"steps[{i}]", seen)
+    (recorded,) = _fields(config, ("class",), f"steps[{i}].skops")
+    if not isinstance(recorded, str) or set(arrays) != {"skops"}:
+        raise ModelFormatError(f"steps[{i}] must record its class as a string and hold exactly one array "
+                               f"'step{i}.skops', got {recorded!r} and {sorted(arrays)}")
+    return name, _skops_steps.loads_step(arrays["skops"], recorded, f"steps[{i}] ({name!r})")
 
 
 def load_pipeline(path):
@@ -786,7 +840,8 @@ def _loader(name):
 
 def save(obj, path, **kwargs) -> None:
     """Save a fitted ``DNNRegressor``/``DNNClassifier``, a scikit-learn ``Pipeline`` of
-    fastnn scalers ending in one (``save_pipeline``; ``metadata=`` allowed) or a
+    fastnn scalers and trusted scikit-learn steps ending in one (``save_pipeline``;
+    ``metadata=`` allowed) or a
     ``Sequential`` (``save_sequential``; ``optimizer=`` allowed) to ``path``, atomically.
     ``load(path)`` gives it back."""
     from sklearn.pipeline import Pipeline

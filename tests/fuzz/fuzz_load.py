@@ -18,12 +18,14 @@ the JSON header, the dtype, shape or contents of the ``.npy`` entries, drops, du
 or renames entries (and sometimes just flips bytes, as libFuzzer would).
 
 Make the seed corpus (a Sequential with optimizer state, a float64 Sequential, a
-DNNRegressor, a DNNClassifier, a Pipeline of every scaler and a regressor, plus truncated
-and byte-flipped copies) with fastnn's own savers, then fuzz::
+DNNRegressor, a DNNClassifier, a Pipeline of every scaler and a regressor, a Pipeline
+whose ColumnTransformer is stored through skops, plus truncated and byte-flipped copies) with fastnn's own savers, then fuzz::
 
     python tests/fuzz/fuzz_load.py --make-corpus build/fuzz/corpus_load
-    python tests/fuzz/fuzz_load.py -max_total_time=60 -rss_limit_mb=2048 -timeout=30 -max_len=20000 \
+    python tests/fuzz/fuzz_load.py -max_total_time=60 -rss_limit_mb=2048 -timeout=30 -max_len=100000 \
         build/fuzz/corpus_load
+
+(``-max_len`` covers the skops seed, about 85 KB: skops stores every array as its own entry.)
 
 Decode a crash: ``python tests/fuzz/fuzz_load.py --explain build/fuzz/crash-<sha1>``.
 """
@@ -56,6 +58,12 @@ with atheris.instrument_imports(include=["fastnn"]):
         ESTIMATORS = (fastnn.estimators.DNNRegressor, fastnn.estimators.DNNClassifier)
     except ImportError:
         Pipeline, ESTIMATORS = None, ()
+    try:  # imported here, once: the first load of a skops part would otherwise pay seconds of
+        import skops.io  # noqa: F401  imports inside the time budget of one input
+        import fastnn._skops_steps
+        fastnn._skops_steps.trusted_types()
+    except ImportError:
+        pass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _instrument import instrument_package  # noqa: E402
@@ -80,8 +88,7 @@ def _predict_input(obj):
         x = np.linspace(-1, 1, 3 * obj.in_features).reshape(3, obj.in_features)
         return obj.predict, x, (3, obj.out_features), ()
     if Pipeline is not None and isinstance(obj, Pipeline):
-        est = obj.steps[-1][1]
-        n = est.n_features_in_
+        n = obj.n_features_in_  # the first step's: a ColumnTransformer may widen the rows
         x = np.linspace(1, 2, 3 * n).reshape(3, n)  # positive: LogScaler(offset >= 0) takes it
         return obj.predict, x, None, (ValueError,)  # a scaler may refuse rows (LogScaler, offset < -1)
     if ESTIMATORS and isinstance(obj, ESTIMATORS):
@@ -262,6 +269,56 @@ def _mutate_array(arr, rng):
     return None  # raw byte mutation instead
 
 
+SKOPS_NAMES = ["sklearn.decomposition._pca.PCA", "builtins.eval", "os.system", "numpy.sin", "numpy.log1p",
+               "sklearn.pipeline.Pipeline", "ObjectNode", "FunctionNode", "ReduceNode", "NdArrayNode"]
+
+
+def _mutate_skops(content, rng, raw_mutate):
+    """A structural edit inside a skops part (the uint8 entry holding a skops archive): a
+    value of its schema.json (often a class, module or loader name), or an inner entry
+    dropped or damaged; the archive is then written back with valid CRCs."""
+    arr = _npy_array(content)
+    inner = _read_zip(arr.tobytes()) if arr is not None and arr.dtype == np.uint8 else None
+    if not inner:
+        return raw_mutate(content, len(content) + 64)
+    names = [n for n, _ in inner]
+    j = names.index("schema.json") if "schema.json" in names and rng.random() < 0.7 else rng.randrange(len(inner))
+    name, part = inner[j]
+    if name == "schema.json":
+        doc = json.loads(part)
+        for _ in range(rng.randrange(1, 3)):
+            nodes = [n for n in _json_nodes(doc) if n[0] and n[0][-1] in ("__class__", "__module__", "__loader__")]
+            if nodes and rng.random() < 0.6:
+                path, _ = nodes[rng.randrange(len(nodes))]
+                parent = doc
+                for key in path[:-1]:
+                    parent = parent[key]
+                parent[path[-1]] = rng.choice(SKOPS_NAMES + [v.rsplit(".", 1)[-1] for v in SKOPS_NAMES])
+            else:
+                doc = _mutate_json(doc, rng)
+        inner[j] = (name, json.dumps(doc).encode("utf-8"))
+    elif name.endswith(".npy") and rng.random() < 0.5:
+        inner[j] = (name, _forged_npy(part, rng) or raw_mutate(part, len(part) + 64))
+    elif rng.random() < 0.3:
+        del inner[j]
+    else:
+        inner[j] = (name, raw_mutate(part, len(part) + 64))
+    return _npy_bytes(np.frombuffer(_write_zip(inner), np.uint8))
+
+
+def _forged_npy(content, rng):
+    """The .npy ``content`` with its header declaring another shape or dtype over the same
+    data bytes (a size the data does not hold), or None when it is not a readable .npy."""
+    arr = _npy_array(content)
+    if arr is None or arr.dtype.hasobject:
+        return None
+    shape = rng.choice([(10 ** 8,), (2 ** 31 + 1,), (arr.size + 1,), (3, 10 ** 7), ()])
+    descr = rng.choice([np.lib.format.dtype_to_descr(arr.dtype), "<f8", "|O", "<U100000"])
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+    return header.getvalue() + arr.tobytes()
+
+
 def custom_mutator(data, max_size, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -302,6 +359,8 @@ def _structural_mutation(data, max_size, seed, raw_mutate=None):
                 doc = _mutate_json(doc, rng)
             text = json.dumps(doc).encode("utf-8")
             entries[i] = (name, _npy_bytes(np.frombuffer(text, np.uint8)))
+    elif op < 0.8 and name.endswith(".skops.npy"):
+        entries[i] = (name, _mutate_skops(content, rng, raw_mutate))
     else:
         arr = _npy_array(content) if name != HEADER else None
         try:
@@ -354,6 +413,30 @@ def _estimator_seeds(directory, X, y):
                      ("std", preprocessing.StandardScaler()),
                      ("reg", fastnn.DNNRegressor(hidden_units=(3,), epochs=1, random_state=0))]).fit(X, y)
     fastnn.save(pipe, os.path.join(directory, "pipeline.npz"), metadata={"features": ["a", "b", "c"]})
+    _skops_seed(directory, X, y)
+
+
+def _skops_seed(directory, X, y):
+    """A pipeline whose ColumnTransformer (one-hot codes, imputed and log-scaled columns, a
+    fastnn scaler inside) is stored through skops: the load path of scikit-learn steps."""
+    try:
+        import skops  # noqa: F401
+    except ImportError:
+        print("skops is not installed: no seed with a scikit-learn step")
+        return
+    from fastnn import preprocessing
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+    codes = np.column_stack([(X[:, 0] > 0).astype(np.float32), X[:, 1:]])
+    codes[::7, 2] = np.nan
+    columns = ColumnTransformer([("onehot", OneHotEncoder(handle_unknown="ignore"), [0]),
+                                 ("impute", SimpleImputer(), [2]),
+                                 ("log", FunctionTransformer(np.log1p), [0]),
+                                 ("std", preprocessing.StandardScaler(), [1])], sparse_threshold=0)
+    pipe = Pipeline([("columns", columns), ("minmax", preprocessing.MinMaxScaler()),
+                     ("reg", fastnn.DNNRegressor(hidden_units=(3,), epochs=1, random_state=0))]).fit(codes, y)
+    fastnn.save(pipe, os.path.join(directory, "pipeline_skops.npz"))
 
 
 def _damaged_seeds(directory):
