@@ -54,6 +54,67 @@ DropoutArgs<T> dropout_args(const LayerSpec& l, index_t n, std::uint64_t step, c
   return a;
 }
 
+// A dense layer's fused GEMM (y = act(h @ weight + bias)) for `rows` rows; preact receives
+// the pre-activation (PReLU's backward needs it), or null.
+template <typename T>
+GemmArgs<T> dense_args(const LayerSpec& l, const T* params, index_t rows, const T* h, T* y, T* preact) {
+  GemmArgs<T> g;
+  g.m = rows;
+  g.k = l.in;
+  g.n = l.out;
+  g.a = h;
+  g.rsa = l.in;
+  g.b = params + l.weight;
+  g.rsb = l.out;
+  g.c = y;
+  g.ldc = l.out;
+  g.bias = l.bias >= 0 ? params + l.bias : nullptr;
+  g.act = l.act;
+  g.alpha = T(l.alpha);
+  g.slope = l.slope >= 0 ? params + l.slope : nullptr;
+  g.preact = preact;
+  g.ldz = l.out;
+  g.nthreads = threads_for(2.0 * double(rows) * double(l.in) * double(l.out), kGemmFlopsPerThread);
+  return g;
+}
+
+// An activation layer's elementwise pass over rows x w.
+template <typename T>
+ActArgs<T> activation_args(const LayerSpec& l, index_t rows, index_t w, const T* h, T* y) {
+  ActArgs<T> f;
+  f.rows = rows;
+  f.cols = w;
+  f.x = h;
+  f.out = y;
+  f.act = l.act;
+  f.alpha = T(l.alpha);
+  f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
+  return f;
+}
+
+// A batch-norm layer's forward over rows x w: training (batch statistics into mean and
+// invstd, running statistics updated) or inference (running statistics).
+template <typename T>
+BatchNormForwardArgs<T> batchnorm_args(const LayerSpec& l, T* params, T* buffers, index_t rows, index_t w,
+                                       const T* h, T* y, T* mean, T* invstd) {
+  BatchNormForwardArgs<T> f;
+  f.n = rows;
+  f.c = w;
+  f.x = h;
+  f.gamma = params + l.gamma;
+  f.beta = params + l.beta;
+  f.y = y;
+  f.training = mean != nullptr;
+  f.mean = mean;
+  f.invstd = invstd;
+  f.running_mean = buffers + l.running_mean;
+  f.running_var = buffers + l.running_var;
+  f.eps = l.eps;
+  f.momentum = l.momentum;
+  f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
+  return f;
+}
+
 // The first layer whose gradient is not finite (-1 when none is: cannot happen when the
 // total is not finite, but keeps the caller honest).
 template <typename T>
@@ -103,8 +164,6 @@ class Epoch {
   index_t part_rows(index_t m, int rank) const;
   void finish();
 
-  void forward_dense(const LayerSpec& l, index_t i, index_t rows, const T* h, T* y);
-  void forward_batchnorm(const LayerSpec& l, index_t i, index_t rows, index_t w, const T* h, T* y);
   T* backward_layer(const LayerSpec& l, index_t i, index_t rows, std::uint64_t step, T* g, T* next);
 
   const ModelView<T>& a_;
@@ -208,48 +267,6 @@ index_t Epoch<T>::gather(index_t b0, index_t m) {
   return rows;
 }
 
-template <typename T>
-void Epoch<T>::forward_dense(const LayerSpec& l, index_t i, index_t rows, const T* h, T* y) {
-  GemmArgs<T> g;
-  g.m = rows;
-  g.k = l.in;
-  g.n = l.out;
-  g.a = h;
-  g.rsa = l.in;
-  g.b = a_.params + l.weight;
-  g.rsb = l.out;
-  g.c = y;
-  g.ldc = l.out;
-  g.bias = l.bias >= 0 ? a_.params + l.bias : nullptr;
-  g.act = l.act;
-  g.alpha = T(l.alpha);
-  g.slope = l.slope >= 0 ? a_.params + l.slope : nullptr;
-  g.preact = preact_[size_t(i)].get();
-  g.ldz = l.out;
-  g.nthreads = threads_for(2.0 * double(rows) * double(l.in) * double(l.out), kGemmFlopsPerThread);
-  k_.gemm(g);
-}
-
-template <typename T>
-void Epoch<T>::forward_batchnorm(const LayerSpec& l, index_t i, index_t rows, index_t w, const T* h, T* y) {
-  BatchNormForwardArgs<T> f;
-  f.n = rows;
-  f.c = w;
-  f.x = h;
-  f.gamma = a_.params + l.gamma;
-  f.beta = a_.params + l.beta;
-  f.y = y;
-  f.training = true;
-  f.mean = stat_mean_[size_t(i)].get();
-  f.invstd = stat_invstd_[size_t(i)].get();
-  f.running_mean = a_.buffers + l.running_mean;
-  f.running_var = a_.buffers + l.running_var;
-  f.eps = l.eps;
-  f.momentum = l.momentum;
-  f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
-  k_.batchnorm_forward(f);
-}
-
 // Stage 1a: every layer forward in training mode, with the zero/fired statistics measured
 // before any dropout.
 template <typename T>
@@ -261,20 +278,12 @@ void Epoch<T>::forward(index_t rows, std::uint64_t step) {
     T* y = out_[size_t(i)].get();
     input_[size_t(i)] = h;
     switch (l.kind) {
-      case LayerKind::dense: forward_dense(l, i, rows, h, y); break;
-      case LayerKind::activation: {
-        ActArgs<T> f;
-        f.rows = rows;
-        f.cols = w;
-        f.x = h;
-        f.out = y;
-        f.act = l.act;
-        f.alpha = T(l.alpha);
-        f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
-        k_.act_forward(f);
+      case LayerKind::dense: k_.gemm(dense_args(l, a_.params, rows, h, y, preact_[size_t(i)].get())); break;
+      case LayerKind::activation: k_.act_forward(activation_args(l, rows, w, h, y)); break;
+      case LayerKind::batchnorm:
+        k_.batchnorm_forward(batchnorm_args(l, a_.params, a_.buffers, rows, w, h, y, stat_mean_[size_t(i)].get(),
+                                            stat_invstd_[size_t(i)].get()));
         break;
-      }
-      case LayerKind::batchnorm: forward_batchnorm(l, i, rows, w, h, y); break;
       case LayerKind::dropout: {
         if (l.rate == 0.0) {
           y = const_cast<T*>(h);  // identity: pass the input through
@@ -597,49 +606,11 @@ void predict(const ModelView<T>& a, const T* x, index_t n, T* out) {
       const LayerSpec& l = a.layers[size_t(i)];
       T* y = i == L - 1 ? out + r0 * a.out_features() : (h == ping.get() ? pong.get() : ping.get());
       if (l.kind == LayerKind::dense) {
-        GemmArgs<T> g;
-        g.m = rows;
-        g.k = l.in;
-        g.n = l.out;
-        g.a = h;
-        g.rsa = l.in;
-        g.b = a.params + l.weight;
-        g.rsb = l.out;
-        g.c = y;
-        g.ldc = l.out;
-        g.bias = l.bias >= 0 ? a.params + l.bias : nullptr;
-        g.act = l.act;
-        g.alpha = T(l.alpha);
-        g.slope = l.slope >= 0 ? a.params + l.slope : nullptr;
-        g.preact = l.act == Activation::prelu ? preact.get() : nullptr;
-        g.ldz = l.out;
-        g.nthreads = threads_for(2.0 * double(rows) * double(l.in) * double(l.out), kGemmFlopsPerThread);
-        k.gemm(g);
+        k.gemm(dense_args(l, a.params, rows, h, y, l.act == Activation::prelu ? preact.get() : nullptr));
       } else if (l.kind == LayerKind::activation) {
-        ActArgs<T> f;
-        f.rows = rows;
-        f.cols = w;
-        f.x = h;
-        f.out = y;
-        f.act = l.act;
-        f.alpha = T(l.alpha);
-        f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
-        k.act_forward(f);
+        k.act_forward(activation_args(l, rows, w, h, y));
       } else if (l.kind == LayerKind::batchnorm) {
-        BatchNormForwardArgs<T> f;
-        f.n = rows;
-        f.c = w;
-        f.x = h;
-        f.gamma = a.params + l.gamma;
-        f.beta = a.params + l.beta;
-        f.y = y;
-        f.training = false;
-        f.running_mean = a.buffers + l.running_mean;
-        f.running_var = a.buffers + l.running_var;
-        f.eps = l.eps;
-        f.momentum = l.momentum;
-        f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
-        k.batchnorm_forward(f);
+        k.batchnorm_forward(batchnorm_args<T>(l, a.params, a.buffers, rows, w, h, y, nullptr, nullptr));
       } else {  // dropout: the identity at inference
         std::memcpy(y, h, size_t(rows * w) * sizeof(T));
       }
