@@ -31,6 +31,11 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
 
 
+def __dir__():
+    # The lazy names are attributes too: dir(), help() and tab completion list them.
+    return sorted(set(globals()) | set(_LAZY))
+
+
 try:
     __version__ = _dist_version("fastnn")
 except PackageNotFoundError:  # running from a source tree without an install

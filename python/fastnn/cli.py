@@ -86,6 +86,7 @@ def _hidden(text):
 def _parser() -> _Parser:
     parser = _Parser(prog="fastnn", description="fastnn: fast, trustworthy dense neural networks for tabular data.",
                      epilog="'fastnn COMMAND --help' describes a command.")
+    parser.add_argument("--version", action="version", version=f"fastnn {fastnn.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a model on a CSV file and save it",
