@@ -6,7 +6,7 @@ the thin Python layer over them.
 """
 from importlib.metadata import PackageNotFoundError, version as _dist_version
 
-from fastnn import _core
+from fastnn import _core, _threadpool  # noqa: F401  (_threadpool: registers with threadpoolctl)
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
 from fastnn import nn, ops, optim
 from fastnn._errors import ModelFormatError, TrainingDivergedError
