@@ -316,7 +316,7 @@ def _chart(values, label, height=8, width=60) -> list[str]:
     log = np.nanmax(v) / np.nanmin(v) > 10
     y = np.log10(v) if log else v
     edges = np.linspace(0, len(y), min(width, len(y)) + 1).astype(int)
-    cols = [np.nanmean(y[a:b]) if np.isfinite(y[a:b]).any() else np.nan for a, b in zip(edges[:-1], edges[1:])]
+    cols = [float(np.nanmean(y[a:b])) if np.isfinite(y[a:b]).any() else np.nan for a, b in zip(edges[:-1], edges[1:])]
     lo, hi = np.nanmin(cols), np.nanmax(cols)
     span = hi - lo if hi > lo else 1.0
     rows = [[" "] * len(cols) for _ in range(height)]

@@ -137,9 +137,9 @@ def checksum(model, optimizer=None) -> tuple:
     state = 0
     if optimizer is not None:
         for name in sorted(optimizer.state):
-            state = zlib.crc32(np.ascontiguousarray(optimizer.state[name]).view(np.uint8), state)
-    return (float(model.params.sum(dtype=np.float64)), zlib.crc32(model.params.view(np.uint8)),
-            zlib.crc32(model.buffers.view(np.uint8)), state)
+            state = zlib.crc32(np.ascontiguousarray(optimizer.state[name]).view(np.uint8).data, state)
+    return (float(model.params.sum(dtype=np.float64)), zlib.crc32(model.params.view(np.uint8).data),
+            zlib.crc32(model.buffers.view(np.uint8).data), state)
 
 
 def check_in_sync(model, comm=None, optimizer=None, where="") -> tuple:
@@ -158,7 +158,7 @@ def _crc(*arrays) -> int:
     value = 0
     for a in arrays:
         if a is not None:
-            value = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), value)
+            value = zlib.crc32(np.ascontiguousarray(a).view(np.uint8).data, value)
     return value
 
 

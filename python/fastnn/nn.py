@@ -53,6 +53,55 @@ class Layer:
     def output_features(self, in_features: int) -> int:
         return in_features
 
+    def forward(self, x: np.ndarray, training: bool, cache: dict) -> np.ndarray:
+        """Compute the layer's output for a batch.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_samples, in_features)
+            The layer's input.
+        training : bool
+            Training mode (dropout drops, batch norm uses the batch's statistics).
+        cache : dict
+            Filled with what ``backward`` needs; ``Sequential`` also puts ``seed`` and
+            ``step`` there for the layers that draw random numbers.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, out_features)
+            The layer's output.
+
+        Raises
+        ------
+        NotImplementedError
+            In the base class; every layer overrides it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad: np.ndarray, cache: dict, need_grad_x: bool) -> np.ndarray | None:
+        """Accumulate the parameter gradients and return the gradient of the input.
+
+        Parameters
+        ----------
+        grad : ndarray of shape (n_samples, out_features)
+            Gradient of the loss with respect to the layer's output.
+        cache : dict
+            What ``forward`` stored for this batch.
+        need_grad_x : bool
+            Whether the gradient of the input is needed (False for the first layer).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, in_features) or None
+            Gradient of the loss with respect to the input; None when not needed.
+
+        Raises
+        ------
+        NotImplementedError
+            In the base class; every layer overrides it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
     def _bind(self, params: dict, grads: dict, buffers: dict) -> None:
         self.p, self.g, self.b = params, grads, buffers
 

@@ -190,7 +190,7 @@ class Optimizer:
 
     _state_names: tuple = ()
 
-    def __init__(self, lr, l1=0.0, l2=0.0):
+    def __init__(self, lr, l1=0.0, l2=0.0) -> None:
         self.schedule = _schedule(lr)
         self.l1 = check_scalar("l1", l1, low=0.0)
         self.l2 = check_scalar("l2", l2, low=0.0)
@@ -246,7 +246,8 @@ class Optimizer:
         """The fused kernel over checked flat buffers (``step`` checks them)."""
         kind, states, hyper = self._kernel()
         hyper = dict(hyper, lr=float(lr), step=self.iterations + 1)
-        _core.optimizer_step(kind, p, g, *states, ops._weight_mask(mask, p.shape[0]), hyper)
+        state0, state1, state2 = states
+        _core.optimizer_step(kind, p, g, state0, state1, state2, ops._weight_mask(mask, p.shape[0]), hyper)
 
     def __repr__(self):
         names = [n for n in inspect.signature(type(self).__init__).parameters if n not in ("self", "lr")]

@@ -24,7 +24,7 @@ import stat
 import tempfile
 import threading
 import zipfile
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -625,7 +625,8 @@ def scaler_state(scaler) -> tuple[dict, dict]:
     from fastnn.preprocessing import check_is_fitted
     check_is_fitted(scaler)
     params = {k: _param_to_json(v, f"{cls.__name__}.{k}") for k, v in scaler.get_params(deep=False).items()}
-    fitted, arrays = {}, {}
+    fitted: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
     for name, value in vars(scaler).items():
         if name in params or name in _UNSAVED:
             continue
