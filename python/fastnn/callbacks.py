@@ -125,8 +125,15 @@ class LambdaCallback(Callback):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from fastnn import DNNRegressor
+    >>> from fastnn.callbacks import LambdaCallback
     >>> losses = []
     >>> cb = LambdaCallback(on_epoch_end=lambda est, epoch, logs: losses.append(logs["loss"]))
+    >>> X = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
+    >>> reg = DNNRegressor(hidden_units=(4,), epochs=3, callbacks=[cb], random_state=0).fit(X, X[:, 0])
+    >>> len(losses)
+    3
     """
 
     def __init__(self, on_train_begin=None, on_epoch_end=None, on_train_end=None):

@@ -210,7 +210,7 @@ class StandardScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, Base
     n_samples_seen_ : int or ndarray of shape (n_features,)
         Non-NaN values seen per column (an int when all columns agree).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         When fitted on a DataFrame with string column names.
 
     Notes
@@ -329,7 +329,7 @@ class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEs
         ``feature_range[0] - data_min_ * scale_``.
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
     """
 
     def __init__(self, feature_range=(0, 1), clip=False):
@@ -427,7 +427,7 @@ class LogScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ----------
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
     """
 
     _positive_only = True
@@ -520,7 +520,7 @@ class Clipper(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin, Bas
         The bounds used by :meth:`transform` (-inf / inf for an open side).
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     Notes
     -----
@@ -612,7 +612,7 @@ class RobustScaler(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin
         input dtype (constant columns) become 1.
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     Notes
     -----
@@ -706,7 +706,7 @@ class OutlierRemover(_Base, BaseEstimator):
     ----------
     lower_, upper_ : ndarray of shape (n_features,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
     """
 
     def __init__(self, method="zscore", threshold=None):
