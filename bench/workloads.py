@@ -43,6 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastnn
+from fastnn._quickbench import usable_cpus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 """Every GEMM/K1 workload runs on fastnn and on these two baselines (torch only when
@@ -56,8 +57,14 @@ torch with ``foreach=True`` / ``fused=True`` optimizers (they need torch, like "
 COPY_BANDWIDTH_GBS = 40.0
 """BENCHMARKS.md "physical limits": single-core memory (copy) bandwidth, GB/s."""
 
-THREAD_COUNTS = (1, 2)
-"""BENCHMARKS.md quotes 1-thread ratios first; "threads" goal: 2 threads never slower."""
+QUICK = os.environ.get("FASTNN_BENCH_QUICK", "") not in ("", "0")
+"""Quick mode (``FASTNN_BENCH_QUICK=1``): the whole pytest-benchmark suite in under two
+minutes: one thread count, smaller scaler data, one round of the slow workloads, and a
+short time budget per benchmark (conftest.py)."""
+
+THREAD_COUNTS = tuple(n for n in (1, 2) if n <= usable_cpus())[:1 if QUICK else None]
+"""1 and 2 threads (1-thread ratios are quoted first; 2 threads must never be slower),
+capped at the CPUs this process may use: 2 threads on 1 CPU time the scheduler."""
 
 
 # --------------------------------------------------------------------------- workloads
@@ -1008,6 +1015,8 @@ def thread_cases(workload_list, **benchmark_options) -> list:
     families of fast calls; a marker's value wins over ``--benchmark-max-time``)."""
     import pytest  # only the suites need pytest; report.py does not
 
+    if QUICK:  # conftest's quick time budget applies to every benchmark
+        benchmark_options = {}
     return [
         pytest.param(wl, n, id=f"{wl.label}-{n}thr",
                      marks=pytest.mark.benchmark(group=f"{wl.title}, {n} thread{'s' * (n > 1)}",

@@ -6,9 +6,17 @@ import operator
 import os
 import platform
 import sys
-from typing import Iterator
+from typing import Iterator, Literal, overload
 
 from fastnn import _core
+
+
+@overload
+def show_config(print_: Literal[True] = ...) -> None: ...
+@overload
+def show_config(print_: Literal[False]) -> dict: ...
+@overload
+def show_config(print_: bool) -> dict | None: ...
 
 
 def show_config(print_: bool = True) -> dict | None:

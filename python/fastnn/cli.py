@@ -6,7 +6,7 @@
     fastnn predict MODEL DATA.csv [--out FILE]         predictions as CSV
     fastnn diagnose MODEL                              the model and the training doctor's findings
     fastnn demo [--dir DIR] [--epochs N]               the lecture's soup, end to end
-    fastnn bench [--threads N ...] [--budget S]        the dense kernels against NumPy
+    fastnn bench [--threads N ...] [--budget S] [--json PATH]   against NumPy, PyTorch, scikit-learn, JAX
     fastnn config                                      how fastnn was built, what it runs on
 
 A model file of ``train`` is a scikit-learn ``Pipeline`` (the scaler, then the
@@ -123,11 +123,12 @@ def _parser() -> _Parser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo_command)
 
-    bench = sub.add_parser("bench", help="time the dense-layer kernels against NumPy")
+    bench = sub.add_parser("bench", help="time fastnn against NumPy, PyTorch, scikit-learn and JAX (those installed)")
     bench.add_argument("--threads", type=_number(int, 1), nargs="+", default=[1, 2], metavar="N",
                        help="thread counts to time (default: 1 2)")
     bench.add_argument("--budget", type=_number(float, 0, low_open=True), default=0.25,
                        help="seconds per measurement (default 0.25)")
+    bench.add_argument("--json", metavar="PATH", help="also write the rows and the configuration as JSON")
     bench.set_defaults(run=_bench_command)
 
     config = sub.add_parser("config", help="print how fastnn was built and what it runs on")
@@ -467,7 +468,7 @@ def _demo_command(args):
 
 def _bench_command(args):
     from fastnn import _quickbench
-    _quickbench.run(args.threads, budget=args.budget)
+    _quickbench.run(args.threads, budget=args.budget, json_path=args.json)
     return 0
 
 
