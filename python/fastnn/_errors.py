@@ -11,8 +11,19 @@ class TrainingDivergedError(FloatingPointError):
     """Training produced a non-finite loss or gradient (the lecture's NaN trap).
 
     The model was restored to its last finite weights before this was raised, so it is
-    still usable. ``epoch`` and ``step`` (both 0-based, step within the epoch) and
-    ``layer`` (hidden layer index, or None when the loss itself was non-finite) say where.
+    still usable.
+
+    Parameters
+    ----------
+    message : str
+        What happened and what to do about it.
+    epoch : int
+        The epoch (0-based) in which training diverged.
+    step : int
+        The step within that epoch (0-based).
+    layer : int or None
+        The hidden layer whose gradient was non-finite first, or None when the loss
+        itself was non-finite.
     """
 
     def __init__(self, message: str, *, epoch: int, step: int, layer: int | None):

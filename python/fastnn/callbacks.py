@@ -85,8 +85,9 @@ class Callback:
 
         Parameters
         ----------
-        estimator : DNNRegressor or DNNClassifier, with ``model_``, ``history_`` and
-            ``n_iter_`` (epochs trained before this call) already set
+        estimator : DNNRegressor or DNNClassifier
+            The estimator, with ``model_``, ``history_`` and ``n_iter_`` (epochs trained
+            before this call) already set.
         """
 
     def on_epoch_end(self, estimator, epoch, logs):
@@ -94,10 +95,13 @@ class Callback:
 
         Parameters
         ----------
-        estimator : the estimator being trained; set ``estimator.stop_training_ = True``
-            to end training after this epoch
-        epoch : int, the cumulative epoch index (0-based, across ``partial_fit`` calls)
-        logs : dict, the last value of every ``history_`` list (do not modify it)
+        estimator : DNNRegressor or DNNClassifier
+            The estimator being trained; set ``estimator.stop_training_ = True`` to end
+            training after this epoch.
+        epoch : int
+            The cumulative epoch index (0-based, across ``partial_fit`` calls).
+        logs : dict
+            The last value of every ``history_`` list (do not modify it).
         """
 
     def on_train_end(self, estimator):
@@ -105,7 +109,8 @@ class Callback:
 
         Parameters
         ----------
-        estimator : the trained estimator
+        estimator : DNNRegressor or DNNClassifier
+            The trained estimator.
         """
 
 
@@ -114,9 +119,17 @@ class LambdaCallback(Callback):
 
     Parameters
     ----------
-    on_train_begin : callable ``f(estimator)`` or None
-    on_epoch_end : callable ``f(estimator, epoch, logs)`` or None
-    on_train_end : callable ``f(estimator)`` or None
+    on_train_begin : callable or None, default None
+        ``f(estimator)``, called at the start of every ``fit`` and ``partial_fit``.
+    on_epoch_end : callable or None, default None
+        ``f(estimator, epoch, logs)``, called after every epoch.
+    on_train_end : callable or None, default None
+        ``f(estimator)``, called when training ends.
+
+    Raises
+    ------
+    TypeError
+        If a hook is neither callable nor None.
 
     Notes
     -----

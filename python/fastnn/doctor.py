@@ -32,8 +32,19 @@ _RECENT = 3                 # epochs averaged for the per-layer statistics
 
 @dataclass(frozen=True)
 class Finding:
-    """One diagnosis: ``mode`` (failure mode), ``evidence`` (what the numbers show),
-    ``remedy`` (what to change); ``numbers`` holds the evidence as data."""
+    """One diagnosis of a training run.
+
+    Parameters
+    ----------
+    mode : str
+        The failure mode, e.g. "vanishing gradients".
+    evidence : str
+        What the recorded numbers show.
+    remedy : str
+        What to change.
+    numbers : dict, optional
+        The evidence as data (per-layer values, ratios).
+    """
 
     mode: str
     evidence: str
@@ -219,5 +230,16 @@ RULES = (_nan_trap, _exploding, _vanishing, _dead_relu, _feature_scales, _overfi
 
 
 def diagnose(est) -> list[Finding]:
-    """Findings for a fitted estimator, most urgent first; an empty list means no rule fired."""
+    """Diagnose the training of a fitted estimator.
+
+    Parameters
+    ----------
+    est : DNNRegressor or DNNClassifier
+        A fitted estimator (its ``history_`` holds the per-epoch statistics).
+
+    Returns
+    -------
+    list of Finding
+        The findings, most urgent first; empty when no rule fired.
+    """
     return [f for f in (rule(est) for rule in RULES) if f is not None]
