@@ -43,7 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastnn
-from fastnn._quickbench import usable_cpus
+from fastnn._quickbench import K_SHAPES, usable_cpus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 """Every GEMM/K1 workload runs on fastnn and on these two baselines (torch only when
@@ -126,9 +126,9 @@ GEMM_WORKLOADS = (
 """M x K x N shapes: the "Peers on GEMM" table plus two small ones that show overhead."""
 
 DENSE_WORKLOADS = (
-    Dense("K1a", 256, 64, 128),
-    Dense("K1b", 1024, 512, 512),
-    Dense("K1c", 4096, 1024, 1024),
+    Dense("K1a", *K_SHAPES["K1a"]),
+    Dense("K1b", *K_SHAPES["K1b"]),
+    Dense("K1c", *K_SHAPES["K1c"]),
 )
 """BENCHMARKS.md K1a-c; goal: fastnn >= 2.5x faster than torch."""
 
@@ -192,7 +192,7 @@ def mlp_layers(*sizes: int) -> tuple[tuple[int, int], ...]:
     return tuple(zip(sizes[:-1], sizes[1:]))
 
 
-MLP_K4A = mlp_layers(64, 256, 256, 256, 1)  # 148,481 params
+MLP_K4A = mlp_layers(*K_SHAPES["MLP"])  # 148,481 params
 LINEAR20_K4B = ((512, 512),) * 20  # 5,253,120 params
 
 
@@ -287,8 +287,8 @@ class OptimStep:
 
 
 LAYER_WORKLOADS = (
-    BatchNorm("K2", 1024, 512),
-    Dropout("K3", 1024, 512, 0.2),
+    BatchNorm("K2", *K_SHAPES["K2"]),
+    Dropout("K3", *K_SHAPES["K3"]),
 )
 """BENCHMARKS.md K2 (goal >= 2x torch) and K3 (goal >= 15x torch)."""
 

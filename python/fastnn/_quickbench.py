@@ -27,6 +27,18 @@ from fastnn._config import threads
 LIBRARIES = ("fastnn", "numpy", "torch", "sklearn", "jax")
 W_ROWS = 100_000
 
+# The kernel workloads' shapes, defined here once (bench/workloads.py builds its suites'
+# workloads from them): K1 Linear+ReLU (batch, in, out), K2 batch norm (rows, features),
+# K3 dropout (rows, features, rate), K4a/K5a the MLP's layer sizes (148,481 parameters).
+K_SHAPES: dict[str, tuple] = {
+    "K1a": (256, 64, 128),
+    "K1b": (1024, 512, 512),
+    "K1c": (4096, 1024, 1024),
+    "K2": (1024, 512),
+    "K3": (1024, 512, 0.2),
+    "MLP": (64, 256, 256, 256, 1),
+}
+
 
 def best_time(fn: Callable[[], object], budget: float = 0.25, rounds: int = 5) -> float:
     """Best per-call seconds over `rounds` rounds of about budget/rounds seconds each."""
@@ -97,7 +109,7 @@ def dense_case(batch, n_in, n_out, libs):
     return cases
 
 
-def batchnorm_case(libs, n=1024, c=512):
+def batchnorm_case(libs, n=K_SHAPES["K2"][0], c=K_SHAPES["K2"][1]):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c), dtype=np.float32)
     gy = rng.standard_normal((n, c), dtype=np.float32)
@@ -133,22 +145,24 @@ def batchnorm_case(libs, n=1024, c=512):
     return cases
 
 
-def dropout_case(libs, n=1024, c=512):
+def dropout_case(libs, n=K_SHAPES["K3"][0], c=K_SHAPES["K3"][1], rate=K_SHAPES["K3"][2]):
     x = np.random.default_rng(0).standard_normal((n, c), dtype=np.float32)
     y = np.empty_like(x)
     rng = np.random.default_rng(1)
     step = iter(range(1 << 62))
-    cases = {"fastnn": lambda: ops.dropout_forward(x, 0.2, seed=0, step=next(step), out=y),
-             "numpy": lambda: x * (rng.random(x.shape, dtype=np.float32) >= 0.2) * np.float32(1.25)}
+    scale = np.float32(1.0 / (1.0 - rate))
+    cases = {"fastnn": lambda: ops.dropout_forward(x, rate, seed=0, step=next(step), out=y),
+             "numpy": lambda: x * (rng.random(x.shape, dtype=np.float32) >= rate) * scale}
     if "torch" in libs:
         torch = _torch()
         tx = torch.from_numpy(x)
-        cases["torch"] = lambda: torch.nn.functional.dropout(tx, 0.2, training=True)
+        cases["torch"] = lambda: torch.nn.functional.dropout(tx, rate, training=True)
     return cases
 
 
 def adam_case(libs):
-    sizes = [(64, 256), (256,), (256, 256), (256,), (256, 256), (256,), (256, 1), (1,)]  # K5a: 148,481 params
+    widths = K_SHAPES["MLP"]
+    sizes = [s for a, b in zip(widths[:-1], widths[1:]) for s in ((a, b), (b,))]  # K5a: 148,481 params
     n = int(sum(np.prod(s) for s in sizes))
     rng = np.random.default_rng(0)
     p = rng.standard_normal(n, dtype=np.float32)
@@ -384,8 +398,8 @@ def w1_case(libs, workload="W1", rows=W_ROWS):
 
 # (label, maker, rounds): W1 epochs take a second or more in the baselines: fewer rounds
 WORKLOADS = (
-    ("K1a dense fwd+bwd 256x64->128", lambda libs: dense_case(256, 64, 128, libs), 5),
-    ("K1b dense fwd+bwd 1024x512->512", lambda libs: dense_case(1024, 512, 512, libs), 5),
+    ("K1a dense fwd+bwd 256x64->128", lambda libs: dense_case(*K_SHAPES["K1a"], libs), 5),
+    ("K1b dense fwd+bwd 1024x512->512", lambda libs: dense_case(*K_SHAPES["K1b"], libs), 5),
     ("K2 batch norm fwd+bwd 1024x512", batchnorm_case, 5),
     ("K3 dropout(0.2) fwd 1024x512", dropout_case, 5),
     ("K5a Adam step, 148,481 params", adam_case, 5),
