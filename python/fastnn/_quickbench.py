@@ -398,8 +398,8 @@ def w1_case(libs, workload="W1", rows=W_ROWS):
 
 # (label, maker, rounds): W1 epochs take a second or more in the baselines: fewer rounds
 WORKLOADS = (
-    ("K1a dense fwd+bwd 256x64->128", lambda libs: dense_case(*K_SHAPES["K1a"], libs), 5),
-    ("K1b dense fwd+bwd 1024x512->512", lambda libs: dense_case(*K_SHAPES["K1b"], libs), 5),
+    ("K1a dense fwd+bwd 256x64->128", lambda libs: dense_case(*K_SHAPES["K1a"], libs=libs), 5),
+    ("K1b dense fwd+bwd 1024x512->512", lambda libs: dense_case(*K_SHAPES["K1b"], libs=libs), 5),
     ("K2 batch norm fwd+bwd 1024x512", batchnorm_case, 5),
     ("K3 dropout(0.2) fwd 1024x512", dropout_case, 5),
     ("K5a Adam step, 148,481 params", adam_case, 5),
