@@ -109,6 +109,11 @@ def dense_case(batch, n_in, n_out, libs):
     return cases
 
 
+def _dense_row(name, libs):
+    batch, n_in, n_out = K_SHAPES[name]
+    return dense_case(batch, n_in, n_out, libs)
+
+
 def batchnorm_case(libs, n=K_SHAPES["K2"][0], c=K_SHAPES["K2"][1]):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c), dtype=np.float32)
@@ -398,8 +403,8 @@ def w1_case(libs, workload="W1", rows=W_ROWS):
 
 # (label, maker, rounds): W1 epochs take a second or more in the baselines: fewer rounds
 WORKLOADS = (
-    ("K1a dense fwd+bwd 256x64->128", lambda libs: dense_case(*K_SHAPES["K1a"], libs=libs), 5),
-    ("K1b dense fwd+bwd 1024x512->512", lambda libs: dense_case(*K_SHAPES["K1b"], libs=libs), 5),
+    ("K1a dense fwd+bwd 256x64->128", lambda libs: _dense_row("K1a", libs), 5),
+    ("K1b dense fwd+bwd 1024x512->512", lambda libs: _dense_row("K1b", libs), 5),
     ("K2 batch norm fwd+bwd 1024x512", batchnorm_case, 5),
     ("K3 dropout(0.2) fwd 1024x512", dropout_case, 5),
     ("K5a Adam step, 148,481 params", adam_case, 5),
