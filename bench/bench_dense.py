@@ -8,10 +8,10 @@ Run: ``python -m pytest bench/bench_dense.py --benchmark-only -q`` (see conftest
 """
 import pytest
 
-from workloads import DENSE_WORKLOADS, dense_case, thread_cases
+from workloads import DENSE_WORKLOADS, QUICK, dense_case, thread_cases
 
 # K1c takes a few hundred ms a call: a fixed, small number of rounds keeps the suite short.
-PEDANTIC = {"K1c": dict(rounds=3, iterations=1, warmup_rounds=1)}
+PEDANTIC = {"K1c": dict(rounds=1 if QUICK else 3, iterations=1, warmup_rounds=1)}
 
 cases = pytest.mark.parametrize("workload,n_threads", thread_cases(DENSE_WORKLOADS), indirect=["n_threads"])
 

@@ -1,6 +1,6 @@
 """Scalers: fastnn.preprocessing vs scikit-learn vs NumPy (BENCHMARKS.md workload S).
 
-S: ``fit_transform`` on 1,000,000 x 32 float32 and float64 (standard normal, seed 0),
+S: ``fit_transform`` on 1,000,000 x 32 (100,000 x 32 with ``FASTNN_BENCH_QUICK=1``) float32 and float64 (standard normal, seed 0),
 StandardScaler and MinMaxScaler, fastnn against scikit-learn in the same group (goal:
 >= 8x faster than scikit-learn); and ``transform`` alone against NumPy's
 ``(X - mu) / sd`` with ``out=`` (a preallocated output). 1 and 2 threads. Each group's
@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from fastnn import preprocessing as fp
+from workloads import QUICK, THREAD_COUNTS
 
 sk_pre = pytest.importorskip("sklearn.preprocessing")
 
-N_ROWS, N_COLS = 1_000_000, 32
-PEDANTIC = dict(rounds=5, iterations=1, warmup_rounds=1)  # calls take 10-400 ms
+N_ROWS, N_COLS = (100_000 if QUICK else 1_000_000), 32
+PEDANTIC = dict(rounds=1 if QUICK else 5, iterations=1, warmup_rounds=1)  # calls take 10-400 ms
 
 _DATA = {}
 
@@ -28,7 +29,7 @@ def data(dtype):
     return _DATA[dtype]
 
 
-cases = pytest.mark.parametrize("dtype,n_threads", [(d, t) for d in ("float32", "float64") for t in (1, 2)],
+cases = pytest.mark.parametrize("dtype,n_threads", [(d, t) for d in ("float32", "float64") for t in THREAD_COUNTS],
                                 indirect=["n_threads"])
 
 

@@ -1,11 +1,20 @@
-"""Shared fixtures for fastnn's pytest-benchmark suites (workloads: /work/shared/BENCHMARKS.md).
+"""Shared fixtures for fastnn's pytest-benchmark suites. The workloads are defined in
+workloads.py (kernels: GEMM, K1-K5) and in fastnn._quickbench (training epochs W1, W1R,
+W2, also run by ``fastnn bench``); docs/performance.md shows the results.
 
 Run from the repository root (pyproject's ``testpaths`` is ``tests``, so name ``bench/``)::
 
     python -m pytest bench/ --benchmark-only -q
+    FASTNN_BENCH_QUICK=1 python -m pytest bench/ --benchmark-only -q   # under two minutes
 
-NumPy with its best OpenBLAS kernel (BENCHMARKS.md, note under "Peers on GEMM"; the
-kernel it ran is recorded in each benchmark's ``extra_info`` and machine info)::
+Compare two saved runs::
+
+    python -m pytest bench/ --benchmark-only --benchmark-save=before
+    ...                                                   # change something
+    python -m pytest bench/ --benchmark-only --benchmark-save=after
+    pytest-benchmark compare 0001 0002 --group-by=group --columns=min,median,rounds
+
+NumPy with its best OpenBLAS kernel (the kernel it ran is recorded in each benchmark's ``extra_info`` and machine info)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest bench/ --benchmark-only -q
 
@@ -18,7 +27,8 @@ holds fastnn, NumPy and torch (K5: torch's default, foreach and fused optimizers
 workload and one thread count, so the table's relative column reads as the ratio between
 them. torch benchmarks are skipped when torch is not installed. Suites: bench_gemm.py
 (GEMM), bench_dense.py (K1), bench_layers.py (K2 batch norm, K3 dropout), bench_optim.py
-(K4 clipping, K5 Adam/Adagrad); ``-k K4a`` or ``-k 1thr`` pick by test id.
+(K4 clipping, K5 Adam/Adagrad), bench_preprocessing.py (S scalers), bench_train.py (W1,
+W1R, W2 epochs against PyTorch, scikit-learn and JAX); ``-k K4a`` or ``-k 1thr`` pick by test id.
 
 Collection: benchmark modules are named ``bench_*.py`` (never ``test_*.py``, so they cannot
 clash with same-named modules in tests/); ``pytest_collect_file`` below collects them
@@ -44,6 +54,16 @@ import workloads  # noqa: E402
 PAUSE_S = 0.25
 """Sleep before each benchmark so the previous library's worker threads stop spinning
 (OpenBLAS workers spin for tens of ms after a call; on 2 cores they would steal one)."""
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Quick mode (``FASTNN_BENCH_QUICK=1``, workloads.QUICK): at most 0.02 s and one
+    round per benchmark, after pytest-benchmark has read its command-line options."""
+    session = getattr(config, "_benchmarksession", None)
+    if workloads.QUICK and session is not None:
+        from pytest_benchmark.utils import SecondsDecimal
+        session.options.update(max_time=SecondsDecimal(0.02), min_rounds=1, min_time=SecondsDecimal(0.000005))
 
 
 def pytest_collect_file(file_path, parent):
@@ -95,7 +115,7 @@ def measure(benchmark, n_threads, environment):
 
     ``extra_info`` holds GFLOP/s for the workloads that count flops (GEMM, K1) and, for
     those that count bytes (K2-K5, memory-bound), GB/s and its percentage of
-    BENCHMARKS.md's single-core copy bandwidth (``workloads.COPY_BANDWIDTH_GBS``).
+    the single-core copy bandwidth (``workloads.COPY_BANDWIDTH_GBS``).
     """
 
     def run(case, pedantic=None):

@@ -1,4 +1,4 @@
-"""W1, W1R, W2 of BENCHMARKS.md: seconds per epoch and train MSE after 3 epochs for fastnn
+"""W1, W1R, W2 (fastnn._quickbench.W_WORKLOADS): seconds per epoch and train MSE after 3 epochs for fastnn
 (Sequential.train_epoch), PyTorch eager and scikit-learn's MLPRegressor, 1 and 2 threads.
 
     python bench/train_report.py [--threads 1 2] [--no-torch] [--no-sklearn]
@@ -20,109 +20,46 @@ import json
 import subprocess
 import sys
 import time
-import warnings
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastnn
 from fastnn import nn, optim
-from fastnn._quickbench import W_ROWS as N, w1_data
+from fastnn._quickbench import W_WORKLOADS, Unsupported, trainer, w1_data
 
 
 def data():
-    """Exactly BENCHMARKS.md's W data (one definition, shared with ``fastnn bench``)."""
+    """The W data (defined once, in fastnn._quickbench, with the workloads)."""
     return w1_data()
 
 
-# id: (hidden units, batch size, regularized = BatchNorm + Dropout(0.2) + clip 1.0)
-WORKLOADS = {"W1": ((128, 64, 32), 256, False), "W1R": ((128, 64, 32), 256, True), "W2": ((64, 32), 32, False)}
+WORKLOADS = W_WORKLOADS
 
 
-def fastnn_run(X, y, hidden, batch, reg, epochs=3):
-    layers, w = [], 16
-    for h in hidden:
-        if reg:
-            layers += [nn.Dense(w, h), nn.BatchNorm(h), nn.Activation("relu"), nn.Dropout(0.2)]
-        else:
-            layers.append(nn.Dense(w, h, activation="relu"))
-        w = h
-    layers.append(nn.Dense(w, 1))
-    model = nn.Sequential(layers, seed=0)
-    opt = optim.Adam(lr=1e-3)
+def run_cell(lib, name, epochs=3):
+    """(best epoch seconds, train MSE after ``epochs`` epochs), or None when ``lib`` cannot
+    run the workload (scikit-learn and JAX have no W1R)."""
+    X, y = data()
+    try:
+        t = trainer(lib, W_WORKLOADS[name], X, y)
+    except Unsupported:
+        return None
     times = []
-    for epoch in range(epochs):
+    for _ in range(epochs):
         t0 = time.perf_counter()
-        model.train_epoch(X, y, batch_size=batch, optimizer=opt, clip_norm=1.0 if reg else None, seed=epoch)
+        t.epoch()
         times.append(time.perf_counter() - t0)
-    return min(times), float(((model.predict(X)[:, 0] - y) ** 2).mean())
-
-
-def torch_run(X, y, hidden, batch, reg, epochs=3):
-    import torch
-    torch.manual_seed(0)
-    layers, w = [], 16
-    for h in hidden:
-        layers.append(torch.nn.Linear(w, h))
-        if reg:
-            layers += [torch.nn.BatchNorm1d(h, momentum=0.01, eps=1e-3), torch.nn.ReLU(), torch.nn.Dropout(0.2)]
-        else:
-            layers.append(torch.nn.ReLU())
-        w = h
-    layers.append(torch.nn.Linear(w, 1))
-    model = torch.nn.Sequential(*layers)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y).reshape(-1, 1)
-    times = []
-    for epoch in range(epochs):
-        perm = torch.randperm(N, generator=torch.Generator().manual_seed(epoch))
-        t0 = time.perf_counter()
-        for s in range(0, N, batch):
-            idx = perm[s:s + batch]
-            if reg and len(idx) == 1:
-                break
-            opt.zero_grad()
-            loss = ((model(Xt[idx]) - yt[idx]) ** 2).mean()
-            loss.backward()
-            if reg:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        times.append(time.perf_counter() - t0)
-    model.eval()
-    with torch.no_grad():
-        mse = float(((model(Xt) - yt) ** 2).mean())
-    return min(times), mse
-
-
-def sklearn_run(X, y, hidden, batch, reg, epochs=3):
-    if reg:
-        return None  # MLPRegressor has no batch norm or dropout
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPRegressor
-    model = MLPRegressor(hidden_layer_sizes=hidden, batch_size=batch, learning_rate_init=1e-3, max_iter=1,
-                         warm_start=True, shuffle=True, random_state=0, tol=0, n_iter_no_change=10 ** 9)
-    times = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for _ in range(epochs):
-            t0 = time.perf_counter()
-            model.fit(X, y)
-            times.append(time.perf_counter() - t0)
-    return min(times), float(((model.predict(X) - y) ** 2).mean())
-
-
-RUNNERS = {"fastnn": fastnn_run, "torch": torch_run, "sklearn": sklearn_run}
+    return min(times), t.mse()
 
 
 def child(lib, name, n):
     """Run one cell in this process and print its result as JSON."""
-    hidden, batch, reg = WORKLOADS[name]
-    X, y = data()
     with fastnn.threads(n), threadpool_limits(n):
         if lib == "torch":
             import torch
             torch.set_num_threads(n)
-        result = RUNNERS[lib](X, y, hidden, batch, reg)
+        result = run_cell(lib, name)
     print(json.dumps(result))
 
 
@@ -138,7 +75,7 @@ def cell(lib, name, n):
 def overhead(name, n, rounds=16):
     """(epoch seconds with statistics off, on, the median of the on/off ratios of adjacent
     epochs (pairs cancel the slow drifts of a shared machine), DNNRegressor's best epoch)."""
-    hidden, batch, _ = WORKLOADS[name]
+    hidden, batch = WORKLOADS[name].hidden, WORKLOADS[name].batch
     X, y = data()
     with fastnn.threads(n):
         model = nn.Sequential([nn.Dense(w, h, activation="relu") for w, h in zip((16,) + hidden, hidden)]

@@ -43,6 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastnn
+from fastnn._quickbench import K_SHAPES, usable_cpus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 """Every GEMM/K1 workload runs on fastnn and on these two baselines (torch only when
@@ -56,8 +57,14 @@ torch with ``foreach=True`` / ``fused=True`` optimizers (they need torch, like "
 COPY_BANDWIDTH_GBS = 40.0
 """BENCHMARKS.md "physical limits": single-core memory (copy) bandwidth, GB/s."""
 
-THREAD_COUNTS = (1, 2)
-"""BENCHMARKS.md quotes 1-thread ratios first; "threads" goal: 2 threads never slower."""
+QUICK = os.environ.get("FASTNN_BENCH_QUICK", "") not in ("", "0")
+"""Quick mode (``FASTNN_BENCH_QUICK=1``): the whole pytest-benchmark suite in under two
+minutes: one thread count, smaller scaler data, one round of the slow workloads, and a
+short time budget per benchmark (conftest.py)."""
+
+THREAD_COUNTS = tuple(n for n in (1, 2) if n <= usable_cpus())[:1 if QUICK else None]
+"""1 and 2 threads (1-thread ratios are quoted first; 2 threads must never be slower),
+capped at the CPUs this process may use: 2 threads on 1 CPU time the scheduler."""
 
 
 # --------------------------------------------------------------------------- workloads
@@ -119,9 +126,9 @@ GEMM_WORKLOADS = (
 """M x K x N shapes: the "Peers on GEMM" table plus two small ones that show overhead."""
 
 DENSE_WORKLOADS = (
-    Dense("K1a", 256, 64, 128),
-    Dense("K1b", 1024, 512, 512),
-    Dense("K1c", 4096, 1024, 1024),
+    Dense("K1a", *K_SHAPES["K1a"]),
+    Dense("K1b", *K_SHAPES["K1b"]),
+    Dense("K1c", *K_SHAPES["K1c"]),
 )
 """BENCHMARKS.md K1a-c; goal: fastnn >= 2.5x faster than torch."""
 
@@ -185,7 +192,7 @@ def mlp_layers(*sizes: int) -> tuple[tuple[int, int], ...]:
     return tuple(zip(sizes[:-1], sizes[1:]))
 
 
-MLP_K4A = mlp_layers(64, 256, 256, 256, 1)  # 148,481 params
+MLP_K4A = mlp_layers(*K_SHAPES["MLP"])  # 148,481 params
 LINEAR20_K4B = ((512, 512),) * 20  # 5,253,120 params
 
 
@@ -280,8 +287,8 @@ class OptimStep:
 
 
 LAYER_WORKLOADS = (
-    BatchNorm("K2", 1024, 512),
-    Dropout("K3", 1024, 512, 0.2),
+    BatchNorm("K2", *K_SHAPES["K2"]),
+    Dropout("K3", *K_SHAPES["K3"]),
 )
 """BENCHMARKS.md K2 (goal >= 2x torch) and K3 (goal >= 15x torch)."""
 
@@ -1008,6 +1015,8 @@ def thread_cases(workload_list, **benchmark_options) -> list:
     families of fast calls; a marker's value wins over ``--benchmark-max-time``)."""
     import pytest  # only the suites need pytest; report.py does not
 
+    if QUICK:  # conftest's quick time budget applies to every benchmark
+        benchmark_options = {}
     return [
         pytest.param(wl, n, id=f"{wl.label}-{n}thr",
                      marks=pytest.mark.benchmark(group=f"{wl.title}, {n} thread{'s' * (n > 1)}",

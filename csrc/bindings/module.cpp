@@ -18,6 +18,7 @@ void bind_ops(py::module_& m);            // ops.cpp
 void bind_config(py::module_& m);         // config.cpp
 void bind_preprocessing(py::module_& m);  // preprocessing.cpp
 void bind_training(py::module_& m);       // training.cpp
+void bind_training_types(py::module_& m); // training.cpp: Schedule, OptimizerHyper
 
 #ifdef FASTNN_SANITIZER_CANARIES
 // testing/canaries.cpp: deliberate bugs that prove a sanitizer is wired in (RELIABILITY M2).
@@ -36,6 +37,7 @@ PYBIND11_MODULE(_core, m) {
   // Raises (ValueError or RuntimeError) at import for a FASTNN_SIMD this CPU cannot run.
   select_path_from_environment();
   bind_config(m);
+  bind_training_types(m);
   bind_ops(m);
   bind_preprocessing(m);
   bind_training(m);

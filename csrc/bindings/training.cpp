@@ -12,6 +12,7 @@
 namespace fastnn {
 
 void bind_training(py::module_& m);
+void bind_training_types(py::module_& m);
 
 namespace {
 
@@ -257,9 +258,12 @@ void bind_model(py::module_& m) {
 
 }  // namespace
 
+// The schedule and optimizer-hyperparameter classes, which the per-kernel bindings
+// (ops.cpp: optimizer_step) take too: bound first, so signatures name them.
+void bind_training_types(py::module_& m) { bind_schedule_and_hyper(m); }
+
 void bind_training(py::module_& m) {
   bind_layers(m);
-  bind_schedule_and_hyper(m);
   bind_epoch(m);
   bind_model(m);
 }

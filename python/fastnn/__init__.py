@@ -6,7 +6,7 @@ the thin Python layer over them.
 """
 from importlib.metadata import PackageNotFoundError, version as _dist_version
 
-from fastnn import _core
+from fastnn import _core, _threadpool  # noqa: F401  (_threadpool: registers with threadpoolctl)
 from fastnn._config import get_num_threads, set_num_threads, show_config, threads
 from fastnn import nn, ops, optim
 from fastnn._errors import ModelFormatError, TrainingDivergedError, TrainingDivergedWarning, UntrustedTypeError
@@ -30,6 +30,11 @@ def __getattr__(name):
         mod = importlib.import_module(module)
         return mod if attr is None else getattr(mod, attr)
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
+
+def __dir__():
+    # The lazy names are attributes too: dir(), help() and tab completion list them.
+    return sorted(set(globals()) | set(_LAZY))
 
 
 try:

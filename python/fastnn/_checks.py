@@ -6,11 +6,14 @@ import math
 import numbers
 import os
 import sys
+from types import ModuleType
+from typing import Optional
 
 import numpy as np
 
 try:  # Unix: the address-space limit (ulimit -v) caps what a copy can allocate
-    import resource as _resource
+    import resource
+    _resource: Optional[ModuleType] = resource
 except ImportError:  # pragma: no cover (Windows)
     _resource = None
 

@@ -6,18 +6,37 @@ import operator
 import os
 import platform
 import sys
-from typing import Iterator
+from typing import Iterator, Literal, overload
 
 from fastnn import _core
 
 
-def show_config(print_: bool = True) -> dict | None:
-    """Print (or, with ``print_=False``, return as a dict) how fastnn was built and runs.
+@overload
+def show_config(print_: Literal[True] = ...) -> None: ...
+@overload
+def show_config(print_: Literal[False]) -> dict: ...
+@overload
+def show_config(print_: bool) -> dict | None: ...
 
-    Keys: ``version``, ``simd_path`` (``"avx512"``, ``"avx2"`` or ``"generic"``),
-    ``available_paths``, ``gemm_tile``, ``cpu`` (brand and features), ``openmp``
-    (enabled, version, runtime library path, fork guard), ``num_threads``,
-    ``compiler``, ``build_type``, ``cxx_flags``, ``isa_flags``, ``python``, ``platform``.
+
+def show_config(print_: bool = True) -> dict | None:
+    """Print (or return) how fastnn was built and what it runs on.
+
+    Parameters
+    ----------
+    print_ : bool, default True
+        Print one line per key (and a note when built without OpenMP); False returns
+        the configuration instead.
+
+    Returns
+    -------
+    dict or None
+        With ``print_=False``, a dict with the keys ``version``, ``simd_path``
+        (``"avx512"``, ``"avx2"`` or ``"generic"``), ``simd_forced_by_env``,
+        ``available_paths``, ``compiled_paths``, ``gemm_tile``, ``cpu`` (brand and
+        features), ``openmp`` (enabled, version, runtime library path, fork guard),
+        ``num_threads``, ``compiler``, ``build_type``, ``cxx_flags``, ``isa_flags``,
+        ``python`` and ``platform``; else None.
     """
     build = _core.build_info()
     cpu = _core.cpu_info()
@@ -56,8 +75,15 @@ def show_config(print_: bool = True) -> dict | None:
 
 
 def get_num_threads() -> int:
-    """Threads fastnn kernels may use: the ``set_num_threads`` value if one was set,
-    else OpenMP's default for the calling thread (``OMP_NUM_THREADS``, threadpoolctl)."""
+    """Threads fastnn kernels called from this thread may use.
+
+    Returns
+    -------
+    int
+        A ``threadpoolctl`` limit or an estimator's ``num_threads`` in force on this
+        thread, else the ``set_num_threads`` value if one was set, else OpenMP's default
+        for the calling thread (``OMP_NUM_THREADS``).
+    """
     return _core.get_num_threads()
 
 
@@ -78,16 +104,45 @@ def set_num_threads(n: int) -> None:
 
     The setting is global: every Python thread sees it (OpenMP's own setting is per
     calling thread, which surprises users of thread pools). Results never depend on it.
+
+    Parameters
+    ----------
+    n : int
+        Threads, at least 1.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an int (a bool is refused too).
+    ValueError
+        If ``n`` is less than 1.
     """
     _core.set_num_threads(_check_thread_count(n))
 
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
-    """Context manager: ``with fastnn.threads(2): ...`` runs the block with ``n`` threads.
+    """Run a block with ``n`` threads: ``with fastnn.threads(2): ...``.
 
     Like ``set_num_threads`` it is process-wide (not thread-local); the previous setting
     (or OpenMP's default, if none was set) is restored on exit, also on an exception.
+
+    Parameters
+    ----------
+    n : int
+        Threads for the block, at least 1.
+
+    Yields
+    ------
+    None
+        Control to the block, with the setting in force.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an int.
+    ValueError
+        If ``n`` is less than 1.
     """
     n = _check_thread_count(n)
     previous = _core.explicit_num_threads()

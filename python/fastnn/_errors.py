@@ -9,7 +9,15 @@ class ModelFormatError(ValueError):
 
 class UntrustedTypeError(ModelFormatError):
     """A model file holds a scikit-learn part (stored through skops) that names types
-    fastnn does not trust to load; ``types`` lists them (``module.qualname``)."""
+    fastnn does not trust to load.
+
+    Parameters
+    ----------
+    message : str
+        What was refused, naming the file.
+    types : iterable of str
+        The refused types (``module.qualname``), kept as the attribute ``types``.
+    """
 
     def __init__(self, message: str, types):
         super().__init__(message)
@@ -20,8 +28,19 @@ class TrainingDivergedError(FloatingPointError):
     """Training produced a non-finite loss or gradient (the lecture's NaN trap).
 
     The model was restored to its last finite weights before this was raised, so it is
-    still usable. ``epoch`` and ``step`` (both 0-based, step within the epoch) and
-    ``layer`` (hidden layer index, or None when the loss itself was non-finite) say where.
+    still usable.
+
+    Parameters
+    ----------
+    message : str
+        What happened and what to do about it.
+    epoch : int
+        The epoch (0-based) in which training diverged.
+    step : int
+        The step within that epoch (0-based).
+    layer : int or None
+        The hidden layer whose gradient was non-finite first, or None when the loss
+        itself was non-finite.
     """
 
     def __init__(self, message: str, *, epoch: int, step: int, layer: int | None):

@@ -81,8 +81,9 @@ class Callback:
 
         Parameters
         ----------
-        estimator : DNNRegressor or DNNClassifier, with ``model_``, ``history_`` and
-            ``n_iter_`` (epochs trained before this call) already set
+        estimator : DNNRegressor or DNNClassifier
+            The estimator, with ``model_``, ``history_`` and ``n_iter_`` (epochs trained
+            before this call) already set.
         """
 
     def on_epoch_end(self, estimator, epoch, logs):
@@ -90,10 +91,13 @@ class Callback:
 
         Parameters
         ----------
-        estimator : the estimator being trained; set ``estimator.stop_training_ = True``
-            to end training after this epoch
-        epoch : int, the cumulative epoch index (0-based, across ``partial_fit`` calls)
-        logs : dict, the last value of every ``history_`` list (do not modify it)
+        estimator : DNNRegressor or DNNClassifier
+            The estimator being trained; set ``estimator.stop_training_ = True`` to end
+            training after this epoch.
+        epoch : int
+            The cumulative epoch index (0-based, across ``partial_fit`` calls).
+        logs : dict
+            The last value of every ``history_`` list (do not modify it).
         """
 
     def on_train_end(self, estimator):
@@ -101,7 +105,8 @@ class Callback:
 
         Parameters
         ----------
-        estimator : the trained estimator
+        estimator : DNNRegressor or DNNClassifier
+            The trained estimator.
         """
 
 
@@ -110,9 +115,17 @@ class LambdaCallback(Callback):
 
     Parameters
     ----------
-    on_train_begin : callable ``f(estimator)`` or None
-    on_epoch_end : callable ``f(estimator, epoch, logs)`` or None
-    on_train_end : callable ``f(estimator)`` or None
+    on_train_begin : callable or None, default None
+        ``f(estimator)``, called at the start of every ``fit`` and ``partial_fit``.
+    on_epoch_end : callable or None, default None
+        ``f(estimator, epoch, logs)``, called after every epoch.
+    on_train_end : callable or None, default None
+        ``f(estimator)``, called when training ends.
+
+    Raises
+    ------
+    TypeError
+        If a hook is neither callable nor None.
 
     Notes
     -----
@@ -121,8 +134,15 @@ class LambdaCallback(Callback):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from fastnn import DNNRegressor
+    >>> from fastnn.callbacks import LambdaCallback
     >>> losses = []
     >>> cb = LambdaCallback(on_epoch_end=lambda est, epoch, logs: losses.append(logs["loss"]))
+    >>> X = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
+    >>> reg = DNNRegressor(hidden_units=(4,), epochs=3, callbacks=[cb], random_state=0).fit(X, X[:, 0])
+    >>> len(losses)
+    3
     """
 
     def __init__(self, on_train_begin=None, on_epoch_end=None, on_train_end=None):
@@ -303,10 +323,19 @@ class ReduceLROnPlateau(_Monitor):
     Parameters
     ----------
     monitor : str, default "loss"
+        A scalar key of the epoch logs ("val_loss" needs the estimator's validation).
     patience : int >= 1, default 10
+        Epochs without improvement after which the rate is reduced.
     factor : float in (0, 1), default 0.5
+        The rate is multiplied by this.
     min_lr : float >= 0, default 1e-6
-    min_delta, rel_delta, mode : as for ``EarlyStopping`` (the same rule)
+        The rate never goes below this.
+    min_delta : float >= 0, default 0.0
+        An epoch improves only when it beats the best value by more than this (absolute).
+    rel_delta : float in [0, 1), default 0.0
+        ... and by more than this share of the best value (relative; the estimators' ``tol``).
+    mode : {"min", "max"}, default "min"
+        Whether lower or higher values are better.
 
     Attributes
     ----------

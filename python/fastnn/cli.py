@@ -7,7 +7,7 @@
     fastnn diagnose MODEL                              the model and the training doctor's findings
     fastnn export MODEL OUT.onnx [--dtype float64]     the model as an ONNX file (needs fastnn[onnx])
     fastnn demo [--dir DIR] [--epochs N]               the lecture's soup, end to end
-    fastnn bench [--threads N ...] [--budget S]        the dense kernels against NumPy
+    fastnn bench [--threads N ...] [--budget S] [--json PATH]   against NumPy, PyTorch, scikit-learn, JAX
     fastnn config                                      how fastnn was built, what it runs on
 
 A model file of ``train`` is a scikit-learn ``Pipeline`` (the scaler, then the
@@ -98,6 +98,7 @@ def _hidden(text):
 def _parser() -> _Parser:
     parser = _Parser(prog="fastnn", description="fastnn: fast, trustworthy dense neural networks for tabular data.",
                      epilog="'fastnn COMMAND --help' describes a command.")
+    parser.add_argument("--version", action="version", version=f"fastnn {fastnn.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a model on a CSV file and save it",
@@ -140,11 +141,12 @@ def _parser() -> _Parser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo_command)
 
-    bench = sub.add_parser("bench", help="time the dense-layer kernels against NumPy")
+    bench = sub.add_parser("bench", help="time fastnn against NumPy, PyTorch, scikit-learn and JAX (those installed)")
     bench.add_argument("--threads", type=_number(int, 1), nargs="+", default=[1, 2], metavar="N",
                        help="thread counts to time (default: 1 2)")
     bench.add_argument("--budget", type=_number(float, 0, low_open=True), default=0.25,
                        help="seconds per measurement (default 0.25)")
+    bench.add_argument("--json", metavar="PATH", help="also write the rows and the configuration as JSON")
     bench.set_defaults(run=_bench_command)
 
     config = sub.add_parser("config", help="print how fastnn was built and what it runs on")
@@ -390,7 +392,7 @@ def _chart(values, label, height=8, width=60) -> list[str]:
     log = np.nanmax(v) / np.nanmin(v) > 10
     y = np.log10(v) if log else v
     edges = np.linspace(0, len(y), min(width, len(y)) + 1).astype(int)
-    cols = [np.nanmean(y[a:b]) if np.isfinite(y[a:b]).any() else np.nan for a, b in zip(edges[:-1], edges[1:])]
+    cols = [float(np.nanmean(y[a:b])) if np.isfinite(y[a:b]).any() else np.nan for a, b in zip(edges[:-1], edges[1:])]
     lo, hi = np.nanmin(cols), np.nanmax(cols)
     span = hi - lo if hi > lo else 1.0
     rows = [[" "] * len(cols) for _ in range(height)]
@@ -590,7 +592,7 @@ def _demo_command(args):
 
 def _bench_command(args):
     from fastnn import _quickbench
-    _quickbench.run(args.threads, budget=args.budget)
+    _quickbench.run(args.threads, budget=args.budget, json_path=args.json)
     return 0
 
 

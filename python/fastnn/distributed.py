@@ -110,7 +110,20 @@ def rank_seed(seed: int, rank: int) -> int:
     """The model seed rank ``rank`` trains with: ``seed`` itself on rank 0, a distinct
     deterministic non-negative 63-bit seed derived from (seed, rank) on every other rank.
     The weights are initialized from ``seed`` before it is replaced, so only the dropout
-    masks (keyed by the model seed and the step) differ between ranks."""
+    masks (keyed by the model seed and the step) differ between ranks.
+
+    Parameters
+    ----------
+    seed : int
+        The model seed.
+    rank : int
+        The rank, >= 0.
+
+    Returns
+    -------
+    int
+        The seed of that rank.
+    """
     if rank == 0:
         return int(seed)
     words = np.random.SeedSequence([int(seed), int(rank)]).generate_state(2, np.uint32)
@@ -120,31 +133,92 @@ def rank_seed(seed: int, rank: int) -> int:
 def shard_bounds(n_rows: int, size: int, rank: int) -> tuple:
     """The rows ``[start, stop)`` of a batch of ``n_rows`` that rank ``rank`` of ``size``
     takes: contiguous parts in rank order, the first ``n_rows % size`` parts one row
-    longer. The parts of all ranks cover the batch exactly once."""
+    longer. The parts of all ranks cover the batch exactly once.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows of the batch.
+    size : int
+        Number of ranks.
+    rank : int
+        This rank, in [0, size).
+
+    Returns
+    -------
+    tuple of int
+        ``(start, stop)``.
+    """
     base, extra = divmod(int(n_rows), int(size))
     start = rank * base + min(rank, extra)
     return start, start + base + (rank < extra)
 
 
 def allreduce_bytes(model) -> int:
-    """Bytes one training step sends through ``Allreduce``: the flat gradient buffer."""
+    """Count the bytes one training step sends through ``Allreduce``.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Sequential
+        The model.
+
+    Returns
+    -------
+    int
+        The size of its flat gradient buffer in bytes.
+    """
     return int(model.grads.nbytes)
 
 
 def checksum(model, optimizer=None) -> tuple:
-    """(float64 sum of the parameters, CRC-32 of their bytes, CRC-32 of the buffers'
-    bytes, CRC-32 of the optimizer state's bytes): equal tuples mean bitwise-equal state."""
+    """Fingerprint a model's (and optimizer's) state.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Sequential
+        The model.
+    optimizer : fastnn.optim.Optimizer, optional
+        Its optimizer.
+
+    Returns
+    -------
+    tuple
+        ``(float64 sum of the parameters, CRC-32 of their bytes, CRC-32 of the buffers'
+        bytes, CRC-32 of the optimizer state's bytes)``: equal tuples mean bitwise-equal
+        state.
+    """
     state = 0
     if optimizer is not None:
         for name in sorted(optimizer.state):
-            state = zlib.crc32(np.ascontiguousarray(optimizer.state[name]).view(np.uint8), state)
-    return (float(model.params.sum(dtype=np.float64)), zlib.crc32(model.params.view(np.uint8)),
-            zlib.crc32(model.buffers.view(np.uint8)), state)
+            state = zlib.crc32(np.ascontiguousarray(optimizer.state[name]).view(np.uint8).data, state)
+    return (float(model.params.sum(dtype=np.float64)), zlib.crc32(model.params.view(np.uint8).data),
+            zlib.crc32(model.buffers.view(np.uint8).data), state)
 
 
 def check_in_sync(model, comm=None, optimizer=None, where="") -> tuple:
-    """Collective: gather every rank's ``checksum`` and raise ``RuntimeError`` naming the
-    ranks that differ from rank 0. Returns rank 0's checksum."""
+    """Check that every rank holds the same state (collective).
+
+    Parameters
+    ----------
+    model : fastnn.nn.Sequential
+        This rank's model.
+    comm : mpi4py communicator, optional
+        Default ``MPI.COMM_WORLD``.
+    optimizer : fastnn.optim.Optimizer, optional
+        This rank's optimizer, checked too.
+    where : str, default ""
+        Named in the error message (e.g. "after epoch 3").
+
+    Returns
+    -------
+    tuple
+        Rank 0's ``checksum``.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the ranks whose checksum differs from rank 0's.
+    """
     comm = _comm(comm)
     sums = comm.allgather(checksum(model, optimizer))
     bad = [r for r, s in enumerate(sums) if s != sums[0]]
@@ -158,7 +232,7 @@ def _crc(*arrays) -> int:
     value = 0
     for a in arrays:
         if a is not None:
-            value = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), value)
+            value = zlib.crc32(np.ascontiguousarray(a).view(np.uint8).data, value)
     return value
 
 
@@ -176,12 +250,16 @@ def fit(estimator, X, y, sample_weight=None, *, comm=None, debug=False, statisti
 
     Parameters
     ----------
-    estimator : DNNRegressor or DNNClassifier, its parameters as for ``fit``
-    X : array-like of shape (n_samples, n_features), the same on every rank
-    y : array-like of shape (n_samples,) or (n_samples, n_outputs), the same on every rank
-    sample_weight : array-like of shape (n_samples,) or None, the same on every rank;
-        scaled to mean 1 over the training rows, as ``fit`` does
-    comm : mpi4py communicator or None (``MPI.COMM_WORLD``)
+    estimator : DNNRegressor or DNNClassifier
+        Its parameters as for ``fit``.
+    X : array-like of shape (n_samples, n_features)
+        Training data, the same on every rank.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Targets, the same on every rank.
+    sample_weight : array-like of shape (n_samples,), optional
+        The same on every rank; scaled to mean 1 over the training rows, as ``fit`` does.
+    comm : mpi4py communicator, optional
+        Default ``MPI.COMM_WORLD``.
     debug : bool, default False
         Check that every rank passed the same data, and after every epoch that every rank
         holds bitwise-identical weights, batch-norm statistics and optimizer state (a
@@ -193,8 +271,14 @@ def fit(estimator, X, y, sample_weight=None, *, comm=None, debug=False, statisti
 
     Returns
     -------
-    estimator, fitted. ``history_["loss"]`` is the mean loss over all ranks' rows;
-    ``history_["time"]`` the wall time of the epoch on this rank.
+    estimator
+        Fitted. ``history_["loss"]`` is the mean loss over all ranks' rows;
+        ``history_["time"]`` the wall time of the epoch on this rank.
+
+    Raises
+    ------
+    RuntimeError
+        With ``debug=True``, when the ranks' data or state differ.
     """
     if not isinstance(estimator, _BaseDNN):
         raise TypeError(f"estimator must be a DNNRegressor or DNNClassifier, got {type(estimator).__name__}")
@@ -284,7 +368,22 @@ def save(estimator, path, comm=None) -> None:
     """Collective: rank 0 alone writes ``estimator`` to ``path`` (``estimator.save``:
     atomic, temp file + rename); every rank returns once the file is complete, and every
     rank raises if the write failed. Calling ``estimator.save`` on every rank instead
-    would have all ranks write the same file."""
+    would have all ranks write the same file.
+
+    Parameters
+    ----------
+    estimator : DNNRegressor or DNNClassifier
+        The fitted estimator (the same on every rank).
+    path : str or os.PathLike
+        Where rank 0 writes.
+    comm : mpi4py communicator, optional
+        Default ``MPI.COMM_WORLD``.
+
+    Raises
+    ------
+    RuntimeError
+        On the other ranks, if rank 0's write failed (rank 0 raises the original error).
+    """
     comm = _comm(comm)
     error = None
     if comm.Get_rank() == 0:

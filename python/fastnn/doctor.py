@@ -35,8 +35,19 @@ _RECENT = 3                 # epochs averaged for the per-layer statistics
 
 @dataclass(frozen=True)
 class Finding:
-    """One diagnosis: ``mode`` (failure mode), ``evidence`` (what the numbers show),
-    ``remedy`` (what to change); ``numbers`` holds the evidence as data."""
+    """One diagnosis of a training run.
+
+    Parameters
+    ----------
+    mode : str
+        The failure mode, e.g. "vanishing gradients".
+    evidence : str
+        What the recorded numbers show.
+    remedy : str
+        What to change.
+    numbers : dict, optional
+        The evidence as data (per-layer values, ratios).
+    """
 
     mode: str
     evidence: str
@@ -266,6 +277,17 @@ FEW_ROWS_RULES = (_nan_trap, _few_rows, _dropout)
 
 
 def diagnose(est) -> list[Finding]:
-    """Findings for a fitted estimator, most urgent first; an empty list means no rule fired."""
+    """Diagnose the training of a fitted estimator.
+
+    Parameters
+    ----------
+    est : DNNRegressor or DNNClassifier
+        A fitted estimator (its ``history_`` holds the per-epoch statistics).
+
+    Returns
+    -------
+    list of Finding
+        The findings, most urgent first; empty when no rule fired.
+    """
     rules = FEW_ROWS_RULES if _few_rows(est) is not None else RULES
     return [f for f in (rule(est) for rule in rules) if f is not None]

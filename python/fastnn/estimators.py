@@ -92,7 +92,9 @@ _PARAMS_DOC = """
         learning rate by ``lr_factor``, down to ``min_lr``. None: off. It installs
         ``fastnn.callbacks.ReduceLROnPlateau`` with ``rel_delta=tol`` (one rule for both).
     lr_factor : float, default 0.5
+        Factor in (0, 1) the learning rate is multiplied by on a plateau.
     min_lr : float, default 1e-6
+        The learning rate never drops below this.
     tol : float, default 1e-4
         Relative improvement that counts (``new < best * (1 - tol)``).
     nan_policy : {"raise", "skip"}, default "raise"
@@ -382,7 +384,31 @@ class _BaseDNN(BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X, y, sample_weight=None):
-        """Train from scratch for ``epochs`` epochs (fewer with early stopping)."""
+        """Train from scratch for ``epochs`` epochs (fewer with early stopping).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; converted to float32 once.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets (regression) or class labels (classification).
+        sample_weight : array-like of shape (n_samples,), default None
+            Non-negative weight of each row in the loss; None weighs every row 1.
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If the inputs are malformed (shapes, non-finite values under
+            ``nan_policy="raise"``, negative weights) or a parameter is out of range.
+        TrainingDivergedError
+            If the loss or a gradient became non-finite; the model keeps its last
+            finite weights.
+        """
         for attr in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, attr)
         return self._fit(X, y, sample_weight, partial=False, classes=None)
@@ -505,8 +531,8 @@ class _BaseDNN(BaseEstimator):
     def _builtin_callbacks(self, p, validation) -> list:
         """``early_stopping`` and ``lr_patience`` as the callbacks users can pass themselves
         (fastnn.callbacks): one rule each, with ``tol`` as their relative delta."""
-        from fastnn.callbacks import EarlyStopping, ReduceLROnPlateau
-        builtins = []
+        from fastnn.callbacks import Callback, EarlyStopping, ReduceLROnPlateau
+        builtins: list[Callback] = []
         if validation:
             builtins.append(EarlyStopping("val_loss", patience=p["patience"], rel_delta=p["tol"]))
         if p["lr_patience"] is not None:
@@ -614,8 +640,19 @@ class _BaseDNN(BaseEstimator):
             return self.model_.predict(X)
 
     def diagnose(self):
-        """The training doctor: findings (failure mode, evidence, remedy) from ``history_``
-        and the training data, for the lecture's failure modes. See fastnn.doctor."""
+        """Run the training doctor on this fitted estimator.
+
+        Returns
+        -------
+        list of fastnn.doctor.Finding
+            Findings (failure mode, evidence, remedy) from ``history_`` and the training
+            data, most urgent first; empty when no rule fired.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        """
         check_is_fitted(self, "model_")
         from fastnn.doctor import diagnose
         return diagnose(self)
@@ -628,11 +665,26 @@ class _BaseDNN(BaseEstimator):
     # ------------------------------------------------------------------ persistence
 
     def save(self, path):
-        """Write the fitted estimator to ``path`` (a NumPy ``.npz`` zip with a JSON header,
-        no pickle; see ``fastnn.persistence``), atomically: a failed save leaves an
-        existing file intact. ``fastnn.load(path)`` gives it back with bitwise-identical
-        predictions, its history and its optimizer state (so ``partial_fit`` continues).
-        Callbacks are not saved."""
+        """Write the fitted estimator to a model file, atomically.
+
+        The file is a NumPy ``.npz`` zip with a JSON header and no pickle (see
+        ``fastnn.persistence``); a failed save leaves an existing file intact.
+        ``fastnn.load(path)`` gives the estimator back with bitwise-identical predictions,
+        its history and its optimizer state (so ``partial_fit`` continues). Callbacks are
+        not saved.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        OSError
+            If the file cannot be written.
+        """
         check_is_fitted(self, "model_")
         from fastnn import persistence
         params = self.get_params(deep=False)
@@ -899,22 +951,69 @@ class DNNRegressor(RegressorMixin, _BaseDNN):
         return tags
 
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), continuing from the current weights and optimizer state
-        (the first call initializes them). No validation split, no early stopping."""
+        """Train one epoch over (X, y), continuing from the current weights.
+
+        The optimizer state carries over too (the first call initializes both). No
+        validation split, no early stopping.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default None
+            Non-negative weight of each row in the loss.
+
+        Returns
+        -------
+        self
+            The estimator.
+        """
         return self._partial_fit(X, y, sample_weight, None)
 
     def score(self, X, y, sample_weight=None):
-        """R² of ``predict(X)`` against ``y`` (scikit-learn's ``r2_score``). It compares the
-        errors with the spread of ``y``, so it needs at least 2 rows: fewer is a ValueError
-        (scikit-learn would warn and return NaN)."""
+        """R² of ``predict(X)`` against ``y`` (scikit-learn's ``r2_score``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The rows to predict.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The true targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the rows.
+
+        Returns
+        -------
+        float
+            The coefficient of determination.
+
+        Raises
+        ------
+        ValueError
+            With fewer than 2 rows: R² compares the errors with the spread of ``y``, which
+            one row does not have (scikit-learn would warn and return NaN).
+        """
         n = np.shape(y)[0] if np.ndim(y) else 0
         if n < 2:
             raise ValueError(f"score needs at least 2 rows (R^2 compares the errors with the spread of y), got {n}")
         return super().score(X, y, sample_weight=sample_weight)
 
     def predict(self, X):
-        """Predictions, shape (n,) for a 1-D target, else (n, outputs). Computed in float32
-        (the model's precision), returned as float64 like scikit-learn's regressors."""
+        """Predict targets for X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to predict.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Predictions, 1-D for a 1-D training target. Computed in float32 (the model's
+            precision), returned as float64 like scikit-learn's regressors.
+        """
         out = self._forward(X, "predict").astype(np.float64)
         return out.ravel() if self._y_ndim_ == 1 else out
 
@@ -1002,19 +1101,63 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
         return order[pick]
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch over (X, y), continuing from the current weights. The first call
-        needs ``classes`` (all labels that will ever appear), as in scikit-learn."""
+        """Train one epoch over (X, y), continuing from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        classes : array-like, default None
+            Every label that will ever appear; required on the first call, as in
+            scikit-learn.
+        sample_weight : array-like of shape (n_samples,), default None
+            Non-negative weight of each row in the loss.
+
+        Returns
+        -------
+        self
+            The estimator.
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` is missing on the first call, or a label is not in it.
+        """
         if not hasattr(self, "model_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
         return self._partial_fit(X, y, sample_weight, classes)
 
     def decision_function(self, X):
-        """Logits: shape (n,) for two classes (positive: ``classes_[1]``), else (n, classes)."""
+        """Compute the logits of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            1-D for two classes (positive: ``classes_[1]``), else one column per class.
+        """
         z = self._forward(X, "decision_function")
         return z.ravel() if z.shape[1] == 1 else z
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        """Predict class probabilities for X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to predict.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in ``classes_`` order; each row sums to 1.
+        """
         z = self._forward(X, "predict_proba").astype(np.float64)
         if z.shape[1] == 1:
             p = 0.5 * (1.0 + np.tanh(0.5 * z[:, 0]))  # the logistic function without overflow
@@ -1024,10 +1167,33 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
         return e / e.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X):
+        """Predict the logarithm of the class probabilities for X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to predict.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            ``log(predict_proba(X))``, columns in ``classes_`` order.
+        """
         return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        """The most probable class label per row."""
+        """Predict the most probable class of each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to predict.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
         z = self._forward(X, "predict")
         idx = (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
         return self.classes_[idx]

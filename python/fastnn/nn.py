@@ -18,7 +18,7 @@ import numpy as np
 from fastnn import _core, ops
 from fastnn._checks import as_numeric, check_allocation, check_count, check_ndim, check_seed, to_kernel
 
-__all__ = ["Activation", "BatchNorm", "Dense", "Dropout", "Layer", "Sequential"]
+__all__ = ["Activation", "BatchNorm", "Dense", "Dropout", "GradientReduction", "Layer", "Sequential"]
 
 INITS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
 
@@ -37,13 +37,89 @@ class Layer:
     allocates them (as views into its flat buffers) and binds them with ``_bind``."""
 
     def param_specs(self) -> list[ParamSpec]:
+        """Declare the trainable tensors this layer owns.
+
+        Returns
+        -------
+        list of ParamSpec
+            Name, shape and whether it is a weight, per tensor; ``Sequential`` allocates
+            them in its flat buffers.
+        """
         return []
 
     def buffer_specs(self) -> list[ParamSpec]:
+        """Declare the non-trainable tensors this layer owns (running statistics).
+
+        Returns
+        -------
+        list of ParamSpec
+            Name and shape per tensor.
+        """
         return []
 
     def output_features(self, in_features: int) -> int:
+        """Compute the width of the layer's output.
+
+        Parameters
+        ----------
+        in_features : int
+            The width of its input.
+
+        Returns
+        -------
+        int
+            The width of its output.
+        """
         return in_features
+
+    def forward(self, x: np.ndarray, training: bool, cache: dict) -> np.ndarray:
+        """Compute the layer's output for a batch.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_samples, in_features)
+            The layer's input.
+        training : bool
+            Training mode (dropout drops, batch norm uses the batch's statistics).
+        cache : dict
+            Filled with what ``backward`` needs; ``Sequential`` also puts ``seed`` and
+            ``step`` there for the layers that draw random numbers.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, out_features)
+            The layer's output.
+
+        Raises
+        ------
+        NotImplementedError
+            In the base class; every layer overrides it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad: np.ndarray, cache: dict, need_grad_x: bool) -> np.ndarray | None:
+        """Accumulate the parameter gradients and return the gradient of the input.
+
+        Parameters
+        ----------
+        grad : ndarray of shape (n_samples, out_features)
+            Gradient of the loss with respect to the layer's output.
+        cache : dict
+            What ``forward`` stored for this batch.
+        need_grad_x : bool
+            Whether the gradient of the input is needed (False for the first layer).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, in_features) or None
+            Gradient of the loss with respect to the input; None when not needed.
+
+        Raises
+        ------
+        NotImplementedError
+            In the base class; every layer overrides it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def _bind(self, params: dict, grads: dict, buffers: dict) -> None:
         self.p, self.g, self.b = params, grads, buffers
@@ -67,7 +143,30 @@ class Dense(Layer):
     """Fully connected layer ``act(x @ weight + bias)``; ``weight`` is (in_features,
     out_features). Default init: Glorot uniform weights, zero biases (as TensorFlow's
     ``DNNRegressor``, Keras and scikit-learn); ``init`` picks another scheme. With
-    ``activation="prelu"`` the layer also learns one ``slope`` per unit (starting at 0.25)."""
+    ``activation="prelu"`` the layer also learns one ``slope`` per unit (starting at 0.25).
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the input.
+    out_features : int
+        Width of the output (units).
+    activation : str, default "linear"
+        One of ``fastnn.ops.ACTIVATIONS``, fused into the layer.
+    use_bias : bool, default True
+        Learn a bias per unit.
+    init : {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal"}, default "glorot_uniform"
+        Weight initialization.
+    negative_slope : float, default 0.01
+        Slope of ``leaky_relu`` for negative inputs.
+    alpha : float, default 1.0
+        Scale of ``elu`` for negative inputs.
+
+    Raises
+    ------
+    ValueError
+        If a size is not positive, or ``activation`` or ``init`` is unknown.
+    """
 
     def __init__(self, in_features, out_features, activation="linear", use_bias=True, init="glorot_uniform",
                  negative_slope=0.01, alpha=1.0):
@@ -138,7 +237,22 @@ class Dense(Layer):
 
 class Activation(Layer):
     """A parameter-free activation (``linear``, ``relu``, ``leaky_relu``, ``elu``,
-    ``sigmoid``, ``tanh``); PReLU learns slopes, so it is ``Dense(..., activation="prelu")``."""
+    ``sigmoid``, ``tanh``); PReLU learns slopes, so it is ``Dense(..., activation="prelu")``.
+
+    Parameters
+    ----------
+    name : str
+        The activation.
+    negative_slope : float, default 0.01
+        Slope of ``leaky_relu`` for negative inputs.
+    alpha : float, default 1.0
+        Scale of ``elu`` for negative inputs.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown or ``"prelu"``.
+    """
 
     def __init__(self, name, negative_slope=0.01, alpha=1.0):
         ops._activation(name, negative_slope, alpha)
@@ -168,7 +282,17 @@ class BatchNorm(Layer):
     ``running = momentum * running + (1 - momentum) * batch``); PyTorch's ``momentum=0.1``
     is fastnn's 0.9. Training normalizes with the biased batch variance; the running
     variance is updated with the unbiased one (as PyTorch). A training batch of one row is
-    a ``ValueError``. Inference (and ``predict``) uses the running statistics."""
+    a ``ValueError``. Inference (and ``predict``) uses the running statistics.
+
+    Parameters
+    ----------
+    num_features : int
+        Width of the input (and output).
+    momentum : float, default 0.99
+        Weight of the old running value, in [0, 1).
+    eps : float, default 1e-3
+        Added to the variance.
+    """
 
     def __init__(self, num_features, momentum=0.99, eps=1e-3):
         self.num_features = check_count("num_features", num_features)
@@ -216,7 +340,20 @@ class BatchNorm(Layer):
 class Dropout(Layer):
     """Inverted dropout. ``rate`` is the DROP probability (0 <= rate < 1): survivors are
     scaled by ``1 / (1 - rate)`` in training; inference is the identity. Passing
-    ``keep_prob`` is refused: fastnn takes the drop rate, ``1 - keep_prob``."""
+    ``keep_prob`` is refused: fastnn takes the drop rate, ``1 - keep_prob``.
+
+    Parameters
+    ----------
+    rate : float
+        The drop probability, in [0, 1).
+    keep_prob : float, optional
+        Refused (with the conversion in the message): dropout takes a drop rate.
+
+    Raises
+    ------
+    ValueError
+        If ``rate`` is out of range, missing, or ``keep_prob`` is passed.
+    """
 
     def __init__(self, rate=None, *, keep_prob=None):
         if rate is None and keep_prob is None:
@@ -249,7 +386,35 @@ _LOSS_KINDS = {
 
 
 class EpochResult(NamedTuple):
-    """What ``Sequential.train_epoch`` returns (see its docstring)."""
+    """What ``Sequential.train_epoch`` returns (its Returns section describes each field).
+
+    Parameters
+    ----------
+    loss : float
+        Mean batch loss, weighted by rows.
+    steps : int
+        Updates made.
+    rows : int
+        Rows trained on.
+    diverged : bool
+        Whether the epoch stopped at a non-finite loss or gradient.
+    bad_step : int
+        The step that diverged, -1 if none.
+    bad_layer : int
+        The layer whose gradient diverged, -1 for the loss (or none).
+    zero_fraction : list of float
+        Per layer, the share of zero outputs.
+    dead_units : list of float
+        Per layer, the share of units that never output a positive value.
+    grad_norm : list of float
+        Per layer, the mean gradient norm over the epoch's updates.
+    weight_norm : list of float
+        Per layer, the weight norm at the end of the epoch.
+    skipped : int
+        Batches skipped with ``skip_nonfinite=True``.
+    update_ratio : list of float
+        Per layer, the norm of the last update over the norm of the weights before it.
+    """
 
     loss: float
     steps: int
@@ -279,7 +444,18 @@ class GradientReduction(NamedTuple):
     the sum by ``ranks``: every process then holds the gradient of the mean loss over the
     whole batch, checks and clips it, and applies the same update. A process whose loss
     is not finite sends NaN, so every process rejects that step together. ``sum=None``
-    with ``ranks=1``: nothing extra runs."""
+    with ``ranks=1``: nothing extra runs.
+
+    Parameters
+    ----------
+    sum : callable or None
+        Called with no arguments after every backward pass (with the GIL); it must sum
+        ``model.grads`` over the processes in place.
+    rank : int, default 0
+        This process's index among the ``ranks``.
+    ranks : int, default 1
+        How many processes share every batch.
+    """
 
     sum: Callable[[], None] | None
     rank: int = 0
@@ -328,6 +504,29 @@ def _layer_seed(seed: int, index: int) -> int:
     return zlib.crc32(f"fastnn-dropout:{index}".encode()) ^ (int(seed) & 0xFFFFFFFFFFFFFFFF)
 
 
+# The flat buffers are fixed: every layer's tensors and the C++ core's offsets are views
+# into them. Assigning a new array would leave those views on the old one (predict would
+# silently ignore it), so assignment COPIES into the buffer.
+def _flat_buffer(name: str) -> property:
+    def get(self):
+        return getattr(self, "_" + name)
+
+    def set_(self, value):
+        buffer = getattr(self, "_" + name)
+        arr = as_numeric(name, value)
+        if arr.shape != buffer.shape:
+            raise ValueError(f"{name} must have shape {buffer.shape} (assigning copies into the model's flat "
+                             f"buffer, which every layer views), got shape {arr.shape}; for one tensor "
+                             f"write into its view: model.named_{name}()[key][...] = value")
+        if not np.can_cast(arr.dtype, buffer.dtype, casting="same_kind"):
+            raise TypeError(f"{name} must be a float array castable to {buffer.dtype}, got {arr.dtype}")
+        buffer[...] = arr
+
+    return property(get, set_, doc=f"The flat 1-D {name} buffer; every tensor is a view into it. Assigning an "
+                                   f"array of the same shape copies it in (``model.{name} = a`` is "
+                                   f"``model.{name}[...] = a``).")
+
+
 class Sequential:
     """A stack of layers with ONE flat parameter buffer and ONE flat gradient buffer.
 
@@ -340,9 +539,12 @@ class Sequential:
     Parameters
     ----------
     layers : sequence of Layer
-    seed : int, seeds the weight initialization and the dropout masks
-    dtype : np.float32 (default, the fast path) or np.float64
-    input_dim : int or None
+        The layers, input first.
+    seed : int, default 0
+        Seeds the weight initialization and the dropout masks.
+    dtype : {np.float32, np.float64}, default np.float32
+        Precision of parameters and computation (float32 is the fast path).
+    input_dim : int or None, default None
         The input width; None: from the layers (or the first input).
 
     Attributes
@@ -370,7 +572,8 @@ class Sequential:
         self.step = 0
         self._caches = None
         width = _declared_width(layers) if input_dim is None else check_count("input_dim", input_dim)
-        self.in_features = self.out_features = None
+        self.in_features: int | None = None  # known once the width is (a width-free model: at its first input)
+        self.out_features: int | None = None
         if width is not None:
             self._set_width(width)
         self._check_memory()
@@ -430,32 +633,9 @@ class Sequential:
         self.weight_mask = np.zeros(self._params.shape, bool)
         self._bind_views()
 
-    # The flat buffers are fixed: every layer's tensors and the C++ core's offsets are views
-    # into them. Assigning a new array would leave those views on the old one (predict
-    # would silently ignore it), so assignment COPIES into the buffer.
-    def _flat(name):
-        def get(self):
-            return getattr(self, "_" + name)
-
-        def set_(self, value):
-            buffer = getattr(self, "_" + name)
-            arr = as_numeric(name, value)
-            if arr.shape != buffer.shape:
-                raise ValueError(f"{name} must have shape {buffer.shape} (assigning copies into the model's flat "
-                                 f"buffer, which every layer views), got shape {arr.shape}; for one tensor "
-                                 f"write into its view: model.named_{name}()[key][...] = value")
-            if not np.can_cast(arr.dtype, buffer.dtype, casting="same_kind"):
-                raise TypeError(f"{name} must be a float array castable to {buffer.dtype}, got {arr.dtype}")
-            buffer[...] = arr
-
-        return property(get, set_, doc=f"The flat 1-D {name} buffer; every tensor is a view into it. Assigning "
-                                       "an array of the same shape copies it in (``model.{0} = a`` is "
-                                       "``model.{0}[...] = a``).".format(name))
-
-    params = _flat("params")
-    grads = _flat("grads")
-    buffers = _flat("buffers")
-    del _flat
+    params = _flat_buffer("params")
+    grads = _flat_buffer("grads")
+    buffers = _flat_buffer("buffers")
 
     def _bind_views(self):
         """Carve every layer's tensors out of the flat buffers (also after unpickling), and
@@ -509,13 +689,34 @@ class Sequential:
         self._bind_views()
 
     def named_params(self) -> dict:
-        """{"0.weight": view (in, out), "0.bias": view, "1.gamma": ...} into ``params``."""
+        """Name the parameter tensors.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``{"0.weight": view (in, out), "0.bias": view, "1.gamma": ...}``, views into
+            ``params``.
+        """
         return dict(self._param_views)
 
     def named_grads(self) -> dict:
+        """Name the gradient tensors, as ``named_params`` does the parameters.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Views into ``grads``.
+        """
         return dict(self._grad_views)
 
     def named_buffers(self) -> dict:
+        """Name the running statistics (batch norm's ``running_mean`` and ``running_var``).
+
+        Returns
+        -------
+        dict of str to ndarray
+            Views into ``buffers``.
+        """
         return dict(self._buffer_views)
 
     def _input(self, x, name="x"):
@@ -531,8 +732,21 @@ class Sequential:
         return to_kernel(x, self.dtype)
 
     def forward(self, x, training=True):
-        """Run the layers; with ``training=True`` dropout is on, batch norm uses batch
-        statistics (and updates its running ones) and the inputs are kept for ``backward``."""
+        """Run the layers on a batch.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, in_features)
+            The batch.
+        training : bool, default True
+            Dropout on, batch norm on batch statistics (updating its running ones), and
+            the inputs kept for ``backward``; False is inference.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, out_features)
+            The output of the last layer.
+        """
         h = self._input(x)
         caches = []
         if training:
@@ -546,8 +760,18 @@ class Sequential:
         return h
 
     def backward(self, grad_y):
-        """Back-propagate d loss / d output through the last ``forward``: writes
-        ``model.grads`` (overwriting) and returns d loss / d x."""
+        """Back-propagate through the last ``forward``, overwriting ``grads``.
+
+        Parameters
+        ----------
+        grad_y : array-like of shape (n_samples, out_features)
+            Gradient of the loss with respect to the output.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, in_features)
+            Gradient of the loss with respect to the input.
+        """
         if self._caches is None:
             raise RuntimeError("backward needs a forward pass first")
         g = as_numeric("grad_y", grad_y)
@@ -561,10 +785,34 @@ class Sequential:
         return g
 
     def train_step(self, x, y, loss="mse", optimizer=None, clip_norm=None):
-        """One update in one call into the core: forward (training), loss, backward,
-        optional clipping by global norm and ``optimizer.step``. Returns the loss before
-        the update. A non-finite loss or gradient raises ``FloatingPointError`` and leaves
-        the model untouched."""
+        """Make one update in one call into the core.
+
+        Forward (training), loss, backward, optional clipping by global norm and
+        ``optimizer.step``.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, in_features)
+            The batch.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Its targets (class indices for a 1-D ``softmax_cross_entropy`` target).
+        loss : {"mse", "huber", "bce", "softmax_cross_entropy"}, default "mse"
+            The loss (``bce`` and ``softmax_cross_entropy`` take logits).
+        optimizer : fastnn.optim.Optimizer
+            The optimizer that makes the update.
+        clip_norm : float, optional
+            Clip the gradients to this global norm first.
+
+        Returns
+        -------
+        float
+            The loss before the update.
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss or a gradient is not finite; the model is left untouched.
+        """
         x = self._input(x)
         if x.shape[0] < 2 and any(isinstance(l, BatchNorm) for l in self.layers):
             raise ValueError("batch norm training needs at least 2 rows: the variance of 1 row is zero")
@@ -599,6 +847,7 @@ class Sequential:
                 setattr(spec, name, self._offsets.get(f"params:{i}.{name}", -1))
             for name in ("running_mean", "running_var"):
                 setattr(spec, name, self._offsets.get(f"buffers:{i}.{name}", -1))
+            assert width is not None  # the engine is built once the width is known
             spec.in_features = width
             spec.out_features = width
             if isinstance(layer, (Dense, Activation)):
@@ -638,16 +887,59 @@ class Sequential:
         batches (replaying part of an epoch). ``statistics=False`` skips the per-layer
         statistics (they cost a few percent).
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, in_features)
+            Training rows.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets (class indices for a 1-D ``softmax_cross_entropy`` target).
+        batch_size : int, default 32
+            Rows per update.
+        loss : {"mse", "huber", "bce", "softmax_cross_entropy"}, default "mse"
+            The loss (``bce`` and ``softmax_cross_entropy`` take logits).
+        optimizer : fastnn.optim.Optimizer
+            The optimizer that makes the updates.
+        clip_norm : float, optional
+            Clip the gradients of each update to this global norm.
+        shuffle : bool, default True
+            Shuffle the rows (with ``seed``) before batching.
+        seed : int, default 0
+            Seed of the shuffle.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weight of each row's loss.
+        skip_nonfinite : bool, default False
+            Skip (and count) a batch with a non-finite loss or gradient instead of
+            stopping.
+        max_batches : int, optional
+            Stop after this many batches.
+        statistics : bool, default True
+            Record the per-layer statistics.
+        reduction : GradientReduction, optional
+            The reduction stage for data-parallel training (see ``GradientReduction``):
+            this process trains on its part of every batch and the gradients of all
+            processes are summed before clipping and the update. None: one process.
+
         Returns
         -------
-        EpochResult(loss, steps, rows, diverged, bad_step, bad_layer, zero_fraction,
-        dead_units, grad_norm, weight_norm, skipped, update_ratio): ``loss`` is the mean
-        batch loss weighted by rows; per layer (NaN where a statistic does not apply):
-        ``zero_fraction`` the share of zero outputs of Dense/Activation layers (before any
-        dropout), ``dead_units`` the share of their units that never output a positive
-        value, ``grad_norm`` the mean over the epoch's updates of the layer's gradient norm
-        (before clipping), ``weight_norm`` at the end of the epoch, ``update_ratio`` the
-        norm of the last update over the norm of the weights before it.
+        EpochResult
+            ``(loss, steps, rows, diverged, bad_step, bad_layer, zero_fraction,
+            dead_units, grad_norm, weight_norm, skipped, update_ratio, fired, zeros, seen,
+            loss_sum)``: ``loss`` is the mean batch loss weighted by rows; per layer (NaN
+            where a statistic does not apply): ``zero_fraction`` the share of zero outputs
+            of Dense/Activation layers (before any dropout), ``dead_units`` the share of
+            their units that never output a positive value, ``grad_norm`` the mean over
+            the epoch's updates of the layer's gradient norm (before clipping),
+            ``weight_norm`` at the end of the epoch, ``update_ratio`` the norm of the last
+            update over the norm of the weights before it; ``fired``, ``zeros``, ``seen``
+            and ``loss_sum`` are the raw tallies behind them.
+
+        Raises
+        ------
+        TypeError
+            If ``optimizer`` is not a ``fastnn.optim`` optimizer.
+        ValueError
+            If the loss is unknown or the data is malformed (shapes, an empty X, labels
+            that are not integers).
         """
         from fastnn.optim import Optimizer
         if not isinstance(optimizer, Optimizer):
@@ -715,9 +1007,23 @@ class Sequential:
                            fired, r.zeros, r.seen, r.loss_sum)
 
     def predict(self, x, batch_size=65536):
-        """Inference (dropout off, batch norm on running statistics), in chunks of
-        ``batch_size`` rows: every row is computed independently of the others, so the
-        result equals one call on all rows, bitwise."""
+        """Run inference (dropout off, batch norm on running statistics) in chunks.
+
+        Every row is computed independently of the others, so the result equals one call
+        on all rows, bitwise.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, in_features)
+            The rows.
+        batch_size : int, default 65536
+            Rows per chunk (bounds the memory of the intermediate outputs).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, out_features)
+            The model's output.
+        """
         x = self._input(x)
         batch_size = check_count("batch_size", batch_size)
         out = np.empty((x.shape[0], self.out_features), self.dtype)
@@ -726,8 +1032,20 @@ class Sequential:
         return out
 
     def layer_outputs(self, x) -> list:
-        """Inference pass that keeps every layer's output (a list, one array per layer):
-        for inspecting hidden activations, e.g. how many saturate or stay at zero."""
+        """Run inference and keep every layer's output.
+
+        For inspecting hidden activations, e.g. how many saturate or stay at zero.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, in_features)
+            The rows.
+
+        Returns
+        -------
+        list of ndarray
+            One output per layer, input side first.
+        """
         h = self._input(x)
         outputs = []
         for layer in self.layers:

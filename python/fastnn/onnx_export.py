@@ -84,8 +84,8 @@ class _Builder:
         arr = np.asarray(value)
         name = self.name(hint)
         if arr.dtype.kind in "US":
-            self.initializers.append(helper.make_tensor(name, _require_onnx().TensorProto.STRING, arr.shape,
-                                                        [str(v).encode("utf-8") for v in arr.ravel()]))
+            strings: list = [str(v).encode("utf-8") for v in arr.ravel()]
+            self.initializers.append(helper.make_tensor(name, _require_onnx().TensorProto.STRING, arr.shape, strings))
         else:
             self.initializers.append(numpy_helper.from_array(arr, name))
         return name

@@ -62,8 +62,19 @@ __all__ = [
 
 
 class DenseGrads(NamedTuple):
-    """Gradients of a dense layer: ``dx (N, IC)`` (None when not requested),
-    ``dw (IC, OC)``, ``db (OC,)`` (None without bias), ``dslope (OC,)`` (prelu only)."""
+    """Gradients of a dense layer (what ``dense_backward`` returns).
+
+    Parameters
+    ----------
+    dx : ndarray of shape (N, IC) or None
+        Gradient of the input; None when not requested.
+    dw : ndarray of shape (IC, OC)
+        Gradient of the weight.
+    db : ndarray of shape (OC,) or None
+        Gradient of the bias; None without bias.
+    dslope : ndarray of shape (OC,) or None
+        Gradient of the PReLU slopes; None for other activations.
+    """
 
     dx: np.ndarray | None
     dw: np.ndarray
@@ -72,7 +83,15 @@ class DenseGrads(NamedTuple):
 
 
 class ActivationGrads(NamedTuple):
-    """Gradients of an activation: ``dx`` (shape of the input) and ``dslope`` (prelu only)."""
+    """Gradients of an activation (what ``activation_backward`` returns).
+
+    Parameters
+    ----------
+    dx : ndarray
+        Gradient of the input, the input's shape.
+    dslope : ndarray or None
+        Gradient of the PReLU slopes; None for other activations.
+    """
 
     dx: np.ndarray
     dslope: np.ndarray | None
@@ -120,22 +139,37 @@ def dense_forward(x, w, b=None, activation="linear", *, negative_slope=0.01, alp
 
     Parameters
     ----------
-    x : array of shape (N, IC)
-    w : array of shape (IC, OC)
-    b : array of shape (OC,), optional
-    activation : {"linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh"}
-    negative_slope : float >= 0, leaky_relu's slope for z < 0 (default 0.01)
-    alpha : float > 0, ELU's alpha (default 1.0)
-    slope : array of shape (OC,), the learned PReLU slopes (prelu only)
-    out : float array of shape (N, OC), optional, written in place
-    preact_out : float array of shape (N, OC), optional: receives ``z = x @ w + b``
-        (the prelu backward needs it)
+    x : array-like of shape (N, IC)
+        The input.
+    w : array-like of shape (IC, OC)
+        The weight.
+    b : array-like of shape (OC,), optional
+        The bias.
+    activation : {"linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh"}, default "linear"
+        The activation fused into the layer.
+    negative_slope : float, default 0.01
+        ``leaky_relu``'s slope for negative inputs, >= 0.
+    alpha : float, default 1.0
+        ELU's alpha, > 0.
+    slope : array-like of shape (OC,), optional
+        The learned PReLU slopes (prelu only).
+    out : ndarray of shape (N, OC), optional
+        Output buffer, written in place.
+    preact_out : ndarray of shape (N, OC), optional
+        Receives ``z = x @ w + b`` (the prelu backward needs it).
 
     Returns
     -------
-    y : array of shape (N, OC), float64 if any input is float64, else float32.
-        A row of ``y`` depends only on the same row of ``x`` (bitwise), so predicting in
-        chunks equals predicting all at once.
+    y : ndarray of shape (N, OC)
+        float64 if any input is float64, else float32. A row of ``y`` depends only on
+        the same row of ``x`` (bitwise), so predicting in chunks equals predicting all at
+        once.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, an activation is unknown, or an output buffer is not a
+        writeable array of the right shape and dtype.
     """
     x = as_numeric("x", x)
     w = as_numeric("w", w)
@@ -171,21 +205,48 @@ def dense_backward(grad_out, x, w, out=None, activation="linear", *, preact=None
 
     Parameters
     ----------
-    grad_out : array of shape (N, OC), the gradient of the loss w.r.t. the layer output
-    x : array of shape (N, IC), the layer input
-    w : array of shape (IC, OC)
-    out : array of shape (N, OC), the forward output ``y`` (needed by every activation
-        but linear and prelu)
-    activation, negative_slope, alpha, slope : as in ``dense_forward``
-    preact : array of shape (N, OC), ``z = x @ w + b`` (prelu only; see ``preact_out``)
-    need_grad_x : bool, compute ``dx`` (False for a first layer saves a GEMM)
-    bias : bool, compute ``db``
-    grad_x, grad_w, grad_b, grad_slope : optional output buffers
-    accumulate : bool, add into ``grad_w``/``grad_b``/``grad_slope`` instead of overwriting
+    grad_out : array-like of shape (N, OC)
+        The gradient of the loss with respect to the layer output.
+    x : array-like of shape (N, IC)
+        The layer input.
+    w : array-like of shape (IC, OC)
+        The weight.
+    out : array-like of shape (N, OC), optional
+        The forward output ``y`` (needed by every activation but linear and prelu).
+    activation : str, default "linear"
+        As in ``dense_forward``.
+    preact : array-like of shape (N, OC), optional
+        ``z = x @ w + b`` (prelu only; see ``preact_out``).
+    slope : array-like of shape (OC,), optional
+        The PReLU slopes (prelu only).
+    negative_slope : float, default 0.01
+        ``leaky_relu``'s slope for negative inputs, >= 0.
+    alpha : float, default 1.0
+        ELU's alpha, > 0.
+    need_grad_x : bool, default True
+        Compute ``dx`` (False for a first layer saves a GEMM).
+    bias : bool, default True
+        Compute ``db``.
+    grad_x : ndarray of shape (N, IC), optional
+        Output buffer for ``dx``.
+    grad_w : ndarray of shape (IC, OC), optional
+        Output buffer for ``dw``.
+    grad_b : ndarray of shape (OC,), optional
+        Output buffer for ``db``.
+    grad_slope : ndarray of shape (OC,), optional
+        Output buffer for ``dslope``.
+    accumulate : bool, default False
+        Add into ``grad_w``/``grad_b``/``grad_slope`` instead of overwriting.
 
     Returns
     -------
-    DenseGrads(dx, dw, db, dslope)
+    DenseGrads
+        ``(dx, dw, db, dslope)``.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree or a required input (``out``, ``preact``) is missing.
     """
     x = as_numeric("x", x)
     w = as_numeric("w", w)
@@ -233,9 +294,27 @@ def _as_rows(arr):
 
 
 def activation_forward(x, activation, *, negative_slope=0.01, alpha=1.0, slope=None, out=None):
-    """Elementwise ``act(x)`` for an array of any shape (prelu: one slope per last-axis unit).
+    """Apply an activation elementwise to an array of any shape.
 
-    Returns an array of x's shape, float64 for float64 input, else float32.
+    Parameters
+    ----------
+    x : array-like
+        The input.
+    activation : {"linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh"}
+        The activation.
+    negative_slope : float, default 0.01
+        ``leaky_relu``'s slope for negative inputs, >= 0.
+    alpha : float, default 1.0
+        ELU's alpha, > 0.
+    slope : array-like, optional
+        PReLU slopes, one per unit of the last axis (prelu only).
+    out : ndarray, optional
+        Output buffer of x's shape.
+
+    Returns
+    -------
+    ndarray
+        ``act(x)``, x's shape; float64 for float64 input, else float32.
     """
     x = as_numeric("x", x)
     code, param = _activation(activation, negative_slope, alpha)
@@ -256,9 +335,29 @@ def activation_backward(grad_out, out=None, activation="linear", *, preact=None,
     ``preact`` (its input) and ``slope`` and also returns ``dslope`` summed over all
     leading axes.
 
+    Parameters
+    ----------
+    grad_out : array-like
+        The gradient of the loss with respect to the activation's output.
+    out : array-like, optional
+        The forward output.
+    activation : str, default "linear"
+        The activation.
+    preact : array-like, optional
+        The forward input (prelu only).
+    slope : array-like, optional
+        The PReLU slopes (prelu only).
+    negative_slope : float, default 0.01
+        ``leaky_relu``'s slope for negative inputs, >= 0.
+    alpha : float, default 1.0
+        ELU's alpha, > 0.
+    grad_in : ndarray, optional
+        Output buffer for ``dx``.
+
     Returns
     -------
-    ActivationGrads(dx, dslope)
+    ActivationGrads
+        ``(dx, dslope)``.
     """
     g = as_numeric("grad_out", grad_out)
     code, param = _activation(activation, negative_slope, alpha)
@@ -288,8 +387,17 @@ def activation_backward(grad_out, out=None, activation="linear", *, preact=None,
 
 
 class BatchNormOutput(NamedTuple):
-    """``y (N, C)``; in training also the batch ``mean (C,)`` and ``invstd (C,)`` that
-    ``batchnorm_backward`` needs (None at inference)."""
+    """What ``batchnorm_forward`` returns.
+
+    Parameters
+    ----------
+    y : ndarray of shape (N, C)
+        The normalized output.
+    mean : ndarray of shape (C,) or None
+        The batch mean (training; None at inference).
+    invstd : ndarray of shape (C,) or None
+        The batch's ``1 / sqrt(var + eps)`` (training; None at inference).
+    """
 
     y: np.ndarray
     mean: np.ndarray | None
@@ -297,7 +405,17 @@ class BatchNormOutput(NamedTuple):
 
 
 class BatchNormGrads(NamedTuple):
-    """``dx (N, C)``, ``dgamma (C,)``, ``dbeta (C,)``."""
+    """What ``batchnorm_backward`` returns.
+
+    Parameters
+    ----------
+    dx : ndarray of shape (N, C)
+        Gradient of the input.
+    dgamma : ndarray of shape (C,)
+        Gradient of gamma.
+    dbeta : ndarray of shape (C,)
+        Gradient of beta.
+    """
 
     dx: np.ndarray
     dgamma: np.ndarray
@@ -336,18 +454,40 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, *, tr
 
     Parameters
     ----------
-    x : array of shape (N, C); training needs N >= 2 (one row has zero variance)
-    gamma, beta : arrays of shape (C,)
-    running_mean, running_var : float arrays of shape (C,), updated in place in training
-        (they must then be writeable arrays of x's float dtype); required at inference
-    training : bool
-    momentum : float in [0, 1], default 0.99
-    eps : float > 0, default 1e-3 (Keras)
-    out, mean_out, invstd_out : optional output buffers
+    x : array-like of shape (N, C)
+        The input; training needs N >= 2 (one row has zero variance).
+    gamma : array-like of shape (C,)
+        Scale.
+    beta : array-like of shape (C,)
+        Shift.
+    running_mean : ndarray of shape (C,), optional
+        Updated in place in training (then a writeable array of x's float dtype);
+        required at inference.
+    running_var : ndarray of shape (C,), optional
+        As ``running_mean``.
+    training : bool, default True
+        Batch statistics (True) or the running ones (False).
+    momentum : float, default 0.99
+        Weight of the old running value, in [0, 1].
+    eps : float, default 1e-3
+        Added to the variance, > 0 (Keras' default).
+    out : ndarray of shape (N, C), optional
+        Output buffer for ``y``.
+    mean_out : ndarray of shape (C,), optional
+        Output buffer for the batch mean.
+    invstd_out : ndarray of shape (C,), optional
+        Output buffer for the batch's inverse standard deviation.
 
     Returns
     -------
-    BatchNormOutput(y, mean, invstd)
+    BatchNormOutput
+        ``(y, mean, invstd)``.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, training has fewer than 2 rows, or inference lacks the
+        running statistics.
     """
     x = as_numeric("x", x)
     check_ndim("x", x, 2, "(n_samples, num_features)")
@@ -386,10 +526,31 @@ def batchnorm_backward(grad_out, x, gamma, mean, invstd, *, grad_x=None, grad_ga
     ``xhat = (x - mean) * invstd``; ``mean`` and ``invstd`` come from ``batchnorm_forward``.
     Sums run in fixed row chunks in float64: bitwise identical for any thread count.
 
+    Parameters
+    ----------
+    grad_out : array-like of shape (N, C)
+        Gradient of the loss with respect to the output.
+    x : array-like of shape (N, C)
+        The forward input.
+    gamma : array-like of shape (C,)
+        Scale.
+    mean : array-like of shape (C,)
+        The batch mean from ``batchnorm_forward``.
+    invstd : array-like of shape (C,)
+        The batch's inverse standard deviation from ``batchnorm_forward``.
+    grad_x : ndarray of shape (N, C), optional
+        Output buffer for ``dx``.
+    grad_gamma : ndarray of shape (C,), optional
+        Output buffer for ``dgamma``.
+    grad_beta : ndarray of shape (C,), optional
+        Output buffer for ``dbeta``.
+    accumulate : bool, default False
+        Add into ``grad_gamma`` and ``grad_beta`` instead of overwriting.
+
     Returns
     -------
-    BatchNormGrads(dx (N, C), dgamma (C,), dbeta (C,)); with ``accumulate=True`` the
-    gradients are added into ``grad_gamma`` and ``grad_beta``.
+    BatchNormGrads
+        ``(dx (N, C), dgamma (C,), dbeta (C,))``.
     """
     x = as_numeric("x", x)
     check_ndim("x", x, 2, "(n_samples, num_features)")
@@ -420,9 +581,17 @@ _MIN_RATE = 2.0 ** -16  # masks compare 16-bit uniforms against floor(rate * 655
 
 
 class DropoutOutput(NamedTuple):
-    """``y`` (x's shape) and ``mask``: the kept elements as packed bits (uint8, little bit
-    order: ``np.unpackbits(mask, bitorder="little")[:x.size]``), or None when nothing is
-    dropped (inference, or rate 0)."""
+    """What ``dropout_forward`` returns.
+
+    Parameters
+    ----------
+    y : ndarray
+        The output, x's shape.
+    mask : ndarray of uint8 or None
+        The kept elements as packed bits (little bit order:
+        ``np.unpackbits(mask, bitorder="little")[:x.size]``), or None when nothing is
+        dropped (inference, or rate 0).
+    """
 
     y: np.ndarray
     mask: np.ndarray | None
@@ -484,10 +653,35 @@ def dropout_forward(x, rate=None, *, seed, step=0, training=True, out=None, mask
     rate below 2**-16 is refused (it would drop nothing).
     A dropped NaN/Inf stays visible (``x * 0``).
 
+    Parameters
+    ----------
+    x : array-like
+        The input.
+    rate : float
+        The DROP probability, 0 <= rate < 1.
+    seed : int
+        Key of the mask.
+    step : int, default 0
+        Counter of the mask (a new mask per step).
+    training : bool, default True
+        False is the identity.
+    out : ndarray, optional
+        Output buffer of x's shape.
+    mask_out : ndarray of uint8, optional
+        Output buffer for the packed mask, ``ceil(x.size / 8)`` bytes.
+    keep_prob : float, optional
+        Refused (with the conversion in the message): dropout takes a drop rate.
+
     Returns
     -------
-    DropoutOutput(y, mask): ``mask`` packs the kept elements as bits (``ceil(x.size / 8)``
-    bytes, written into ``mask_out`` when given) for ``dropout_backward``.
+    DropoutOutput
+        ``(y, mask)``: ``mask`` packs the kept elements as bits for ``dropout_backward``.
+
+    Raises
+    ------
+    ValueError
+        If ``rate`` is out of range (or below 2**-16 but not 0) or ``keep_prob`` is
+        passed.
     """
     rate = _check_rate(rate, keep_prob)
     seed = check_seed("seed", seed)
@@ -507,8 +701,35 @@ def dropout_forward(x, rate=None, *, seed, step=0, training=True, out=None, mask
 
 
 def dropout_backward(grad_out, rate=None, *, mask=None, seed=None, step=0, grad_in=None, keep_prob=None):
-    """``dx = dy * keep / (1 - rate)``, with the mask from ``dropout_forward`` (``mask``)
-    or regenerated from the same ``seed`` and ``step`` (no mask stored at all)."""
+    """Gradient of dropout: ``dx = dy * keep / (1 - rate)``.
+
+    Parameters
+    ----------
+    grad_out : array-like
+        The gradient of the loss with respect to the output.
+    rate : float
+        The DROP probability, 0 <= rate < 1.
+    mask : ndarray of uint8, optional
+        The packed mask from ``dropout_forward``.
+    seed : int, optional
+        Without ``mask``: regenerate it from the forward's ``seed`` (no mask stored).
+    step : int, default 0
+        The forward's step, with ``seed``.
+    grad_in : ndarray, optional
+        Output buffer for ``dx``.
+    keep_prob : float, optional
+        Refused: dropout takes a drop rate.
+
+    Returns
+    -------
+    ndarray
+        ``dx``, grad_out's shape.
+
+    Raises
+    ------
+    ValueError
+        If neither ``mask`` nor ``seed`` is given, or the mask's size is wrong.
+    """
     rate = _check_rate(rate, keep_prob)
     g = as_numeric("grad_out", grad_out)
     dtype = compute_dtype(g)
@@ -534,7 +755,26 @@ def dropout_backward(grad_out, rate=None, *, mask=None, seed=None, step=0, grad_
 
 
 def dropout_mask(shape, rate=None, *, seed, step=0, keep_prob=None):
-    """The boolean keep-mask ``dropout_forward`` uses for an input of ``shape``."""
+    """Compute the keep-mask ``dropout_forward`` uses for an input of ``shape``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The input's shape.
+    rate : float
+        The DROP probability, 0 <= rate < 1.
+    seed : int
+        Key of the mask.
+    step : int, default 0
+        Counter of the mask.
+    keep_prob : float, optional
+        Refused: dropout takes a drop rate.
+
+    Returns
+    -------
+    ndarray of bool
+        True where an element is kept, of the given shape.
+    """
     rate = _check_rate(rate, keep_prob)
     shape = tuple(int(d) for d in np.atleast_1d(shape)) if not isinstance(shape, tuple) else shape
     if any(d < 0 for d in shape):
@@ -549,7 +789,15 @@ def dropout_mask(shape, rate=None, *, seed, step=0, keep_prob=None):
 
 
 class LossOutput(NamedTuple):
-    """``loss`` (a Python float: the weighted mean) and ``grad`` (d loss / d pred, pred's shape)."""
+    """What the losses return.
+
+    Parameters
+    ----------
+    loss : float
+        The weighted mean loss.
+    grad : ndarray
+        The gradient of the loss with respect to the prediction (or logits), their shape.
+    """
 
     loss: float
     grad: np.ndarray
@@ -594,25 +842,74 @@ def _elementwise_loss(kind, name, pred, target, sample_weight, delta=1.0):
 
 
 def mse_loss(pred, target, sample_weight=None):
-    """Mean squared error: the mean over all elements of ``(pred - target)**2`` (no 1/2),
-    weighted per sample. ``pred``, ``target``: (N,) or (N, K).
+    """Mean squared error, weighted per sample.
 
-    Returns LossOutput(loss, grad) with ``grad = 2 * (pred - target) * w_i / (K * sum(w))``.
+    The mean over all elements of ``(pred - target)**2`` (no 1/2); the gradient is
+    ``2 * (pred - target) * w_i / (K * sum(w))``.
+
+    Parameters
+    ----------
+    pred : array-like of shape (N,) or (N, K)
+        Predictions.
+    target : array-like of pred's shape
+        Targets.
+    sample_weight : array-like of shape (N,), optional
+        Non-negative weight per sample; None weighs every sample 1.
+
+    Returns
+    -------
+    LossOutput
+        ``(loss, grad)``.
     """
     return _elementwise_loss(_core.LossKind.mse, "pred", pred, target, sample_weight)
 
 
 def huber_loss(pred, target, delta=1.0, sample_weight=None):
-    """Huber loss: ``0.5 r**2`` for ``|r| <= delta``, else ``delta * (|r| - delta / 2)``,
-    with ``r = pred - target``; mean over elements, weighted per sample."""
+    """Huber loss, mean over elements, weighted per sample.
+
+    ``0.5 r**2`` for ``|r| <= delta``, else ``delta * (|r| - delta / 2)``, with
+    ``r = pred - target``.
+
+    Parameters
+    ----------
+    pred : array-like of shape (N,) or (N, K)
+        Predictions.
+    target : array-like of pred's shape
+        Targets.
+    delta : float, default 1.0
+        Where the loss turns from quadratic to linear, > 0.
+    sample_weight : array-like of shape (N,), optional
+        Non-negative weight per sample; None weighs every sample 1.
+
+    Returns
+    -------
+    LossOutput
+        ``(loss, grad)``.
+    """
     delta = check_scalar("delta", delta, low=0.0, low_open=True)
     return _elementwise_loss(_core.LossKind.huber, "pred", pred, target, sample_weight, delta)
 
 
 def binary_cross_entropy_with_logits(logits, target, sample_weight=None):
-    """Binary cross-entropy on logits, stable for any logit:
+    """Binary cross-entropy on logits, stable for any logit.
+
     ``max(z, 0) - z * t + log(1 + exp(-|z|))``; mean over elements, weighted per sample.
-    Its gradient is ``sigmoid(z) - t`` (scaled like the loss)."""
+    Its gradient is ``sigmoid(z) - t`` (scaled like the loss).
+
+    Parameters
+    ----------
+    logits : array-like of shape (N,) or (N, K)
+        Logits ``z``.
+    target : array-like of logits' shape
+        Targets ``t`` in [0, 1].
+    sample_weight : array-like of shape (N,), optional
+        Non-negative weight per sample; None weighs every sample 1.
+
+    Returns
+    -------
+    LossOutput
+        ``(loss, grad)``.
+    """
     return _elementwise_loss(_core.LossKind.bce_logits, "logits", logits, target, sample_weight)
 
 
@@ -622,6 +919,25 @@ def softmax_cross_entropy_with_logits(logits, labels, sample_weight=None):
 
     ``labels`` is either class indices, integers of shape (N,) in [0, K), or target
     probabilities of shape (N, K). The gradient is ``softmax(z) - onehot`` per sample.
+
+    Parameters
+    ----------
+    logits : array-like of shape (N, K)
+        Logits.
+    labels : array-like of shape (N,) or (N, K)
+        Class indices or target probabilities.
+    sample_weight : array-like of shape (N,), optional
+        Non-negative weight per sample; None weighs every sample 1.
+
+    Returns
+    -------
+    LossOutput
+        ``(loss, grad)``.
+
+    Raises
+    ------
+    ValueError
+        If a class index is out of range or not an integer.
     """
     z = as_numeric("logits", logits)
     check_ndim("logits", z, 2, "(n_samples, n_classes)")
@@ -719,6 +1035,27 @@ def sgd_update(params, grads, lr, *, velocity=None, momentum=0.0, nesterov=False
 
     ``l1``/``l2`` add ``l1 * sign(p) + 2 * l2 * p`` to the gradient of the entries
     ``weight_mask`` marks (all when None): the penalty ``l1 * sum|w| + l2 * sum w**2``.
+
+    Parameters
+    ----------
+    params : ndarray
+        Flat float parameters, updated in place.
+    grads : array-like
+        Gradients, params' shape.
+    lr : float
+        Learning rate.
+    velocity : ndarray, optional
+        Momentum buffer, params' shape, updated in place (needed with momentum).
+    momentum : float, default 0.0
+        Momentum factor.
+    nesterov : bool, default False
+        Nesterov momentum.
+    l1 : float, default 0.0
+        L1 penalty on the entries ``weight_mask`` marks.
+    l2 : float, default 0.0
+        L2 penalty on the entries ``weight_mask`` marks.
+    weight_mask : array-like of bool, optional
+        The entries the penalties (and AdamW's decay) apply to; None: all.
     """
     h = _hyper(lr=lr, momentum=momentum, l1=l1, l2=l2)
     if h["momentum"] > 0 and velocity is None:
@@ -733,7 +1070,27 @@ def sgd_update(params, grads, lr, *, velocity=None, momentum=0.0, nesterov=False
 def adagrad_update(params, grads, accumulator, lr=0.05, *, eps=1e-7, l1=0.0, l2=0.0, weight_mask=None):
     """In-place Adagrad step (TensorFlow/Keras form, eps outside the square root):
     ``a += g**2; p -= lr * g / (sqrt(a) + eps)``. Start ``accumulator`` at 0.1
-    (``initial_accumulator_value``)."""
+    (``initial_accumulator_value``).
+
+    Parameters
+    ----------
+    params : ndarray
+        Flat float parameters, updated in place.
+    grads : array-like
+        Gradients, params' shape.
+    accumulator : ndarray
+        Sum of squared gradients, params' shape, updated in place.
+    lr : float, default 0.05
+        Learning rate.
+    eps : float, default 1e-7
+        Added outside the square root.
+    l1 : float, default 0.0
+        L1 penalty on the entries ``weight_mask`` marks.
+    l2 : float, default 0.0
+        L2 penalty on the entries ``weight_mask`` marks.
+    weight_mask : array-like of bool, optional
+        The entries the penalties (and AdamW's decay) apply to; None: all.
+    """
     h = _hyper(lr=lr, eps=eps, l1=l1, l2=l2)
     _optimizer_step(_core.OptimizerKind.adagrad, params, grads, [("accumulator", accumulator)], weight_mask, h)
 
@@ -743,7 +1100,37 @@ def adam_update(params, grads, m, v, step, lr=1e-3, *, beta1=0.9, beta2=0.999, e
     """In-place Adam step with bias correction (the paper's form, eps added to the square
     root of the bias-corrected second moment, as PyTorch and optax do); ``step`` counts
     from 1. ``weight_decay > 0`` makes it AdamW: ``p -= lr * weight_decay * p`` (decoupled,
-    on the entries ``weight_mask`` marks) before the Adam update."""
+    on the entries ``weight_mask`` marks) before the Adam update.
+
+    Parameters
+    ----------
+    params : ndarray
+        Flat float parameters, updated in place.
+    grads : array-like
+        Gradients, params' shape.
+    m : ndarray
+        First moment, params' shape, updated in place.
+    v : ndarray
+        Second moment, params' shape, updated in place.
+    step : int
+        The update count, from 1.
+    lr : float, default 1e-3
+        Learning rate.
+    beta1 : float, default 0.9
+        Decay of the first moment.
+    beta2 : float, default 0.999
+        Decay of the second moment.
+    eps : float, default 1e-7
+        Added to the square root of the bias-corrected second moment.
+    weight_decay : float, default 0.0
+        AdamW's decoupled decay.
+    l1 : float, default 0.0
+        L1 penalty on the entries ``weight_mask`` marks.
+    l2 : float, default 0.0
+        L2 penalty on the entries ``weight_mask`` marks.
+    weight_mask : array-like of bool, optional
+        The entries the penalties (and AdamW's decay) apply to; None: all.
+    """
     h = _hyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, l1=l1, l2=l2)
     for name in ("beta1", "beta2"):
         if h[name] >= 1.0:
@@ -758,7 +1145,37 @@ def rmsprop_update(params, grads, square_avg, lr=1e-3, *, rho=0.9, eps=1e-7, mom
                    centered=False, grad_avg=None, l1=0.0, l2=0.0, weight_mask=None):
     """In-place RMSProp step (PyTorch's form, eps outside the square root):
     ``s = rho * s + (1 - rho) * g**2``; centered subtracts the squared running mean of g;
-    ``d = g / (sqrt(s) + eps)``; with momentum ``b = momentum * b + d``; ``p -= lr * d``."""
+    ``d = g / (sqrt(s) + eps)``; with momentum ``b = momentum * b + d``; ``p -= lr * d``.
+
+    Parameters
+    ----------
+    params : ndarray
+        Flat float parameters, updated in place.
+    grads : array-like
+        Gradients, params' shape.
+    square_avg : ndarray
+        Running average of squared gradients, params' shape, updated in place.
+    lr : float, default 1e-3
+        Learning rate.
+    rho : float, default 0.9
+        Decay of the averages.
+    eps : float, default 1e-7
+        Added outside the square root.
+    momentum : float, default 0.0
+        Momentum factor.
+    momentum_buffer : ndarray, optional
+        Momentum buffer, params' shape (needed with momentum).
+    centered : bool, default False
+        Subtract the squared running mean of the gradient.
+    grad_avg : ndarray, optional
+        Running mean of the gradient, params' shape (needed when centered).
+    l1 : float, default 0.0
+        L1 penalty on the entries ``weight_mask`` marks.
+    l2 : float, default 0.0
+        L2 penalty on the entries ``weight_mask`` marks.
+    weight_mask : array-like of bool, optional
+        The entries the penalties (and AdamW's decay) apply to; None: all.
+    """
     h = _hyper(lr=lr, rho=rho, eps=eps, momentum=momentum, l1=l1, l2=l2)
     if h["rho"] >= 1.0:
         raise ValueError(f"rho must be in [0, 1), got {h['rho']}")

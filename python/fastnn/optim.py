@@ -37,8 +37,21 @@ def _grad_buffers(grads) -> list[np.ndarray]:
 
 
 def global_norm(grads) -> float:
-    """sqrt of the sum of squares over every array, accumulated in float64 in a fixed
-    order (float32 entries near 1e20 do not overflow; identical for any thread count)."""
+    """Compute the global L2 norm of a set of arrays.
+
+    The sum of squares is accumulated in float64 in a fixed order (float32 entries near
+    1e20 do not overflow; identical for any thread count).
+
+    Parameters
+    ----------
+    grads : ndarray or sequence of ndarray
+        Float arrays, e.g. a model's flat gradient buffer.
+
+    Returns
+    -------
+    float
+        The square root of the sum of squares of every entry.
+    """
     return math.sqrt(sum(_core.sum_squares(g) for g in _grad_buffers(grads)))
 
 
@@ -52,8 +65,22 @@ def clip_by_global_norm(grads, max_norm, *, error_if_nonfinite=False) -> float:
 
     Parameters
     ----------
-    grads : float array, or a sequence of float arrays (e.g. a model's flat gradient buffer)
-    max_norm : float >= 0
+    grads : ndarray or sequence of ndarray
+        Float arrays, e.g. a model's flat gradient buffer; scaled in place.
+    max_norm : float
+        The largest global norm allowed, >= 0.
+    error_if_nonfinite : bool, default False
+        Raise instead of returning a non-finite norm.
+
+    Returns
+    -------
+    float
+        The global norm before clipping.
+
+    Raises
+    ------
+    FloatingPointError
+        If the norm is not finite and ``error_if_nonfinite`` is True.
     """
     max_norm = check_scalar("max_norm", max_norm, low=0.0)
     buffers = _grad_buffers(grads)
@@ -73,7 +100,22 @@ def clip_by_global_norm(grads, max_norm, *, error_if_nonfinite=False) -> float:
 
 
 def clip_by_value(grads, lo, hi) -> None:
-    """Clamp every gradient entry to [lo, hi] in place (NaN stays NaN)."""
+    """Clamp every gradient entry to [lo, hi] in place (NaN stays NaN).
+
+    Parameters
+    ----------
+    grads : ndarray or sequence of ndarray
+        Float arrays, clamped in place.
+    lo : float
+        Lower bound.
+    hi : float
+        Upper bound, >= ``lo``.
+
+    Raises
+    ------
+    ValueError
+        If ``lo > hi`` or a bound is NaN.
+    """
     lo = check_scalar("lo", lo)
     hi = check_scalar("hi", hi)
     if lo > hi:
@@ -104,6 +146,13 @@ class Schedule:
         raise TypeError(f"{type(self).__name__} has no C++ form: train_epoch takes the built-in schedules")
 
     def config(self) -> dict:
+        """Describe the schedule as JSON (what model files store).
+
+        Returns
+        -------
+        dict
+            ``kind`` (the class name) and the constructor arguments.
+        """
         return {"kind": type(self).__name__, **vars(self)}
 
     def __repr__(self):
@@ -112,6 +161,14 @@ class Schedule:
 
 
 class Constant(Schedule):
+    """A constant learning rate.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate, >= 0.
+    """
+
     def __init__(self, lr):
         self.lr = check_learning_rate("lr", lr)
 
@@ -120,8 +177,19 @@ class Constant(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """``lr * decay_rate ** (step / decay_steps)`` (floored exponent when ``staircase``),
-    as Keras's ``ExponentialDecay``."""
+    """``lr * decay_rate ** (step / decay_steps)``, as Keras's ``ExponentialDecay``.
+
+    Parameters
+    ----------
+    lr : float
+        The initial learning rate.
+    decay_steps : int
+        Updates over which the rate is multiplied by ``decay_rate``.
+    decay_rate : float
+        The factor per ``decay_steps`` updates.
+    staircase : bool, default False
+        Floor the exponent (the rate changes every ``decay_steps`` updates).
+    """
 
     def __init__(self, lr, decay_steps, decay_rate, staircase=False):
         self.lr = check_learning_rate("lr", lr)
@@ -135,7 +203,17 @@ class ExponentialDecay(Schedule):
 
 
 class StepDecay(Schedule):
-    """``lr * factor ** floor(step / step_size)``."""
+    """``lr * factor ** floor(step / step_size)``.
+
+    Parameters
+    ----------
+    lr : float
+        The initial learning rate.
+    step_size : int
+        Updates between two reductions.
+    factor : float, default 0.1
+        The factor of each reduction.
+    """
 
     def __init__(self, lr, step_size, factor=0.1):
         self.lr = check_learning_rate("lr", lr)
@@ -147,7 +225,17 @@ class StepDecay(Schedule):
 
 
 class CosineDecay(Schedule):
-    """Cosine from ``lr`` to ``lr * alpha`` over ``decay_steps`` updates, then flat."""
+    """Cosine from ``lr`` to ``lr * alpha`` over ``decay_steps`` updates, then flat.
+
+    Parameters
+    ----------
+    lr : float
+        The initial learning rate.
+    decay_steps : int
+        Updates of the cosine.
+    alpha : float, default 0.0
+        The final rate as a fraction of ``lr``.
+    """
 
     def __init__(self, lr, decay_steps, alpha=0.0):
         self.lr = check_learning_rate("lr", lr)
@@ -178,11 +266,20 @@ class Optimizer:
     buffers (every entry regularized). State buffers are created on the first step, sized
     like ``params``; ``state_dict``/``load_state_dict`` save and restore them with the
     update count.
+
+    Parameters
+    ----------
+    lr : float or Schedule
+        Learning rate, constant or a ``Schedule`` of the update count.
+    l1 : float, default 0.0
+        L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
+    l2 : float, default 0.0
+        L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
     """
 
     _state_names: tuple = ()
 
-    def __init__(self, lr, l1=0.0, l2=0.0):
+    def __init__(self, lr, l1=0.0, l2=0.0) -> None:
         self.schedule = _schedule(lr)
         self.l1 = check_scalar("l1", l1, low=0.0)
         self.l2 = check_scalar("l2", l2, low=0.0)
@@ -214,7 +311,22 @@ class Optimizer:
         """One update: ``step(model)`` for a ``Sequential`` (its flat params and grads), or
         ``step(params, grads)`` for the caller's own 1-D arrays (params updated in place).
         Everything is checked before anything changes: a refused step leaves the params and
-        this optimizer's state (even the state a first step would create) as they were."""
+        this optimizer's state (even the state a first step would create) as they were.
+
+        Parameters
+        ----------
+        model_or_params : fastnn.nn.Sequential or ndarray
+            A model, or a 1-D float array of parameters (updated in place).
+        grads : ndarray, optional
+            With an array of parameters: the gradients, same shape and dtype.
+
+        Raises
+        ------
+        TypeError
+            If the arguments are not a model or a pair of arrays.
+        ValueError
+            If the arrays disagree in shape or dtype, or with the optimizer's state.
+        """
         if grads is None:
             model = model_or_params
             if not all(hasattr(model, a) for a in ("params", "grads", "weight_mask")):
@@ -240,8 +352,8 @@ class Optimizer:
 
     def _update(self, p, g, mask, lr) -> None:
         """The fused kernel over checked flat buffers (``step`` checks them)."""
-        kind, states, _ = self._kernel()
-        _core.optimizer_step(kind, p, g, *states, ops._weight_mask(mask, p.shape[0]), self._hyper(lr),
+        kind, (state0, state1, state2), _ = self._kernel()
+        _core.optimizer_step(kind, p, g, state0, state1, state2, ops._weight_mask(mask, p.shape[0]), self._hyper(lr),
                              self.iterations + 1)
 
     def __repr__(self):
@@ -257,10 +369,30 @@ class Optimizer:
                       for k, v in self.state.items()}
 
     def state_dict(self) -> dict:
+        """Copy the optimizer's state (to save it, or to restore it later).
+
+        Returns
+        -------
+        dict
+            ``class`` (the optimizer's class name), ``iterations`` (the update count) and
+            ``state`` (copies of the state buffers, by name).
+        """
         return {"class": type(self).__name__, "iterations": self.iterations,
                 "state": {k: v.copy() for k, v in self.state.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a state from ``state_dict``; the next update continues from it.
+
+        Parameters
+        ----------
+        state : dict
+            What ``state_dict`` returned, for an optimizer of the same class.
+
+        Raises
+        ------
+        ValueError
+            If the state is for another class or its buffers are malformed.
+        """
         if state.get("class") != type(self).__name__:
             raise ValueError(f"state_dict is for {state.get('class')!r}, not {type(self).__name__}")
         arrays = state.get("state", {})
@@ -277,7 +409,23 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """``v = momentum * v + g``; ``p -= lr * (g + momentum * v if nesterov else v)``."""
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    ``v = momentum * v + g``; ``p -= lr * (g + momentum * v if nesterov else v)``.
+
+    Parameters
+    ----------
+    lr : float or Schedule, default 0.01
+        Learning rate, constant or a ``Schedule`` of the update count.
+    momentum : float, default 0.0
+        Momentum factor, >= 0 (0: none).
+    nesterov : bool, default False
+        Nesterov momentum.
+    l1 : float, default 0.0
+        L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
+    l2 : float, default 0.0
+        L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
+    """
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, l1=0.0, l2=0.0):
         super().__init__(lr, l1, l2)
@@ -293,8 +441,21 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """TensorFlow/Keras Adagrad: accumulator from ``initial_accumulator_value``, eps
-    outside the square root. The lecture's ``DNNRegressor`` default (lr 0.05)."""
+    """Adagrad as TensorFlow/Keras: the lecture's ``DNNRegressor`` default (lr 0.05).
+
+    Parameters
+    ----------
+    lr : float or Schedule, default 0.05
+        Learning rate, constant or a ``Schedule`` of the update count.
+    initial_accumulator_value : float, default 0.1
+        Starting value of the squared-gradient accumulator.
+    eps : float, default 1e-7
+        Added outside the square root.
+    l1 : float, default 0.0
+        L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
+    l2 : float, default 0.0
+        L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
+    """
 
     _state_names = ("accumulator",)
 
@@ -312,8 +473,23 @@ class Adagrad(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction, eps added to the square root of the bias-corrected second
-    moment (as PyTorch and optax)."""
+    """Adam with bias correction (as PyTorch and optax).
+
+    Parameters
+    ----------
+    lr : float or Schedule, default 1e-3
+        Learning rate, constant or a ``Schedule`` of the update count.
+    beta1 : float, default 0.9
+        Decay of the first moment.
+    beta2 : float, default 0.999
+        Decay of the second moment.
+    eps : float, default 1e-7
+        Added to the square root of the bias-corrected second moment.
+    l1 : float, default 0.0
+        L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
+    l2 : float, default 0.0
+        L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
+    """
 
     _state_names = ("m", "v")
 
@@ -334,8 +510,27 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay: ``p -= lr * weight_decay * p`` on the weights
-    before each Adam update (Loshchilov and Hutter)."""
+    """Adam with decoupled weight decay (Loshchilov and Hutter).
+
+    ``p -= lr * weight_decay * p`` on the weights before each Adam update.
+
+    Parameters
+    ----------
+    lr : float or Schedule, default 1e-3
+        Learning rate, constant or a ``Schedule`` of the update count.
+    weight_decay : float, default 0.01
+        Decoupled decay factor.
+    beta1 : float, default 0.9
+        Decay of the first moment.
+    beta2 : float, default 0.999
+        Decay of the second moment.
+    eps : float, default 1e-7
+        Added to the square root of the bias-corrected second moment.
+    l1 : float, default 0.0
+        L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
+    l2 : float, default 0.0
+        L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
+    """
 
     def __init__(self, lr=1e-3, weight_decay=0.01, beta1=0.9, beta2=0.999, eps=1e-7, l1=0.0, l2=0.0):
         super().__init__(lr, beta1, beta2, eps, l1, l2)
@@ -343,7 +538,25 @@ class AdamW(Adam):
 
 
 class RMSProp(Optimizer):
-    """RMSProp (PyTorch's form, eps outside the square root), optional momentum and centering."""
+    """RMSProp (PyTorch's form), optional momentum and centering.
+
+    Parameters
+    ----------
+    lr : float or Schedule, default 1e-3
+        Learning rate, constant or a ``Schedule`` of the update count.
+    rho : float, default 0.9
+        Decay of the squared-gradient average.
+    eps : float, default 1e-7
+        Added outside the square root.
+    momentum : float, default 0.0
+        Momentum factor, >= 0 (0: none).
+    centered : bool, default False
+        Divide by the gradient's estimated variance instead of its second moment.
+    l1 : float, default 0.0
+        L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
+    l2 : float, default 0.0
+        L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
+    """
 
     def __init__(self, lr=1e-3, rho=0.9, eps=1e-7, momentum=0.0, centered=False, l1=0.0, l2=0.0):
         super().__init__(lr, l1, l2)

@@ -26,7 +26,7 @@ import os
 import re
 import tempfile
 import zipfile
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -73,9 +73,22 @@ def write_model(path, header: dict, arrays: dict) -> None:
 
     Parameters
     ----------
-    header : dict, JSON-serializable (str keys, finite numbers)
-    arrays : dict of name -> array of numbers, bools or fixed-width strings; names use
-        letters, digits, ``_ . -`` and do not start with ``__``
+    path : str or os.PathLike
+        The file to write.
+    header : dict
+        JSON-serializable (str keys, finite numbers).
+    arrays : dict of str to ndarray
+        Arrays of numbers, bools or fixed-width strings; names use letters, digits,
+        ``_ . -`` and do not start with ``__``.
+
+    Raises
+    ------
+    TypeError
+        If the header is not JSON-serializable or an array has an unsupported dtype.
+    ValueError
+        If an array name is not allowed.
+    OSError
+        If the file cannot be written (the old one, if any, stays intact).
     """
     if not isinstance(header, dict):
         raise TypeError(f"header must be a dict, got {type(header).__name__}")
@@ -136,11 +149,28 @@ def _as_format_errors(path, what: str):
 
 
 def read_model(path) -> tuple[dict, dict]:
-    """The (header, arrays) of a file written by ``write_model``, validated.
+    """Read a file written by ``write_model``, validated.
 
-    Every array is read into memory (nothing stays tied to the file). A missing file is
-    ``FileNotFoundError`` (other errors opening it pass through as ``OSError``); a file that
-    is not an intact fastnn model of a format this fastnn reads is ``ModelFormatError``.
+    Every array is read into memory (nothing stays tied to the file).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+
+    Returns
+    -------
+    header : dict
+        The JSON header.
+    arrays : dict of str to ndarray
+        The arrays, by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist (other errors opening it pass through as OSError).
+    ModelFormatError
+        If the file is not an intact fastnn model of a format this fastnn reads.
     """
     with open(path, "rb") as f, _as_format_errors(path, "truncated or corrupted file"):
         return _read_archive(f)
@@ -344,11 +374,22 @@ def _lookup(name, allowed: dict, what: str, where: str):
 
 
 def sequential_state(model) -> tuple[dict, dict]:
-    """(config, arrays) describing a ``fastnn.nn.Sequential`` completely.
+    """Describe a ``fastnn.nn.Sequential`` completely.
 
-    ``config`` (JSON) holds the layers (type and constructor arguments), ``seed``,
-    ``dtype`` and ``step`` (the dropout counter); ``arrays`` holds copies of the flat
-    ``params`` and ``buffers``. Gradients are not state: every backward pass overwrites them.
+    Gradients are not state: every backward pass overwrites them.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Sequential
+        The model.
+
+    Returns
+    -------
+    config : dict
+        JSON: the layers (type and constructor arguments), ``seed``, ``dtype`` and
+        ``step`` (the dropout counter).
+    arrays : dict of str to ndarray
+        Copies of the flat ``params`` and ``buffers``.
     """
     _allowed(model, {"Sequential": nn.Sequential}, "model")
     layers = [{"type": _allowed(layer, _LAYERS, f"model.layers[{i}]").__name__,
@@ -361,8 +402,25 @@ def sequential_state(model) -> tuple[dict, dict]:
 
 
 def sequential_from_state(config, arrays) -> nn.Sequential:
-    """The ``Sequential`` that ``sequential_state`` described: it predicts and trains on
-    bitwise as the original would. Anything inconsistent is a ``ModelFormatError``."""
+    """Build the ``Sequential`` that ``sequential_state`` described.
+
+    Parameters
+    ----------
+    config : dict
+        The JSON description.
+    arrays : dict of str to ndarray
+        The parameters and buffers.
+
+    Returns
+    -------
+    fastnn.nn.Sequential
+        A model that predicts and trains on bitwise as the original would.
+
+    Raises
+    ------
+    ModelFormatError
+        If anything in the description is inconsistent.
+    """
     if isinstance(config, dict) and "input_dim" in config:  # a model of width-free layers only
         config = dict(config)
         input_dim = config.pop("input_dim")
@@ -401,8 +459,21 @@ def sequential_from_state(config, arrays) -> nn.Sequential:
 
 
 def optimizer_state(opt) -> tuple[dict, dict]:
-    """(config, arrays) describing a ``fastnn.optim`` optimizer: class, hyperparameters,
-    learning rate (a schedule's ``config()``), update count, and copies of its state."""
+    """Describe a ``fastnn.optim`` optimizer completely.
+
+    Parameters
+    ----------
+    opt : fastnn.optim.Optimizer
+        The optimizer.
+
+    Returns
+    -------
+    config : dict
+        JSON: class, hyperparameters, learning rate (a schedule's ``config()``) and
+        update count.
+    arrays : dict of str to ndarray
+        Copies of its state.
+    """
     cls = _allowed(opt, _OPTIMIZERS, "optimizer")
     _allowed(opt.schedule, _SCHEDULES, "the optimizer's learning-rate schedule")
     config = {"class": cls.__name__, "lr": opt.schedule.config(), "args": _arguments(opt, "optimizer", skip=("lr",)),
@@ -411,7 +482,25 @@ def optimizer_state(opt) -> tuple[dict, dict]:
 
 
 def optimizer_from_state(config, arrays) -> optim.Optimizer:
-    """The optimizer ``optimizer_state`` described, continuing bitwise where it stopped."""
+    """Build the optimizer that ``optimizer_state`` described.
+
+    Parameters
+    ----------
+    config : dict
+        The JSON description.
+    arrays : dict of str to ndarray
+        Its state.
+
+    Returns
+    -------
+    fastnn.optim.Optimizer
+        An optimizer that continues bitwise where the original stopped.
+
+    Raises
+    ------
+    ModelFormatError
+        If anything in the description is inconsistent.
+    """
     name, lr, args, iterations = _fields(config, ("class", "lr", "args", "iterations"), "optimizer")
     cls = _lookup(name, _OPTIMIZERS, "optimizer", "optimizer")
     if not isinstance(lr, dict):
@@ -455,9 +544,23 @@ def _unprefixed(prefix: str, arrays: dict) -> dict:
 
 
 def save_sequential(model, path, optimizer=None) -> None:
-    """Save a ``Sequential`` (and optionally its optimizer, to resume training) to ``path``.
+    """Save a ``Sequential`` (and optionally its optimizer) to ``path``, atomically.
 
     ``load(path)`` gives the model back; ``load_sequential(path)`` the pair.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Sequential
+        The model.
+    path : str or os.PathLike
+        Where to write.
+    optimizer : fastnn.optim.Optimizer, optional
+        Its optimizer, saved too so that training can resume.
+
+    Raises
+    ------
+    ValueError
+        If the optimizer's state does not belong to this model.
     """
     config, arrays = sequential_state(model)
     header = {"class": "Sequential", "model": config, "optimizer": None}
@@ -487,7 +590,25 @@ def _sequential_file(header: dict, arrays: dict):
 
 
 def load_sequential(path) -> tuple[nn.Sequential, optim.Optimizer | None]:
-    """(model, optimizer) from a file of ``save_sequential`` (optimizer None if not saved)."""
+    """Load a model and its optimizer from a file of ``save_sequential``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+
+    Returns
+    -------
+    model : fastnn.nn.Sequential
+        The model.
+    optimizer : fastnn.optim.Optimizer or None
+        Its optimizer, None if it was not saved.
+
+    Raises
+    ------
+    ModelFormatError
+        If the file is not a saved ``Sequential``.
+    """
     header, arrays = read_model(path)
     with _as_format_errors(path, "malformed model"):
         return _sequential_file(header, arrays)
@@ -534,25 +655,44 @@ def _param_from_json(value, where: str):
 
 
 def scaler_state(scaler) -> tuple[dict, dict]:
-    """(config, arrays) describing a fitted ``fastnn.preprocessing`` scaler
-    (``StandardScaler``, ``MinMaxScaler``, ``LogScaler``, ``Clipper``, ``RobustScaler``).
+    """Describe a fitted ``fastnn.preprocessing`` scaler.
 
-    ``config`` (JSON) holds the class name, the constructor arguments (``get_params()``;
-    a sequence of numbers, e.g. ``Clipper(lower=[...])``, is loaded back as a tuple) and
-    the fitted attributes that are not arrays (ints, floats,
-    None, ``feature_names_in_`` as a list of strings); ``arrays`` holds copies of the
-    fitted arrays, public (``mean_``, ``scale_``, ...) and private (the running moments
-    ``partial_fit`` continues from). Not saved: the copy of every fitted row that
-    ``RobustScaler`` and ``Clipper(quantile_range=...)`` keep to make ``partial_fit``
-    exact; a loaded one transforms identically, but its quantiles after ``partial_fit``
-    cover only the rows given after loading.
+    Not saved: the copy of every fitted row that ``RobustScaler`` and
+    ``Clipper(quantile_range=...)`` keep to make ``partial_fit`` exact; a loaded one
+    transforms identically, but its quantiles after ``partial_fit`` cover only the rows
+    given after loading.
+
+    Parameters
+    ----------
+    scaler : StandardScaler, MinMaxScaler, LogScaler, Clipper or RobustScaler
+        A fitted scaler.
+
+    Returns
+    -------
+    config : dict
+        JSON: the class name, the constructor arguments (``get_params()``; a sequence of
+        numbers, e.g. ``Clipper(lower=[...])``, is loaded back as a tuple) and the
+        fitted attributes that are not arrays (ints, floats, None,
+        ``feature_names_in_`` as a list of strings).
+    arrays : dict of str to ndarray
+        Copies of the fitted arrays, public (``mean_``, ``scale_``, ...) and private
+        (the running moments ``partial_fit`` continues from).
+
+    Raises
+    ------
+    TypeError
+        If ``scaler`` is not one of these classes, or holds an attribute that cannot be
+        saved.
+    sklearn.exceptions.NotFittedError
+        If the scaler is not fitted.
     """
     allowed = _classes("fastnn.preprocessing", _SCALERS)
     cls = _allowed(scaler, allowed, "scaler")
     from fastnn.preprocessing import check_is_fitted
     check_is_fitted(scaler)
     params = {k: _param_to_json(v, f"{cls.__name__}.{k}") for k, v in scaler.get_params(deep=False).items()}
-    fitted, arrays = {}, {}
+    fitted: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
     for name, value in vars(scaler).items():
         if name in params or name in _UNSAVED:
             continue
@@ -606,13 +746,31 @@ def _state_problem(value, reference, n_features: int) -> str | None:
 
 
 def scaler_from_state(config, arrays, n_features: int | None = None):
-    """The fitted scaler ``scaler_state`` described: it transforms bitwise as the original.
+    """Build the fitted scaler that ``scaler_state`` described.
 
     Every attribute is checked against a reference instance of the same class and
-    parameters freshly fitted on a few rows of ``n_features_in_`` columns: a missing,
-    extra, mistyped or misshapen attribute, an unknown class or parameters the class
-    refuses are a ``ModelFormatError``. ``n_features``, when given, must equal the
-    saved ``n_features_in_`` (a pipeline passes its estimator's).
+    parameters freshly fitted on a few rows of ``n_features_in_`` columns.
+
+    Parameters
+    ----------
+    config : dict
+        The JSON description.
+    arrays : dict of str to ndarray
+        The fitted arrays.
+    n_features : int, optional
+        When given, must equal the saved ``n_features_in_`` (a pipeline passes its
+        estimator's).
+
+    Returns
+    -------
+    scaler
+        A fitted scaler that transforms bitwise as the original.
+
+    Raises
+    ------
+    ModelFormatError
+        For a missing, extra, mistyped or misshapen attribute, an unknown class or
+        parameters the class refuses.
     """
     name, params, fitted = _fields(config, ("class", "params", "fitted"), "scaler")
     cls = _lookup(name, _classes("fastnn.preprocessing", _SCALERS), "scaler", "scaler")
@@ -684,11 +842,28 @@ def save_pipeline(pipeline, path, *, metadata=None) -> None:
     original, with the metadata as its attribute ``fastnn_metadata_`` (a dict, empty when
     none was saved). The pipeline's ``memory`` and ``verbose`` are not saved.
 
-    Raises ``TypeError`` for a step that cannot be saved safely (``OutlierRemover`` drops
-    rows and is not a pipeline step; a scikit-learn step holding an untrusted type, e.g. a
-    ``FunctionTransformer`` of your own function), ``ImportError`` for a scikit-learn step
-    without skops installed, ``NotFittedError`` for an unfitted step, ``ValueError`` when the
-    fastnn steps after the last scikit-learn step disagree on the number of features.
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        The fitted pipeline: fastnn scalers and trusted scikit-learn steps (through skops),
+        ending in a fastnn estimator.
+    path : str or os.PathLike
+        Where to write.
+    metadata : dict, optional
+        A JSON object of your own, saved with the pipeline.
+
+    Raises
+    ------
+    TypeError
+        For a step that cannot be saved safely (``OutlierRemover`` drops rows and is not a
+        pipeline step; a scikit-learn step holding an untrusted type, e.g. a
+        ``FunctionTransformer`` of your own function).
+    ImportError
+        For a scikit-learn step without skops installed.
+    sklearn.exceptions.NotFittedError
+        For an unfitted step.
+    ValueError
+        When the steps disagree on the number of features.
     """
     from sklearn.pipeline import Pipeline
     from sklearn.utils.validation import check_is_fitted
@@ -780,7 +955,13 @@ def trusted_skops_types() -> frozenset:
     ``MaxAbsScaler``, ``RobustScaler``, ``FunctionTransformer``, ``Pipeline``,
     ``FeatureUnion``; fastnn's scalers; NumPy arrays, dtypes and scalars; plain containers;
     and the NumPy functions a ``FunctionTransformer`` may hold (``np.log1p``, ``np.log``,
-    ``np.sqrt``, ...). Anything else is refused when saving and when loading."""
+    ``np.sqrt``, ...). Anything else is refused when saving and when loading.
+
+    Returns
+    -------
+    frozenset of str
+        The trusted type names.
+    """
     from fastnn import _skops_steps
     return _skops_steps.trusted_types()
 
@@ -798,8 +979,23 @@ def _skops_step(step, i: int, arrays: dict, seen: set):
 
 
 def load_pipeline(path):
-    """The ``Pipeline`` saved at ``path`` by ``save_pipeline`` (``ModelFormatError`` for a
-    file holding anything else). Its ``fastnn_metadata_`` attribute is the saved metadata."""
+    """Load the ``Pipeline`` saved by ``save_pipeline``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        The pipeline; its ``fastnn_metadata_`` attribute is the saved metadata.
+
+    Raises
+    ------
+    ModelFormatError
+        For a file holding anything else.
+    """
     header, arrays = read_model(path)
     with _as_format_errors(path, "malformed model"):
         if header.get("class") != "Pipeline":
@@ -816,9 +1012,22 @@ _PROVIDERS = ("fastnn.estimators",)
 
 
 def register_loader(class_name: str, fn: Callable[[dict, dict], object]) -> None:
-    """Make ``load`` build files whose header ``"class"`` is ``class_name`` with
-    ``fn(header, arrays)`` (replacing any earlier loader for that name). ``fn`` should raise
-    ``ModelFormatError`` for what it finds wrong; any other exception is reported as one."""
+    """Teach ``load`` to build another class of model file.
+
+    Parameters
+    ----------
+    class_name : str
+        The header's ``"class"`` this loader handles (replacing any earlier loader for
+        that name).
+    fn : callable
+        ``fn(header, arrays)`` returns the object. It should raise ``ModelFormatError``
+        for what it finds wrong; any other exception is reported as one.
+
+    Raises
+    ------
+    TypeError
+        If ``class_name`` is not a str or ``fn`` is not callable.
+    """
     if not isinstance(class_name, str) or not class_name:
         raise TypeError(f"class_name must be a non-empty string, got {class_name!r}")
     if not callable(fn):
@@ -839,27 +1048,59 @@ def _loader(name):
 
 
 def save(obj, path, **kwargs) -> None:
-    """Save a fitted ``DNNRegressor``/``DNNClassifier``, a scikit-learn ``Pipeline`` of
-    fastnn scalers and trusted scikit-learn steps ending in one (``save_pipeline``;
-    ``metadata=`` allowed) or a
-    ``Sequential`` (``save_sequential``; ``optimizer=`` allowed) to ``path``, atomically.
-    ``load(path)`` gives it back."""
+    """Save a fastnn model to ``path``, atomically; ``load(path)`` gives it back.
+
+    Parameters
+    ----------
+    obj : DNNRegressor, DNNClassifier, sklearn.pipeline.Pipeline or fastnn.nn.Sequential
+        A fitted estimator, a scikit-learn ``Pipeline`` of fastnn scalers and trusted
+        scikit-learn steps ending in one (see ``save_pipeline``), or a ``Sequential`` (see
+        ``save_sequential``).
+    path : str or os.PathLike
+        Where to write.
+    **kwargs
+        ``metadata=`` for a pipeline, ``optimizer=`` for a ``Sequential``.
+
+    Raises
+    ------
+    TypeError
+        For any other object, or a keyword that does not apply to it.
+    """
     from sklearn.pipeline import Pipeline
     if isinstance(obj, nn.Sequential):
-        return save_sequential(obj, path, **kwargs)
-    if isinstance(obj, Pipeline):
-        return save_pipeline(obj, path, **kwargs)
-    if callable(getattr(obj, "save", None)) and type(obj).__module__ == "fastnn.estimators":
+        save_sequential(obj, path, **kwargs)
+    elif isinstance(obj, Pipeline):
+        save_pipeline(obj, path, **kwargs)
+    elif callable(getattr(obj, "save", None)) and type(obj).__module__ == "fastnn.estimators":
         if kwargs:
             raise TypeError(f"saving a {type(obj).__name__} takes no options, got {sorted(kwargs)}")
-        return obj.save(path)
-    raise TypeError(f"fastnn.save takes a fastnn estimator, a Pipeline ending in one or a Sequential, "
-                    f"got {type(obj).__name__}")
+        obj.save(path)
+    else:
+            raise TypeError(f"fastnn.save takes a fastnn estimator, a Pipeline ending in one or a Sequential, "
+                        f"got {type(obj).__name__}")
 
 
 def load(path):
-    """The object saved at ``path`` (an estimator, a Pipeline, or a ``Sequential``), built
-    by the loader registered for the header's ``"class"``. Never unpickles."""
+    """Load the object saved at ``path``; never unpickles.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+
+    Returns
+    -------
+    object
+        An estimator, a Pipeline or a ``Sequential``, built by the loader registered
+        for the header's ``"class"``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ModelFormatError
+        If the file is not an intact fastnn model.
+    """
     header, arrays = read_model(path)
     with _as_format_errors(path, "malformed model"):
         return _loader(header.get("class"))(header, arrays)

@@ -145,7 +145,9 @@ class _Base:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            The data, one row per sample.
+        y : None
+            Ignored; accepted for scikit-learn's API.
 
         Returns
         -------
@@ -171,6 +173,7 @@ class _AffineScaler(_Base, TransformerMixin):  # TransformerMixin here: set_outp
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -181,7 +184,20 @@ class _AffineScaler(_Base, TransformerMixin):  # TransformerMixin here: set_outp
         return self._transform_validated(X)
 
     def fit_transform(self, X, y=None):
-        """``fit(X).transform(X)`` with one validation of X."""
+        """Fit to X, then transform it (one validation of X).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
+        y : None
+            Ignored; accepted for scikit-learn's API.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_features)
+            The transformed data, float32 for float32 input.
+        """
         self._reset()
         self._check_params()
         X = _validate(self, X, reset=True, ensure_all_finite=False)
@@ -210,7 +226,7 @@ class StandardScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, Base
     n_samples_seen_ : int or ndarray of shape (n_features,)
         Non-NaN values seen per column (an int when all columns agree).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         When fitted on a DataFrame with string column names.
 
     Notes
@@ -229,7 +245,9 @@ class StandardScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, Base
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            The data, one row per sample.
+        y : None
+            Ignored; accepted for scikit-learn's API.
 
         Returns
         -------
@@ -298,6 +316,7 @@ class StandardScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, Base
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -315,6 +334,7 @@ class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEs
     Parameters
     ----------
     feature_range : tuple (min, max), default=(0, 1)
+        The range the fitted data is mapped to.
     clip : bool, default=False
         Clip transformed values of unseen data to ``feature_range``.
 
@@ -329,7 +349,7 @@ class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEs
         ``feature_range[0] - data_min_ * scale_``.
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
     """
 
     def __init__(self, feature_range=(0, 1), clip=False):
@@ -352,7 +372,9 @@ class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEs
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            The data, one row per sample.
+        y : None
+            Ignored; accepted for scikit-learn's API.
 
         Returns
         -------
@@ -397,6 +419,7 @@ class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEs
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -427,7 +450,7 @@ class LogScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ----------
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
     """
 
     _positive_only = True
@@ -447,7 +470,9 @@ class LogScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            The data, one row per sample.
+        y : None
+            Ignored; accepted for scikit-learn's API.
 
         Returns
         -------
@@ -470,6 +495,7 @@ class LogScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -491,6 +517,7 @@ class LogScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -520,7 +547,7 @@ class Clipper(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin, Bas
         The bounds used by :meth:`transform` (-inf / inf for an open side).
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     Notes
     -----
@@ -552,7 +579,9 @@ class Clipper(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin, Bas
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            The data, one row per sample.
+        y : None
+            Ignored; accepted for scikit-learn's API.
 
         Returns
         -------
@@ -583,6 +612,7 @@ class Clipper(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin, Bas
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -612,7 +642,7 @@ class RobustScaler(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin
         input dtype (constant columns) become 1.
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     Notes
     -----
@@ -630,7 +660,9 @@ class RobustScaler(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            The data, one row per sample.
+        y : None
+            Ignored; accepted for scikit-learn's API.
 
         Returns
         -------
@@ -652,6 +684,7 @@ class RobustScaler(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -667,6 +700,7 @@ class RobustScaler(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -706,7 +740,7 @@ class OutlierRemover(_Base, BaseEstimator):
     ----------
     lower_, upper_ : ndarray of shape (n_features,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
     """
 
     def __init__(self, method="zscore", threshold=None):
@@ -727,7 +761,9 @@ class OutlierRemover(_Base, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            The data, one row per sample.
+        y : None
+            Ignored; accepted for scikit-learn's API.
 
         Returns
         -------
@@ -753,6 +789,7 @@ class OutlierRemover(_Base, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
 
         Returns
         -------
@@ -770,12 +807,16 @@ class OutlierRemover(_Base, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data, one row per sample.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets, filtered in step with X.
 
         Returns
         -------
-        X_kept : the rows of X where :meth:`mask` is True (a DataFrame stays one)
-        y_kept : the same rows of y; returned only when y is given
+        X_kept : array-like of shape (n_kept, n_features)
+            The rows of X where :meth:`mask` is True (a DataFrame stays one).
+        y_kept : array-like of shape (n_kept,) or (n_kept, n_outputs)
+            The same rows of y; returned only when y is given.
         """
         keep = self.mask(X)
         X_kept = _take_rows(X, keep)
