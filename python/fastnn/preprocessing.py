@@ -7,9 +7,11 @@ Transformers: :class:`MinMaxScaler`, :class:`StandardScaler`, :class:`LogScaler`
 Conventions (scikit-learn's): ``__init__`` only stores its arguments; ``fit`` is a reset
 followed by ``partial_fit``; fitted attributes end in ``_``; NaN is ignored when fitting
 and kept by ``transform``; infinities are rejected; constant columns get scale 1; the
-variance is the population variance. float32 input gives float32 output, any other
-numeric input (float16 included) is converted to float64; statistics accumulate in
-float64. ``StandardScaler``'s fitted attributes are float64; ``MinMaxScaler``'s and
+variance is the population variance. float32 input gives float32 output; float16
+input gives float16 output from ``StandardScaler``, ``MinMaxScaler`` and ``RobustScaler``
+(as scikit-learn's; computed in float32/float64), float64 from the others; any other
+numeric input is converted to float64; statistics accumulate in float64.
+``StandardScaler``'s fitted attributes are float64; ``MinMaxScaler``'s and
 ``RobustScaler``'s have the input's float dtype (as scikit-learn's).
 
 Dense only: fastnn's scalers refuse sparse input with a ``TypeError`` that names the
@@ -85,10 +87,17 @@ def _refuse_sparse(est, X):
 
 
 def _validate(est, X, *, reset, ensure_all_finite=True):
-    """X as a C-contiguous float32/float64 2-D array (the same object when it already is one)."""
+    """X as a C-contiguous float32/float64 2-D array (the same object when it already is one);
+    float16 stays float16 for the scalers that keep it (``_keeps_float16``)."""
     _refuse_sparse(est, X)
-    return validate_data(est, X, reset=reset, dtype=_FLOAT_DTYPES, order="C",
+    dtypes = _FLOAT_DTYPES + ((np.float16,) if est._keeps_float16 else ())
+    return validate_data(est, X, reset=reset, dtype=dtypes, order="C",
                          ensure_all_finite="allow-nan" if ensure_all_finite else False)
+
+
+def _kernel_input(X):
+    """X as the kernels take it: float16 widened to float32 (exactly)."""
+    return X.astype(np.float32) if X.dtype == np.float16 else X
 
 
 def _raise_infinite(X):
@@ -117,11 +126,18 @@ def _affine(est, X, source, *, copy, shift=None, scale=None, offset=None, lo=Non
     needed no conversion) and writable; otherwise into a new array. An infinite X, or a
     result that overflows X's dtype, is a ValueError naming the column (X untouched).
     """
+    dtype = X.dtype
+    X = _kernel_input(X)
     inplace = not copy and X is source and X.flags.writeable and X.flags.aligned
     out = X if inplace else np.empty(X.shape, dtype=X.dtype)
     c = X.shape[1]
     vs, vm, vo, vl, vh = (_vec(v, c) for v in (shift, scale, offset, lo, hi))
     bad = _core.scaler_affine(X, out, vs, vm, vo, vl, vh)
+    if bad < 0 and out.dtype != dtype:  # float16 output: rounded from float32, checked too
+        with np.errstate(over="ignore"):
+            out = out.astype(dtype)
+        inf = np.flatnonzero(np.isinf(out))
+        bad = int(inf[0]) if inf.size else -1
     if bad >= 0:
         r, j = divmod(int(bad), c)
         value = float(X[r, j])
@@ -131,8 +147,9 @@ def _affine(est, X, source, *, copy, shift=None, scale=None, offset=None, lo=Non
             result = (value - (0.0 if vs is None else vs[j])) * (1.0 if vm is None else vm[j]) \
                 + (0.0 if vo is None else vo[j])
         raise ValueError(
-            f"{type(est).__name__}: {_column_name(est, j)} (row {r}) holds {value!r}, which scales to {result:.6g}: "
-            f"that overflows {X.dtype} (largest {np.finfo(X.dtype).max:.6g}). Use float64 input, or rescale the "
+            f"{type(est).__name__}: {_column_name(est, j)} (row {r}) holds {X.dtype.type(value)!s}, which scales to "
+            f"{result:.6g}: "
+            f"that overflows {dtype} (largest {np.finfo(dtype).max:.6g}). Use float64 input, or rescale the "
             "column before this step.")
     return out
 
@@ -210,6 +227,7 @@ class _Base:
     """Shared plumbing: tags, reset, the fit = reset + partial_fit convention."""
 
     _sparse_alternative = "StandardScaler(with_mean=False) or MaxAbsScaler"
+    _keeps_float16 = False  # as scikit-learn's scalers: float16 output for float16 input
     # parameters added after fastnn 60c4ab6, with the value a model file written then implies
     _params_added = {}
 
@@ -339,12 +357,12 @@ class StandardScaler(_AffineScaler, CallbackSupportMixin, OneToOneFeatureMixin, 
     al.'s formula in float64: chunks give the same statistics as one ``fit`` up to
     float64 rounding. Where fastnn differs from scikit-learn on purpose: sparse input is
     refused (use ``sklearn.preprocessing.StandardScaler(with_mean=False)`` or
-    ``MaxAbsScaler``); negative sample weights are refused; float16 input is converted
-    to float64; a column whose variance overflows float64, or whose scaled values
+    ``MaxAbsScaler``); negative sample weights are refused; a column whose variance overflows float64, or whose scaled values
     overflow the output dtype, is a ValueError naming it.
     """
 
     _sparse_alternative = "StandardScaler(with_mean=False) or MaxAbsScaler"
+    _keeps_float16 = True
     _params_added = {"copy": True}
 
     def __init__(self, with_mean=True, with_std=True, *, copy=True):
@@ -431,7 +449,7 @@ class StandardScaler(_AffineScaler, CallbackSupportMixin, OneToOneFeatureMixin, 
     def _update(self, X, first, sample_weight=None):
         w = None if sample_weight is None else _check_sample_weight(sample_weight, X.shape[0])
         shift = np.full(X.shape[1], np.nan) if first else self._shift.copy()
-        st = _core.scaler_column_stats(X, moments=True, extrema=False, shift=shift, weights=w)
+        st = _core.scaler_column_stats(_kernel_input(X), moments=True, extrema=False, shift=shift, weights=w)
         count, total, m2 = st.count, st.sum, st.m2
         self._check_finite(X, count, total, m2)
         if not first:  # merge with the rows seen so far (same shifts): Chan et al.
@@ -562,13 +580,14 @@ class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEs
     Notes
     -----
     Where fastnn differs from scikit-learn on purpose: sparse input is refused (use
-    ``sklearn.preprocessing.MaxAbsScaler``); float16 input is converted to float64;
+    ``sklearn.preprocessing.MaxAbsScaler``);
     ``scale_`` and ``min_`` are computed in float64 and rounded once; the transform is
     ``x * scale_ + min_`` in float64, rounded once; a range or scaled value that
     overflows is a ValueError naming the column.
     """
 
     _sparse_alternative = "MaxAbsScaler"
+    _keeps_float16 = True
     _params_added = {"copy": True}
 
     def __init__(self, feature_range=(0, 1), clip=False, *, copy=True):
@@ -612,7 +631,7 @@ class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEs
 
     def _update(self, X, first):
         lo, hi = self._range()
-        st = _core.scaler_column_stats(X, moments=False, extrema=True)
+        st = _core.scaler_column_stats(_kernel_input(X), moments=False, extrema=True)
         mn, mx = st.min, st.max
         if np.any(mn == -np.inf) or np.any(mx == np.inf):
             _raise_infinite(X)
@@ -918,13 +937,13 @@ class RobustScaler(_QuantileStore, _AffineScaler, OneToOneFeatureMixin, Transfor
     scikit-learn's RobustScaler). ``partial_fit`` (which scikit-learn's RobustScaler does
     not have) stays exact by keeping every fitted row (see the module docstring). Where
     fastnn differs from scikit-learn on purpose: sparse input is refused (use
-    ``sklearn.preprocessing.RobustScaler(with_centering=False)``); float16 input is
-    converted to float64; ``unit_variance`` with q_min = 0, q_max = 100 or
+    ``sklearn.preprocessing.RobustScaler(with_centering=False)``); ``unit_variance`` with q_min = 0, q_max = 100 or
     q_min = q_max is a ValueError (scikit-learn gives a scale of 0 or infinity); the
     attributes keep the input's dtype with ``unit_variance`` too.
     """
 
     _sparse_alternative = "RobustScaler(with_centering=False)"
+    _keeps_float16 = True
     _params_added = {"with_centering": True, "with_scaling": True, "unit_variance": False, "copy": True}
 
     def __init__(self, quantile_range=(25, 75), *, with_centering=True, with_scaling=True, unit_variance=False,
@@ -977,7 +996,12 @@ class RobustScaler(_QuantileStore, _AffineScaler, OneToOneFeatureMixin, Transfor
         rows = self._store_rows(X, first)
         dtype = rows.dtype
         wanted = ([50.0] if self.with_centering else []) + ([q_min, q_max] if self.with_scaling else [])
-        q = _core.scaler_quantiles(rows, np.array(wanted) / 100.0) if wanted else None
+        q = _core.scaler_quantiles(_kernel_input(rows), np.array(wanted) / 100.0) if wanted else None
+        if q is not None:  # interpolating between values near +-1e308 overflows
+            bad = np.flatnonzero(~np.isfinite(q).all(axis=0) & ~np.isnan(rows).all(axis=0))
+            if bad.size:
+                _check_overflow(self, np.where(np.arange(q.shape[1]) == bad[0], np.inf, 0.0), "quantiles",
+                                np.float64)
         center = scale = None
         if self.with_centering:
             center = q[0].astype(dtype)
