@@ -78,7 +78,8 @@ struct ColumnStats {
 
 // An optional float64 vector of length len that the kernel writes (in/out).
 double* inout_vector(const py::object& obj, const char* name, index_t len) {
-  if (!py::isinstance<py::array_t<double>>(obj)) throw py::type_error(std::string(name) + " must be a float64 numpy array");
+  if (!py::isinstance<py::array_t<double>>(obj))
+    throw py::type_error(std::string(name) + " must be a float64 numpy array");
   auto a = py::reinterpret_borrow<py::array>(obj);
   if (a.ndim() != 1 || a.shape(0) != len || !(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be a C-contiguous array of shape (" + std::to_string(len) + ",)");

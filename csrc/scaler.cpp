@@ -257,8 +257,10 @@ index_t affine_rows(const AffineArgs<T>& a, const double* s, const double* m, co
   const index_t chunks = (n + kScalerChunkRows - 1) / kScalerChunkRows;
   index_t* first_bad = static_cast<index_t*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(index_t)));
 #pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
-  for (index_t ch = 0; ch < chunks; ++ch)
-    first_bad[ch] = affine_block<T, Clip, Store>(a, ch * kScalerChunkRows, std::min(n, (ch + 1) * kScalerChunkRows), s, m, o);
+  for (index_t ch = 0; ch < chunks; ++ch) {
+    const index_t r0 = ch * kScalerChunkRows, r1 = std::min(n, r0 + kScalerChunkRows);
+    first_bad[ch] = affine_block<T, Clip, Store>(a, r0, r1, s, m, o);
+  }
   for (index_t ch = 0; ch < chunks; ++ch)
     if (first_bad[ch] >= 0) return first_bad[ch];
   return -1;

@@ -357,8 +357,9 @@ class StandardScaler(_AffineScaler, CallbackSupportMixin, OneToOneFeatureMixin, 
     al.'s formula in float64: chunks give the same statistics as one ``fit`` up to
     float64 rounding. Where fastnn differs from scikit-learn on purpose: sparse input is
     refused (use ``sklearn.preprocessing.StandardScaler(with_mean=False)`` or
-    ``MaxAbsScaler``); negative sample weights are refused; a column whose variance overflows float64, or whose scaled values
-    overflow the output dtype, is a ValueError naming it.
+    ``MaxAbsScaler``); negative sample weights are refused; a column whose variance
+    overflows float64, or whose scaled values overflow the output dtype, is a ValueError
+    naming it.
     """
 
     _sparse_alternative = "StandardScaler(with_mean=False) or MaxAbsScaler"
