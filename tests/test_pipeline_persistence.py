@@ -342,3 +342,19 @@ def test_file_of_60c4ab6_loads_and_predicts_the_same():
     assert standard.n_samples_seen_ == 64 + 8
     np.testing.assert_allclose(standard.mean_, whole.mean_, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(standard.var_, whole.var_, rtol=1e-12)
+
+
+def test_weighted_and_copy_false_scalers_round_trip(tmp_path):
+    X, y = data()
+    w = np.linspace(0.5, 3.0, len(X))
+    standard = pre.StandardScaler(copy=False).fit(X, sample_weight=w)
+    robust = pre.RobustScaler(with_centering=False, unit_variance=True, quantile_range=(10, 90)).fit(X)
+    pipe = make_pipeline(standard, robust, fastnn.DNNRegressor(**SMALL)).fit(X, y)
+    assert pipe[0].n_samples_seen_ == len(X)  # the pipeline's fit re-ran it unweighted: weight it again
+    pipe[0].fit(X, sample_weight=w)
+    assert isinstance(pipe[0].n_samples_seen_, float)
+    back = round_trip(pipe, tmp_path)
+    assert back[0].n_samples_seen_ == pytest.approx(w.sum()) and back[0].copy is False
+    assert back[1].center_ is None and back[1].unit_variance
+    np.testing.assert_array_equal(back[0].mean_, pipe[0].mean_)
+    np.testing.assert_array_equal(back.predict(X.copy()), pipe.predict(X.copy()))  # copy=False scales in place

@@ -359,7 +359,8 @@ class StandardScaler(_AffineScaler, CallbackSupportMixin, OneToOneFeatureMixin, 
     refused (use ``sklearn.preprocessing.StandardScaler(with_mean=False)`` or
     ``MaxAbsScaler``); negative sample weights are refused; a column whose variance
     overflows float64, or whose scaled values overflow the output dtype, is a ValueError
-    naming it.
+    naming it; ``transform`` computes ``(x - mean_) * (1 / scale_)`` in float64 and rounds
+    once (scikit-learn subtracts and divides in X's dtype: a few ulps apart).
     """
 
     _sparse_alternative = "StandardScaler(with_mean=False) or MaxAbsScaler"
@@ -1087,6 +1088,8 @@ class OutlierRemover(_Base, BaseEstimator):
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
     """
+
+    _sparse_alternative = "IsolationForest (sklearn.ensemble)"
 
     def __init__(self, method="zscore", threshold=None):
         self.method = method
