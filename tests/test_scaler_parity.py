@@ -359,8 +359,10 @@ def test_minmax_range_overflow_is_a_value_error_naming_the_column():
     X32 = np.array([[0.0, -3e38], [1.0, 3e38]], dtype=np.float32)
     with pytest.raises(ValueError, match=r"column 1 overflows float32"):
         fp.MinMaxScaler().fit(X32)
-    with pytest.raises(ValueError, match=r"column 1 overflows float64"):
+    with pytest.raises(ValueError, match=r"quantile interpolation of column 1 overflows float64"):
         fp.RobustScaler(quantile_range=(0, 100)).fit(X)
+    with pytest.raises(ValueError, match=r"quantile interpolation of column 1 overflows float64"):
+        fp.Clipper(quantile_range=(1, 99)).fit(X)
 
 
 @pytest.mark.parametrize("make", [fp.StandardScaler, fp.MinMaxScaler, fp.RobustScaler])

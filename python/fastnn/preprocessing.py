@@ -186,6 +186,14 @@ def _check_overflow(est, values, what, dtype):
             "power of ten first (or use float64 input).")
 
 
+def _check_quantiles(est, q, rows):
+    """A ValueError naming the first column with values whose quantiles (Q, C) are not finite
+    (interpolating between values near +-1e308 overflows)."""
+    bad = np.flatnonzero(~np.isfinite(q).all(axis=0) & ~np.isnan(rows).all(axis=0))
+    if bad.size:
+        _check_overflow(est, np.where(np.arange(q.shape[1]) == bad[0], np.inf, 0.0), "quantile interpolation", np.float64)
+
+
 def _check_sample_weight(sample_weight, n):
     """sample_weight as a float64 (n,) array of finite values >= 0 (a number: all equal)."""
     if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
@@ -878,6 +886,7 @@ class Clipper(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin, Bas
             return self
         rows = self._store_rows(X, first)
         quantiles = _core.scaler_quantiles(rows, np.array(q) / 100.0)
+        _check_quantiles(self, quantiles, rows)
         self._rows = rows
         self.n_samples_seen_ = X.shape[0] + (0 if first else self.n_samples_seen_)
         self.lower_, self.upper_ = quantiles[0], quantiles[1]
@@ -999,11 +1008,8 @@ class RobustScaler(_QuantileStore, _AffineScaler, OneToOneFeatureMixin, Transfor
         dtype = rows.dtype
         wanted = ([50.0] if self.with_centering else []) + ([q_min, q_max] if self.with_scaling else [])
         q = _core.scaler_quantiles(_kernel_input(rows), np.array(wanted) / 100.0) if wanted else None
-        if q is not None:  # interpolating between values near +-1e308 overflows
-            bad = np.flatnonzero(~np.isfinite(q).all(axis=0) & ~np.isnan(rows).all(axis=0))
-            if bad.size:
-                _check_overflow(self, np.where(np.arange(q.shape[1]) == bad[0], np.inf, 0.0), "quantiles",
-                                np.float64)
+        if q is not None:
+            _check_quantiles(self, q, rows)
         center = scale = None
         if self.with_centering:
             center = q[0].astype(dtype)
