@@ -90,15 +90,29 @@ void stats_tile(const TileJob<T>& t, index_t nj) {
     }
     mean[j] = cnt[j] > 0.0 ? s[j] / cnt[j] : 0.0;  // the block mean of x - k
   }
+  // Deviations from the block mean C = k + mean, taken as x - c with c = C rounded (one
+  // subtraction per value) and e = C - c exactly (Knuth's TwoSum): sum (x - C)^2 =
+  // sum (x - c)^2 - 2 e sum (x - c) + n e^2, and sum (x - c) = n e up to the rounding of
+  // mean, so m2 = sum (x - c)^2 - n e^2.
+  double center[kTileCols], err[kTileCols];
+  for (index_t j = 0; j < m; ++j) {
+    center[j] = k[j] + mean[j];
+    const double kv = center[j] - mean[j];
+    err[j] = (k[j] - kv) + (mean[j] - (center[j] - kv));
+  }
   double q[kTileCols];
   for (index_t j = 0; j < m; ++j) q[j] = 0.0;
   for (index_t r = t.r0; r < t.r1; ++r) {
     const T* __restrict xr = t.x + r * t.c + t.j0;
     const double wr = Weighted ? t.w[r] : 1.0;
     for (index_t j = 0; j < m; ++j) {
-      const double d = (double(xr[j]) - k[j]) - mean[j];
+      const double d = double(xr[j]) - center[j];
       q[j] += Weighted ? wr * (d * d) : d * d;
     }
+  }
+  for (index_t j = 0; j < m; ++j) {
+    const double v = q[j] - cnt[j] * err[j] * err[j];
+    q[j] = v < 0.0 ? 0.0 : v;  // rounding; a NaN stays NaN
   }
   if (any_nan) {
     for (index_t j = 0; j < m; ++j) {
@@ -107,10 +121,11 @@ void stats_tile(const TileJob<T>& t, index_t nj) {
       for (index_t r = t.r0; r < t.r1; ++r) {
         const double v = double(t.x[r * t.c + t.j0 + j]);
         const double wr = Weighted ? t.w[r] : 1.0;
-        const double d = (v - k[j]) - mean[j];
+        const double d = v - center[j];
         if (v == v) acc += wr * (d * d);
       }
-      q[j] = acc;
+      const double v = acc - cnt[j] * err[j] * err[j];
+      q[j] = v < 0.0 ? 0.0 : v;
     }
   }
   for (index_t j = 0; j < m; ++j) {
