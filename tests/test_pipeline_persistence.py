@@ -6,6 +6,8 @@ steps a ``TypeError``, an unfitted one ``NotFittedError``.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
@@ -214,7 +216,7 @@ def edit_param_value(h, a):
 
 
 def edit_param_name(h, a):
-    h["steps"][1]["scaler"]["params"]["copy"] = True
+    h["steps"][1]["scaler"]["params"]["no_such_param"] = True
 
 
 def edit_param_type(h, a):
@@ -313,3 +315,44 @@ def test_fastnn_save_dispatches_on_the_object(tmp_path):
         fastnn.save(LinearRegression().fit(X, X[:, 0]), tmp_path / "lr.npz")
     with pytest.raises(TypeError, match="no options"):
         fastnn.save(est, tmp_path / "x.npz", metadata={})
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def test_file_of_60c4ab6_loads_and_predicts_the_same():
+    """A pipeline saved by fastnn 60c4ab6 (tests/golden/make_scalers_60c4ab6.py), from before
+    the scalers took copy=/with_centering=/... and before StandardScaler kept its moments
+    about a shift, loads with those parameters at their defaults and gives the predictions
+    it gave then (the scalers' statistics are the saved ones, so bit for bit)."""
+    expected = np.load(GOLDEN / "scalers_60c4ab6_expected.npz")
+    pipe = fastnn.load(GOLDEN / "scalers_60c4ab6.npz")
+    robust, standard = pipe[2], pipe[4]
+    assert robust.with_centering and robust.with_scaling and not robust.unit_variance and robust.copy
+    assert standard.copy
+    np.testing.assert_array_equal(pipe[:-1].transform(expected["X"]), expected["Z"])
+    np.testing.assert_array_equal(pipe.predict(expected["X"]), expected["pred"])
+    # partial_fit continues from the old moments: as one fit on the old rows and the new
+    seen = pipe[:-2].transform(expected["X"])
+    more = seen[:8] * 1.5
+    standard.partial_fit(more)
+    whole = pre.StandardScaler().fit(np.vstack([seen, more]))
+    assert standard.n_samples_seen_ == 64 + 8
+    np.testing.assert_allclose(standard.mean_, whole.mean_, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(standard.var_, whole.var_, rtol=1e-12)
+
+
+def test_weighted_and_copy_false_scalers_round_trip(tmp_path):
+    X, y = data()
+    w = np.linspace(0.5, 3.0, len(X))
+    standard = pre.StandardScaler(copy=False).fit(X, sample_weight=w)
+    robust = pre.RobustScaler(with_centering=False, unit_variance=True, quantile_range=(10, 90)).fit(X)
+    pipe = make_pipeline(standard, robust, fastnn.DNNRegressor(**SMALL)).fit(X, y)
+    assert pipe[0].n_samples_seen_ == len(X)  # the pipeline's fit re-ran it unweighted: weight it again
+    pipe[0].fit(X, sample_weight=w)
+    assert isinstance(pipe[0].n_samples_seen_, float)
+    back = round_trip(pipe, tmp_path)
+    assert back[0].n_samples_seen_ == pytest.approx(w.sum()) and back[0].copy is False
+    assert back[1].center_ is None and back[1].unit_variance
+    np.testing.assert_array_equal(back[0].mean_, pipe[0].mean_)
+    np.testing.assert_array_equal(back.predict(X.copy()), pipe.predict(X.copy()))  # copy=False scales in place

@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -69,8 +71,25 @@ T* checked_out(const py::handle& obj, const char* name, index_t n, index_t c) {
 
 int elementwise_threads(index_t n, index_t c) { return threads_for(double(n) * double(c), kElementsPerThread); }
 
+// The result of scaler_column_stats: named fields, None where not computed.
+struct ColumnStats {
+  py::object count, sum, m2, min, max, shift;
+};
+
+// An optional float64 vector of length len that the kernel writes (in/out).
+double* inout_vector(const py::object& obj, const char* name, index_t len) {
+  if (!py::isinstance<py::array_t<double>>(obj))
+    throw py::type_error(std::string(name) + " must be a float64 numpy array");
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (a.ndim() != 1 || a.shape(0) != len || !(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be a C-contiguous array of shape (" + std::to_string(len) + ",)");
+  if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only but is written to");
+  return static_cast<double*>(a.mutable_data());
+}
+
 template <typename T>
-py::tuple column_stats_typed(const py::handle& x, bool moments, bool extrema) {
+ColumnStats column_stats_typed(const py::handle& x, bool moments, bool extrema, const py::object& shift,
+                               const py::object& weights) {
   auto a = checked_input_2d<T>(x, "x");
   ColumnStatsArgs<T> s;
   s.n = a.shape(0);
@@ -78,30 +97,54 @@ py::tuple column_stats_typed(const py::handle& x, bool moments, bool extrema) {
   s.x = static_cast<const T*>(a.data());
   s.moments = moments;
   s.extrema = extrema;
-  py::array_t<double> count(s.c), mean(s.c), m2(s.c), mn(s.c), mx(s.c);
-  s.count = count.mutable_data();
-  s.mean = mean.mutable_data();
-  s.m2 = m2.mutable_data();
-  s.min = mn.mutable_data();
-  s.max = mx.mutable_data();
+  ColumnStats r;
+  r.count = r.sum = r.m2 = r.min = r.max = r.shift = py::none();
+  if (!weights.is_none()) {
+    if (!moments) throw py::value_error("weights need moments=True");
+    s.w = column_vector(weights, "weights", s.n);
+  }
+  if (moments) {
+    if (shift.is_none()) {
+      py::array_t<double> k(s.c);
+      std::fill(k.mutable_data(), k.mutable_data() + s.c, std::numeric_limits<double>::quiet_NaN());
+      r.shift = k;
+    } else {
+      r.shift = shift;
+    }
+    s.shift = inout_vector(r.shift, "shift", s.c);
+    py::array_t<double> count(s.c), sum(s.c), m2(s.c);
+    s.count = count.mutable_data();
+    s.sum = sum.mutable_data();
+    s.m2 = m2.mutable_data();
+    r.count = count;
+    r.sum = sum;
+    r.m2 = m2;
+  }
+  if (extrema) {
+    py::array_t<double> mn(s.c), mx(s.c);
+    s.min = mn.mutable_data();
+    s.max = mx.mutable_data();
+    r.min = mn;
+    r.max = mx;
+  }
   s.nthreads = elementwise_threads(s.n, s.c);
   const auto& k = kernels().of<T>();
   {
     py::gil_scoped_release release;
     k.scaler.column_stats(s);
   }
-  py::object none = py::none();
-  return py::make_tuple(count, moments ? py::object(mean) : none, moments ? py::object(m2) : none,
-                        extrema ? py::object(mn) : none, extrema ? py::object(mx) : none);
+  return r;
 }
 
-py::tuple column_stats(const py::object& x, bool moments, bool extrema) {
-  return is_f64(x) ? column_stats_typed<double>(x, moments, extrema) : column_stats_typed<float>(x, moments, extrema);
+ColumnStats column_stats(const py::object& x, bool moments, bool extrema, const py::object& shift,
+                         const py::object& weights) {
+  return is_f64(x) ? column_stats_typed<double>(x, moments, extrema, shift, weights)
+                   : column_stats_typed<float>(x, moments, extrema, shift, weights);
 }
 
 template <typename T>
-bool affine_typed(const py::handle& x, const py::handle& out, const py::object& shift, const py::object& scale,
-                  const py::object& offset, const py::object& lo, const py::object& hi) {
+index_t affine_typed(const py::handle& x, const py::handle& out, const py::object& shift, const py::object& scale,
+                     const py::object& offset, const py::object& lo, const py::object& hi) {
   auto a = checked_input_2d<T>(x, "x");
   AffineArgs<T> t;
   t.n = a.shape(0);
@@ -114,14 +157,18 @@ bool affine_typed(const py::handle& x, const py::handle& out, const py::object& 
   t.lo = column_vector(lo, "lo", t.c);
   t.hi = column_vector(hi, "hi", t.c);
   if (!t.lo != !t.hi) throw py::value_error("pass both lo and hi, or neither");
+  const auto x0 = reinterpret_cast<std::uintptr_t>(t.x), y0 = reinterpret_cast<std::uintptr_t>(t.y);
+  const auto bytes = std::uintptr_t(t.n * t.c) * sizeof(T);
+  if (x0 != y0 && x0 < y0 + bytes && y0 < x0 + bytes)
+    throw py::value_error("out overlaps x without being x: pass x itself (in place) or a separate array");
   t.nthreads = elementwise_threads(t.n, t.c);
   const auto& k = kernels().of<T>();
   py::gil_scoped_release release;
   return k.scaler.affine(t);
 }
 
-bool affine(const py::object& x, const py::object& out, const py::object& shift, const py::object& scale,
-            const py::object& offset, const py::object& lo, const py::object& hi) {
+index_t affine(const py::object& x, const py::object& out, const py::object& shift, const py::object& scale,
+               const py::object& offset, const py::object& lo, const py::object& hi) {
   return is_f64(x) ? affine_typed<double>(x, out, shift, scale, offset, lo, hi)
                    : affine_typed<float>(x, out, shift, scale, offset, lo, hi);
 }
@@ -180,14 +227,24 @@ py::array_t<double> column_quantiles(const py::object& x, const py::object& q) {
 }  // namespace
 
 void bind_preprocessing(py::module_& m) {
+  py::class_<ColumnStats>(m, "ColumnStats", "Per-column statistics of scaler_column_stats (float64 arrays or None).")
+      .def_readonly("count", &ColumnStats::count, "(C) weight of the non-NaN values (moments)")
+      .def_readonly("sum", &ColumnStats::sum, "(C) sum of w * (x - shift) over the non-NaN values (moments)")
+      .def_readonly("m2", &ColumnStats::m2, "(C) sum of w * (x - mean)^2 (moments)")
+      .def_readonly("min", &ColumnStats::min, "(C) minimum, +inf without values (extrema)")
+      .def_readonly("max", &ColumnStats::max, "(C) maximum, -inf without values (extrema)")
+      .def_readonly("shift", &ColumnStats::shift, "(C) the shifts used (moments): the array passed in, filled");
   m.def("scaler_column_stats", &column_stats, py::arg("x"), py::arg("moments") = true, py::arg("extrema") = true,
-        "(count, mean, m2, min, max) per column of x (N, C), NaN ignored, float64; mean and m2 are None "
-        "without moments, min and max None without extrema. Identical for any thread count.");
+        py::arg("shift") = py::none(), py::arg("weights") = py::none(),
+        "ColumnStats of x (N, C), NaN ignored, float64; identical for any thread count. Moments are taken "
+        "about shift (C), whose NaN entries (all of them when None) become the column's first non-NaN value; "
+        "the mean is shift + sum / count. weights (N): sample weights (finite, >= 0).");
   m.def("scaler_affine", &affine, py::arg("x"), py::arg("out"), py::arg("shift") = py::none(),
         py::arg("scale") = py::none(), py::arg("offset") = py::none(), py::arg("lo") = py::none(),
         py::arg("hi") = py::none(),
         "out = (x - shift) * scale + offset per column (float64 vectors, None = identity), then clipped to "
-        "[lo, hi] when given; out may be x. Returns whether x held an infinity.");
+        "[lo, hi] when given; out may be x (then x is untouched on error). Returns -1, or the flat index of the "
+        "first element whose result is infinite in x's dtype (an infinite x, or an overflow).");
   m.def("scaler_log", &log_offset, py::arg("x"), py::arg("out"), py::arg("offset"),
         "out = log(x + offset); returns -1 or the flat index of the first x with x + offset <= 0.");
   m.def("scaler_quantiles", &column_quantiles, py::arg("x"), py::arg("q"),

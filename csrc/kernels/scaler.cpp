@@ -16,125 +16,210 @@ namespace fastnn {
 namespace FASTNN_ISA {
 namespace {
 
-// Columns per tile: a block of 256 rows x 256 columns of doubles is 512 KiB, so the second
-// (deviation) pass over a tile reads from L2, not memory, however wide x is.
-constexpr index_t kStatsCols = 256;
+// Columns per register tile: the block loops keep one tile's accumulators (sum, min, max)
+// in registers; four vectors of doubles per statistic.
+constexpr index_t kTileCols = 4 * f64v::W;
 
-// Rows [r0, r1) x columns [j0, j1) of x: the first pass accumulates sum, min and max; the
-// second (deviations from the block mean, for m2) re-reads the block from cache. Both run
-// as plain loops that vectorize (a NaN just propagates into the sum); only the columns whose
-// sum came out NaN are then redone with NaN skipped, element by element.
-template <typename T, bool Moments, bool Extrema>
-void stats_block(const T* __restrict x, index_t c, index_t r0, index_t r1, index_t j0, index_t j1,
-                 double* __restrict cnt, double* __restrict mean, double* __restrict m2, double* __restrict mn,
-                 double* __restrict mx) {
+// Where one block of rows of one tile of columns reads and writes: rows [r0, r1) x columns
+// [j0, j0 + nj) of x; the per-column outputs are this block's partials.
+template <typename T>
+struct TileJob {
+  const T* x;          // (N, C)
+  index_t c, r0, r1, j0;
+  const double* w;     // (N) or null
+  const double* k;     // (C) shifts (NaN replaced by 0)
+  double* cnt;         // (C) block partials, indexed by column
+  double* sum;
+  double* m2;
+  double* mn;
+  double* mx;
+};
+
+// One tile of columns over one block of rows. Width > 0: exactly Width columns (a
+// compile-time trip count, so the accumulators live in registers); Width == 0: nj columns.
+// The first pass accumulates w * (x - k), min and max as plain loops (a NaN just propagates
+// into the sum); the columns whose sum came out NaN are then redone with NaN skipped. The
+// second pass (m2 about the block mean) re-reads the block from cache.
+template <typename T, bool Weighted, bool Moments, bool Extrema, index_t Width>
+void stats_tile(const TileJob<T>& t, index_t nj) {
+  const index_t m = Width > 0 ? Width : nj;
   const double inf = std::numeric_limits<double>::infinity();
-  const double rows = double(r1 - r0);
-  for (index_t j = j0; j < j1; ++j) {
-    mean[j] = 0.0;  // the sum, first
-    if (Extrema) { mn[j] = inf; mx[j] = -inf; }
+  double s[kTileCols], lo[kTileCols], hi[kTileCols], k[kTileCols], mean[kTileCols];
+  for (index_t j = 0; j < m; ++j) {
+    s[j] = 0.0;
+    lo[j] = inf;
+    hi[j] = -inf;
+    k[j] = Moments ? t.k[t.j0 + j] : 0.0;
   }
-  for (index_t r = r0; r < r1; ++r) {
-    const T* __restrict xr = x + r * c;
-    for (index_t j = j0; j < j1; ++j) {
+  double wsum = 0.0;
+  for (index_t r = t.r0; r < t.r1; ++r) {
+    const T* __restrict xr = t.x + r * t.c + t.j0;
+    const double wr = Weighted ? t.w[r] : 1.0;
+    if (Weighted) wsum += wr;
+    for (index_t j = 0; j < m; ++j) {
       const double v = double(xr[j]);
-      mean[j] += v;
+      if (Moments) s[j] += Weighted ? wr * (v - k[j]) : v - k[j];
       if (Extrema) {
-        mn[j] = v < mn[j] ? v : mn[j];  // comparisons with NaN are false: it is skipped
-        mx[j] = v > mx[j] ? v : mx[j];
+        lo[j] = v < lo[j] ? v : lo[j];  // comparisons with NaN are false: it is skipped
+        hi[j] = v > hi[j] ? v : hi[j];
       }
     }
   }
-  for (index_t j = j0; j < j1; ++j) {
+  const double rows = Weighted ? wsum : double(t.r1 - t.r0);
+  for (index_t j = 0; j < m; ++j) {
+    if (Extrema) { t.mn[t.j0 + j] = lo[j]; t.mx[t.j0 + j] = hi[j]; }
+  }
+  if (!Moments) return;
+  double cnt[kTileCols];
+  bool any_nan = false;
+  for (index_t j = 0; j < m; ++j) {
     cnt[j] = rows;
-    if (mean[j] != mean[j]) {  // a NaN in this column (or inf - inf): recount without NaN
+    if (s[j] != s[j]) {  // a NaN in this column (or inf - inf): recount without NaN
+      any_nan = true;
       double n_ok = 0.0, sum = 0.0;
-      for (index_t r = r0; r < r1; ++r) {
-        const double v = double(x[r * c + j]);
+      for (index_t r = t.r0; r < t.r1; ++r) {
+        const double v = double(t.x[r * t.c + t.j0 + j]);
+        const double wr = Weighted ? t.w[r] : 1.0;
         if (v == v) {
-          n_ok += 1.0;
-          sum += v;
+          n_ok += wr;
+          sum += wr * (v - k[j]);
         }
       }
       cnt[j] = n_ok;
-      mean[j] = sum;
+      s[j] = sum;
+    }
+    mean[j] = cnt[j] > 0.0 ? s[j] / cnt[j] : 0.0;  // the block mean of x - k
+  }
+  // Deviations from the block mean C = k + mean, taken as x - c with c = C rounded (one
+  // subtraction per value) and e = C - c exactly (Knuth's TwoSum): sum (x - C)^2 =
+  // sum (x - c)^2 - 2 e sum (x - c) + n e^2, and sum (x - c) = n e up to the rounding of
+  // mean, so m2 = sum (x - c)^2 - n e^2.
+  double center[kTileCols], err[kTileCols];
+  for (index_t j = 0; j < m; ++j) {
+    center[j] = k[j] + mean[j];
+    const double kv = center[j] - mean[j];
+    err[j] = (k[j] - kv) + (mean[j] - (center[j] - kv));
+  }
+  double q[kTileCols];
+  for (index_t j = 0; j < m; ++j) q[j] = 0.0;
+  for (index_t r = t.r0; r < t.r1; ++r) {
+    const T* __restrict xr = t.x + r * t.c + t.j0;
+    const double wr = Weighted ? t.w[r] : 1.0;
+    for (index_t j = 0; j < m; ++j) {
+      const double d = double(xr[j]) - center[j];
+      q[j] += Weighted ? wr * (d * d) : d * d;
     }
   }
-  if (!Moments) return;
-  for (index_t j = j0; j < j1; ++j) {
-    mean[j] = cnt[j] > 0.0 ? mean[j] / cnt[j] : 0.0;
-    m2[j] = 0.0;
+  for (index_t j = 0; j < m; ++j) {
+    const double v = q[j] - cnt[j] * err[j] * err[j];
+    q[j] = v < 0.0 ? 0.0 : v;  // rounding; a NaN stays NaN
   }
-  for (index_t r = r0; r < r1; ++r) {
-    const T* __restrict xr = x + r * c;
-    for (index_t j = j0; j < j1; ++j) {
-      const double d = double(xr[j]) - mean[j];
-      m2[j] += d * d;
+  if (any_nan) {
+    for (index_t j = 0; j < m; ++j) {
+      if (cnt[j] == rows && q[j] == q[j]) continue;  // no NaN: the plain sum above is right
+      double acc = 0.0;
+      for (index_t r = t.r0; r < t.r1; ++r) {
+        const double v = double(t.x[r * t.c + t.j0 + j]);
+        const double wr = Weighted ? t.w[r] : 1.0;
+        const double d = v - center[j];
+        if (v == v) acc += wr * (d * d);
+      }
+      const double v = acc - cnt[j] * err[j] * err[j];
+      q[j] = v < 0.0 ? 0.0 : v;
     }
   }
-  for (index_t j = j0; j < j1; ++j) {
-    if (cnt[j] == rows) continue;  // no NaN: the plain sum above is right
-    double sum = 0.0;
-    for (index_t r = r0; r < r1; ++r) {
-      const double v = double(x[r * c + j]);
-      if (v == v) sum += (v - mean[j]) * (v - mean[j]);
-    }
-    m2[j] = sum;
+  for (index_t j = 0; j < m; ++j) {
+    t.cnt[t.j0 + j] = cnt[j];
+    t.sum[t.j0 + j] = s[j];
+    t.m2[t.j0 + j] = q[j];
   }
 }
 
-template <typename T, bool Moments, bool Extrema>
+template <typename T, bool Weighted, bool Moments, bool Extrema>
+void stats_block(const TileJob<T>& t, index_t c) {
+  TileJob<T> u = t;
+  index_t j0 = 0;
+  for (; j0 + kTileCols <= c; j0 += kTileCols) {
+    u.j0 = j0;
+    stats_tile<T, Weighted, Moments, Extrema, kTileCols>(u, kTileCols);
+  }
+  if (j0 < c) {
+    u.j0 = j0;
+    stats_tile<T, Weighted, Moments, Extrema, 0>(u, c - j0);
+  }
+}
+
+// The NaN entries of shift become their column's first non-NaN value (rows in order).
+template <typename T>
+void pick_shifts(const T* x, index_t n, index_t c, double* shift) {
+  index_t open = 0;
+  for (index_t j = 0; j < c; ++j) open += shift[j] != shift[j];
+  for (index_t r = 0; r < n && open > 0; ++r) {
+    const T* xr = x + r * c;
+    for (index_t j = 0; j < c; ++j) {
+      const double v = double(xr[j]);
+      if (shift[j] != shift[j] && v == v) {
+        shift[j] = v;
+        --open;
+      }
+    }
+  }
+}
+
+template <typename T, bool Weighted, bool Moments, bool Extrema>
 void column_stats_impl(const ColumnStatsArgs<T>& a) {
   const index_t n = a.n, c = a.c;
   if (c <= 0) return;
   const index_t chunks = std::max<index_t>(1, (n + kScalerChunkRows - 1) / kScalerChunkRows);
   const index_t width = chunks * c;
-  double* part = static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(5 * width) * sizeof(double)));
+  double* part = static_cast<double*>(
+      thread_scratch(ScratchSlot::reduction, size_t(5 * width + c) * sizeof(double)));
   double* p_cnt = part;
-  double* p_mean = part + width;
+  double* p_sum = part + width;
   double* p_m2 = part + 2 * width;
   double* p_min = part + 3 * width;
   double* p_max = part + 4 * width;
+  double* k = part + 5 * width;
+  if (Moments) {
+    pick_shifts(a.x, n, c, a.shift);
+    for (index_t j = 0; j < c; ++j) k[j] = a.shift[j] == a.shift[j] ? a.shift[j] : 0.0;
+  }
   const double inf = std::numeric_limits<double>::infinity();
 #pragma omp parallel num_threads(a.nthreads) if (a.nthreads > 1)
   {
 #pragma omp for schedule(static)
     for (index_t ch = 0; ch < chunks; ++ch) {
-      const index_t r0 = ch * kScalerChunkRows, r1 = std::min(n, r0 + kScalerChunkRows);
       const index_t off = ch * c;
-      for (index_t j0 = 0; j0 < c; j0 += kStatsCols)
-        stats_block<T, Moments, Extrema>(a.x, c, r0, r1, j0, std::min(c, j0 + kStatsCols), p_cnt + off,
-                                         p_mean + off, p_m2 + off, p_min + off, p_max + off);
+      TileJob<T> t{a.x, c, ch * kScalerChunkRows, std::min(n, (ch + 1) * kScalerChunkRows), 0, a.w, k,
+                   p_cnt + off, p_sum + off, p_m2 + off, p_min + off, p_max + off};
+      stats_block<T, Weighted, Moments, Extrema>(t, c);
     }
 #pragma omp for schedule(static)
     for (index_t j = 0; j < c; ++j) {
-      double count = 0.0, mean = 0.0, m2 = 0.0, mn = inf, mx = -inf;
+      double count = 0.0, sum = 0.0, comp = 0.0, m2 = 0.0, mn = inf, mx = -inf;
       for (index_t ch = 0; ch < chunks; ++ch) {
         const index_t i = ch * c + j;
-        const double nb = p_cnt[i];
         if (Extrema) {
           mn = p_min[i] < mn ? p_min[i] : mn;
           mx = p_max[i] > mx ? p_max[i] : mx;
         }
-        if (!Moments || nb == 0.0) {
-          count += nb;
-          continue;
-        }
-        if (count == 0.0) {
-          count = nb;
-          mean = p_mean[i];
+        const double nb = Moments ? p_cnt[i] : 0.0;
+        if (!Moments || nb == 0.0) continue;
+        const double sb = p_sum[i];
+        if (count > 0.0) {
+          // Chan, Golub and LeVeque: m2 of the union, from the two means' difference
+          const double delta = sb / nb - (sum + comp) / count;
+          m2 += p_m2[i] + delta * delta * (count * nb / (count + nb));
+        } else {
           m2 = p_m2[i];
-          continue;
         }
-        // Chan, Golub and LeVeque: merge (count, mean, m2) with the block's
-        const double total = count + nb;
-        const double delta = p_mean[i] - mean;
-        mean += delta * (nb / total);
-        m2 += p_m2[i] + delta * delta * (count * nb / total);
-        count = total;
+        // Neumaier's compensated sum of the block sums
+        const double s2 = sum + sb;
+        comp += std::fabs(sum) >= std::fabs(sb) ? (sum - s2) + sb : (sb - s2) + sum;
+        sum = s2;
+        count += nb;
       }
-      a.count[j] = count;
-      if (Moments) { a.mean[j] = mean; a.m2[j] = m2; }
+      if (Moments) { a.count[j] = count; a.sum[j] = sum + comp; a.m2[j] = m2; }
       if (Extrema) { a.min[j] = mn; a.max[j] = mx; }
     }
   }
@@ -142,40 +227,73 @@ void column_stats_impl(const ColumnStatsArgs<T>& a) {
 
 template <typename T>
 void column_stats(const ColumnStatsArgs<T>& a) {
-  if (a.moments && a.extrema) column_stats_impl<T, true, true>(a);
-  else if (a.moments) column_stats_impl<T, true, false>(a);
-  else if (a.extrema) column_stats_impl<T, false, true>(a);
-  else column_stats_impl<T, false, false>(a);
+  const bool wt = a.w != nullptr && a.moments;
+  if (wt && a.extrema) column_stats_impl<T, true, true, true>(a);
+  else if (wt) column_stats_impl<T, true, true, false>(a);
+  else if (a.moments && a.extrema) column_stats_impl<T, false, true, true>(a);
+  else if (a.moments) column_stats_impl<T, false, true, false>(a);
+  else if (a.extrema) column_stats_impl<T, false, false, true>(a);
 }
 
-template <typename T, bool Clip>
-bool affine_rows(const AffineArgs<T>& a, const double* s, const double* m, const double* o) {
-  const index_t n = a.n, c = a.c;
+// Rows [r0, r1): y = T(((x - s) * m + o) clamped); returns the flat index of the first element
+// whose result is infinite in T, or -1. Store == false only checks.
+template <typename T, bool Clip, bool Store>
+index_t affine_block(const AffineArgs<T>& a, index_t r0, index_t r1, const double* s, const double* m,
+                     const double* o) {
+  const index_t c = a.c;
   const double* lo = a.lo;
   const double* hi = a.hi;
-  const double inf = std::numeric_limits<double>::infinity();
-  bool any_inf = false;  // a logical OR: the same for any thread count
-#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1) reduction(|| : any_inf)
-  for (index_t r = 0; r < n; ++r) {
+  const T tinf = std::numeric_limits<T>::infinity();
+  for (index_t r = r0; r < r1; ++r) {
     const T* xr = a.x + r * c;
     T* yr = a.y + r * c;
     int row_inf = 0;
     for (index_t j = 0; j < c; ++j) {
-      const double xv = double(xr[j]);
-      row_inf |= int(std::fabs(xv) == inf);
-      double v = (xv - s[j]) * m[j] + o[j];
+      double v = (double(xr[j]) - s[j]) * m[j] + o[j];
       if (Clip) v = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);  // NaN stays NaN
-      yr[j] = T(v);
+      const T out = T(v);
+      row_inf |= int(std::fabs(out) == tinf);
+      if (Store) yr[j] = out;
     }
-    any_inf = any_inf || row_inf != 0;
+    if (row_inf) {
+      for (index_t j = 0; j < c; ++j) {
+        double v = (double(xr[j]) - s[j]) * m[j] + o[j];
+        if (Clip) v = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);
+        if (std::fabs(T(v)) == tinf) return r * c + j;
+      }
+    }
   }
-  return any_inf;
+  return -1;
+}
+
+template <typename T, bool Clip, bool Store>
+index_t affine_rows(const AffineArgs<T>& a, const double* s, const double* m, const double* o) {
+  const index_t n = a.n;
+  const index_t chunks = (n + kScalerChunkRows - 1) / kScalerChunkRows;
+  index_t* first_bad = static_cast<index_t*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(index_t)));
+#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
+  for (index_t ch = 0; ch < chunks; ++ch) {
+    const index_t r0 = ch * kScalerChunkRows, r1 = std::min(n, r0 + kScalerChunkRows);
+    first_bad[ch] = affine_block<T, Clip, Store>(a, r0, r1, s, m, o);
+  }
+  for (index_t ch = 0; ch < chunks; ++ch)
+    if (first_bad[ch] >= 0) return first_bad[ch];
+  return -1;
+}
+
+template <typename T, bool Clip>
+index_t affine_checked(const AffineArgs<T>& a, const double* s, const double* m, const double* o) {
+  if (a.y == a.x) {  // in place: nothing is written unless every element is fine
+    const index_t bad = affine_rows<T, Clip, false>(a, s, m, o);
+    if (bad >= 0) return bad;
+  }
+  return affine_rows<T, Clip, true>(a, s, m, o);
 }
 
 template <typename T>
-bool affine(const AffineArgs<T>& a) {
+index_t affine(const AffineArgs<T>& a) {
   const index_t c = a.c;
-  if (c <= 0 || a.n <= 0) return false;
+  if (c <= 0 || a.n <= 0) return -1;
   // Null vectors become explicit defaults, so the row loop has one shape.
   double* work = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(3 * c) * sizeof(double)));
   const double* s = a.shift;
@@ -184,7 +302,7 @@ bool affine(const AffineArgs<T>& a) {
   if (!s) { std::fill(work, work + c, 0.0); s = work; }
   if (!m) { std::fill(work + c, work + 2 * c, 1.0); m = work + c; }
   if (!o) { std::fill(work + 2 * c, work + 3 * c, 0.0); o = work + 2 * c; }
-  return a.lo && a.hi ? affine_rows<T, true>(a, s, m, o) : affine_rows<T, false>(a, s, m, o);
+  return a.lo && a.hi ? affine_checked<T, true>(a, s, m, o) : affine_checked<T, false>(a, s, m, o);
 }
 
 template <typename T>

@@ -14,28 +14,42 @@ namespace fastnn {
 // Rows per statistics block (the same fixed chunking as reduce.hpp's reductions).
 constexpr index_t kScalerChunkRows = 256;
 
-// One pass over x per call: per column, the count of non-NaN values, their mean and sum of
-// squared deviations from it (m2: each block's two passes run while the block is in cache,
-// then blocks merge by Chan et al.'s formula), and their minimum and maximum.
-//   count (C), mean (C) (0 when count == 0), m2 (C)     when moments
-//   min (C), max (C) (+inf / -inf when count == 0)      when extrema
+// Per-column statistics of x, NaN ignored, in one call (each block of rows is read from
+// memory once; its second pass, for m2, re-reads it from cache).
+//
+// Moments are taken about a per-column shift k (the "shifted data" algorithm): sum holds
+// sum(w * (x - k)), m2 the sum of w * (x - mean)^2 (block two-pass, blocks merged in order by
+// Chan, Golub and LeVeque's formula), so the caller's mean k + sum / count is exact to
+// rounding for data far from 0 (x - k is exact when x is within a factor 2 of k), and a
+// column whose values all equal k gets sum == 0 and m2 == 0 exactly. Entries of shift that
+// are NaN on input are set to the column's first non-NaN value (they stay NaN for a column
+// without one, whose moments are then taken about 0).
+//   count (C) weight (or number) of the non-NaN values   when moments
+//   sum (C), m2 (C)                                      when moments
+//   min (C), max (C) (+inf / -inf without values)        when extrema
+// Infinite x (or an overflow) shows as a non-finite sum or m2, or as an infinite min/max.
 template <typename T>
 struct ColumnStatsArgs {
   index_t n = 0, c = 0;
-  const T* x = nullptr;      // (N, C)
+  const T* x = nullptr;        // (N, C)
+  const double* w = nullptr;   // (N) sample weights (finite, >= 0) or null: all 1
   bool moments = true;
   bool extrema = true;
-  double* count = nullptr;   // (C) out
-  double* mean = nullptr;    // (C) out, moments
-  double* m2 = nullptr;      // (C) out, moments
-  double* min = nullptr;     // (C) out, extrema
-  double* max = nullptr;     // (C) out, extrema
+  double* shift = nullptr;     // (C) in/out, moments
+  double* count = nullptr;     // (C) out, moments
+  double* sum = nullptr;       // (C) out, moments
+  double* m2 = nullptr;        // (C) out, moments
+  double* min = nullptr;       // (C) out, extrema
+  double* max = nullptr;       // (C) out, extrema
   int nthreads = 1;
 };
 
-// y = (x - shift) * scale + offset, then clamped to [lo, hi] when lo and hi are given (NaN
-// stays NaN). Null vectors mean shift 0, scale 1, offset 0. y may be x (in place).
-// Returns whether x held an infinity (so callers need no separate finiteness pass).
+// y = (x - shift) * scale + offset in float64, then clamped to [lo, hi] when lo and hi are
+// given (NaN stays NaN), rounded once to T. Null vectors mean shift 0, scale 1, offset 0.
+// Returns -1, or the flat index r * C + j (the first in row-major order) of an element whose
+// result is infinite in T: an infinite x, or a finite one whose result overflows T. y may
+// be x (in place): x is then checked in a read-only pass first, so that an error leaves it
+// untouched. Otherwise y is only partly written on error.
 template <typename T>
 struct AffineArgs {
   index_t n = 0, c = 0;
@@ -78,7 +92,7 @@ struct QuantileArgs {
 template <typename T>
 struct ScalerKernels {
   void (*column_stats)(const ColumnStatsArgs<T>&) = nullptr;
-  bool (*affine)(const AffineArgs<T>&) = nullptr;
+  index_t (*affine)(const AffineArgs<T>&) = nullptr;
   index_t (*log_offset)(const LogArgs<T>&) = nullptr;
   void (*column_quantiles)(const QuantileArgs<T>&) = nullptr;
 };

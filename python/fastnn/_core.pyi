@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'EpochConfig', 'EpochResult', 'LayerKind', 'LayerSpec', 'LossKind', 'Model', 'OptimizerHyper', 'OptimizerKind', 'Schedule', 'ScheduleKind', 'activation_backward', 'activation_forward', 'available_paths', 'batchnorm_backward', 'batchnorm_forward', 'build_info', 'calling_thread_num_threads', 'clip_value_', 'cpu_info', 'dense_backward', 'dense_forward', 'dropout', 'explicit_num_threads', 'fork_guard_mode', 'gemm', 'gemm_tile', 'get_num_threads', 'loss', 'optimizer_step', 'philox4x32_10', 'scale_', 'scaler_affine', 'scaler_column_stats', 'scaler_log', 'scaler_quantiles', 'set_calling_thread_num_threads', 'set_num_threads', 'simd_path', 'sum_squares']
+__all__: list[str] = ['Activation', 'ColumnStats', 'EpochConfig', 'EpochResult', 'LayerKind', 'LayerSpec', 'LossKind', 'Model', 'OptimizerHyper', 'OptimizerKind', 'Schedule', 'ScheduleKind', 'activation_backward', 'activation_forward', 'available_paths', 'batchnorm_backward', 'batchnorm_forward', 'build_info', 'calling_thread_num_threads', 'clip_value_', 'cpu_info', 'dense_backward', 'dense_forward', 'dropout', 'explicit_num_threads', 'fork_guard_mode', 'gemm', 'gemm_tile', 'get_num_threads', 'loss', 'optimizer_step', 'philox4x32_10', 'scale_', 'scaler_affine', 'scaler_column_stats', 'scaler_log', 'scaler_quantiles', 'set_calling_thread_num_threads', 'set_num_threads', 'simd_path', 'sum_squares']
 class ScheduleKind:
     """
     Members:
@@ -277,6 +277,40 @@ class OptimizerKind:
     @property
     def value(self) -> int:
         ...
+class ColumnStats:
+    """
+    Per-column statistics of scaler_column_stats (float64 arrays or None).
+    """
+    @property
+    def count(self) -> typing.Any:
+        """
+        (C) weight of the non-NaN values (moments)
+        """
+    @property
+    def m2(self) -> typing.Any:
+        """
+        (C) sum of w * (x - mean)^2 (moments)
+        """
+    @property
+    def max(self) -> typing.Any:
+        """
+        (C) maximum, -inf without values (extrema)
+        """
+    @property
+    def min(self) -> typing.Any:
+        """
+        (C) minimum, +inf without values (extrema)
+        """
+    @property
+    def shift(self) -> typing.Any:
+        """
+        (C) the shifts used (moments): the array passed in, filled
+        """
+    @property
+    def sum(self) -> typing.Any:
+        """
+        (C) sum of w * (x - shift) over the non-NaN values (moments)
+        """
 class LayerKind:
     """
     Members:
@@ -599,13 +633,13 @@ def philox4x32_10(counter: typing.Annotated[collections.abc.Sequence[typing.Supp
     ...
 def scale_(x: typing.Any, factor: typing.SupportsFloat | typing.SupportsIndex) -> None:
     ...
-def scaler_affine(x: typing.Any, out: typing.Any, shift: typing.Any = None, scale: typing.Any = None, offset: typing.Any = None, lo: typing.Any = None, hi: typing.Any = None) -> bool:
+def scaler_affine(x: typing.Any, out: typing.Any, shift: typing.Any = None, scale: typing.Any = None, offset: typing.Any = None, lo: typing.Any = None, hi: typing.Any = None) -> int:
     """
-    out = (x - shift) * scale + offset per column (float64 vectors, None = identity), then clipped to [lo, hi] when given; out may be x. Returns whether x held an infinity.
+    out = (x - shift) * scale + offset per column (float64 vectors, None = identity), then clipped to [lo, hi] when given; out may be x (then x is untouched on error). Returns -1, or the flat index of the first element whose result is infinite in x's dtype (an infinite x, or an overflow).
     """
-def scaler_column_stats(x: typing.Any, moments: bool = True, extrema: bool = True) -> tuple:
+def scaler_column_stats(x: typing.Any, moments: bool = True, extrema: bool = True, shift: typing.Any = None, weights: typing.Any = None) -> ColumnStats:
     """
-    (count, mean, m2, min, max) per column of x (N, C), NaN ignored, float64; mean and m2 are None without moments, min and max None without extrema. Identical for any thread count.
+    ColumnStats of x (N, C), NaN ignored, float64; identical for any thread count. Moments are taken about shift (C), whose NaN entries (all of them when None) become the column's first non-NaN value; the mean is shift + sum / count. weights (N): sample weights (finite, >= 0).
     """
 def scaler_log(x: typing.Any, out: typing.Any, offset: typing.SupportsFloat | typing.SupportsIndex) -> int:
     """

@@ -736,6 +736,11 @@ def _state_problem(value, reference, n_features: int) -> str | None:
             return None
         if isinstance(value, np.ndarray) and value.shape == (n_features,) and value.dtype.kind in "iu":
             return None  # a count per column (StandardScaler.n_samples_seen_ with NaN)
+        if isinstance(value, float) and math.isfinite(value) and value >= 0:
+            return None  # a total weight (StandardScaler.n_samples_seen_ with sample_weight)
+        if (isinstance(value, np.ndarray) and value.shape == (n_features,) and value.dtype.kind == "f"
+                and bool(np.all(np.isfinite(value) & (value >= 0)))):
+            return None  # a total weight per column
         return f"must be a non-negative int or one int per feature, got {_describe(value)}"
     if isinstance(reference, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -777,6 +782,10 @@ def scaler_from_state(config, arrays, n_features: int | None = None):
     if not isinstance(params, dict) or not isinstance(fitted, dict) or not isinstance(arrays, dict):
         raise ModelFormatError(f"{name}: params, fitted and arrays must be JSON objects / dicts")
     expected = set(cls._get_param_names())
+    # a file written before a parameter existed (fastnn 60c4ab6) implies its old behaviour
+    added = {k: v for k, v in getattr(cls, "_params_added", {}).items() if k not in params}
+    if added and set(params) | set(added) == expected:
+        params = {**params, **added}
     if set(params) != expected:
         raise ModelFormatError(f"{name}.params has keys {sorted(params)}, {name} takes {sorted(expected)}")
     args = {k: _param_from_json(v, f"{name}.params.{k}") for k, v in params.items()}
@@ -790,6 +799,9 @@ def scaler_from_state(config, arrays, n_features: int | None = None):
         if not isinstance(value, np.ndarray) or value.ndim < 1 or value.shape[0] != n:
             raise ModelFormatError(f"{name}.{key} must be an array of {n} values (one per feature), got "
                                    f"{_describe(value)}")
+    upgrade = getattr(cls, "_upgrade_state", None)
+    if upgrade is not None:  # the private state of an older fastnn, in today's terms
+        fitted, arrays = upgrade(dict(fitted), dict(arrays))
     both = sorted(set(fitted) & set(arrays))
     if both:
         raise ModelFormatError(f"{name}: {both} are both in fitted and in arrays")
