@@ -54,7 +54,8 @@ def data():
 @pytest.fixture(scope="module")
 def client():
     from distributed import Client, LocalCluster
-    kw = dict(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+    # a free port for the dashboard: another test run on this machine may hold the default 8787
+    kw = dict(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0")
     try:
         cluster = LocalCluster(processes=True, **kw)
     except Exception as exc:  # a sandbox that cannot spawn worker processes
