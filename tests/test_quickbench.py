@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from fastnn import _quickbench as qb
 from fastnn.cli import _parser
+from support import subprocess_env
 
 BASELINES = {"torch": "torch", "sklearn": "sklearn", "jax": "jax"}
 
@@ -24,22 +27,39 @@ def test_w_workloads_are_the_reference_ones():
     assert np.array_equal(X_all[:1000], X) and np.array_equal(y_all[:1000], y)
 
 
+TRAIN = """
+import json, sys
+from fastnn import _quickbench as qb
+X, y = qb.w1_data(4000)
+try:
+    t = qb.trainer(sys.argv[1], qb.W_WORKLOADS[sys.argv[2]], X, y)
+except qb.Unsupported as exc:
+    print(json.dumps({"unsupported": str(exc)}))
+    sys.exit(0)
+t.epoch()
+first = t.mse()
+for _ in range(3):
+    t.epoch()
+print(json.dumps({"first": first, "last": t.mse()}))
+"""
+
+
 @pytest.mark.parametrize("lib", ["fastnn", *BASELINES])
 @pytest.mark.parametrize("name", list(qb.W_WORKLOADS))
 def test_every_library_trains_every_workload_it_can(lib, name):
+    """In a child interpreter: importing torch and JAX here would grow this process by
+    hundreds of MiB for the rest of the session (and every child it starts inherits that
+    peak in its own ru_maxrss)."""
     if lib != "fastnn" and importlib.util.find_spec(BASELINES[lib]) is None:
         pytest.skip(f"{lib} is not installed")
-    X, y = qb.w1_data(4000)
-    try:
-        t = qb.trainer(lib, qb.W_WORKLOADS[name], X, y)
-    except qb.Unsupported as exc:
-        assert lib in ("sklearn", "jax") and name == "W1R", exc
+    r = subprocess.run([sys.executable, "-c", TRAIN, lib, name], capture_output=True, text=True, timeout=300,
+                       env=subprocess_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    if "unsupported" in result:
+        assert lib in ("sklearn", "jax") and name == "W1R", result
         return
-    t.epoch()
-    first = t.mse()
-    for _ in range(3):
-        t.epoch()
-    assert np.isfinite(first) and t.mse() < first
+    assert np.isfinite(result["first"]) and result["last"] < result["first"], result
 
 
 def test_unknown_library_is_a_value_error():
