@@ -479,8 +479,9 @@ def export_onnx(obj, path, *, dtype=None, opset=None, initial_types=None) -> Non
         ONNX opset of the default domain (>= 15; default ``DEFAULT_OPSET``).
     initial_types : list of (name, skl2onnx type), optional
         Only for pipelines converted by skl2onnx: its inputs. By default one input per
-        column of a ``ColumnTransformer`` fitted on a DataFrame (string for the columns of
-        an encoder fitted on text, else ``dtype``), or one input ``"X"``.
+        column of a leading ``ColumnTransformer`` fitted on a DataFrame or named by the
+        ``features`` metadata of a ``fastnn train`` model (string for the columns of an
+        encoder fitted on text, else ``dtype``), or one input ``"X"``.
 
     Raises
     ------
