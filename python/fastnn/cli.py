@@ -269,15 +269,42 @@ def _read(path, *, categorical_hint=False, **kw):
         hint = ""
         if exc.column is not None and exc.column == kw.get("target") and not kw.get("labels"):
             hint = " (for class labels use --classify)"
-        elif categorical_hint and exc.problem == "not a number" and exc.column in kw.get("columns", ()):
+        elif categorical_hint and _word_in(exc, kw.get("columns", ())):
             hint = f" (if {exc.column!r} holds categories, --categorical {exc.column} one-hot encodes it)"
         raise UsageError(f"{exc}{hint}") from None
 
 
+def _word_in(exc, features) -> bool:
+    """Whether a CSVError is a word in one of the ``features`` (read as numbers)."""
+    return exc.problem == "not a number" and exc.column in features
+
+
+def _read_training_data(args, features, forced):
+    """(X, y, features, target, categorical) of --target, the ``features`` and the
+    categorical columns: the ``forced`` ones (--categorical COL,...) and, unless
+    --categorical none, the text columns. A file of numbers is read once, as before; the
+    text columns are looked for only when a feature read as numbers has a bad cell."""
+    from fastnn._csv import CSVError, read_csv, text_columns
+    kw = dict(target=args.target, columns=features, labels=args.classify, delimiter=args.delimiter)
+    categorical = forced
+    if args.categorical != "none":
+        try:
+            return (*read_csv(args.data, text=forced, **kw), forced)
+        except CSVError as exc:  # a word, or a gap, in a feature read as numbers: a text column?
+            if exc.problem is None or exc.column not in features:
+                return (*_read(args.data, text=forced, **kw), forced)  # reports it, one line
+            try:
+                text = set(text_columns(args.data, features, delimiter=args.delimiter)) | set(forced)
+            except CSVError as error:
+                raise UsageError(str(error)) from None
+            categorical = [c for c in features if c in text]
+    return (*_read(args.data, text=categorical, categorical_hint=args.categorical != "none", **kw), categorical)
+
+
 def _columns(args) -> tuple[list[str], list[str]]:
     """The feature columns (--features, or every column but the target and --drop) and the
-    categorical ones among them (--categorical: the text columns unless 'none', and the
-    columns it names), each checked against the file's header: one line naming the option."""
+    ones --categorical COL,... names, each checked against the file's header: one line
+    naming the option."""
     from fastnn import _csv
     try:
         names = _csv.header(args.data, delimiter=args.delimiter)
@@ -298,12 +325,9 @@ def _columns(args) -> tuple[list[str], list[str]]:
         if stray:
             raise UsageError(f"--categorical names {_csv.listing(stray)}, not among the feature columns (the target, "
                              "or left out by --features or --drop)")
-        if args.categorical == "none":
-            return features, []
-        text = set(_csv.text_columns(args.data, features, delimiter=args.delimiter)) | set(forced)
     except _csv.CSVError as exc:
         raise UsageError(str(exc)) from None
-    return features, [c for c in features if c in text]
+    return features, forced
 
 
 def _check_categories(X, features, categorical):
@@ -406,10 +430,7 @@ def _train(args, command: list[str]):
     """Train as ``args`` say, save, print the report; returns (pipeline, X, y).
     Raises UsageError, or _Diverged after printing the findings."""
     out = _train_outputs(args)
-    features, categorical = _columns(args)
-    X, y, features, target = _read(args.data, target=args.target, columns=features, text=categorical,
-                                   labels=args.classify, delimiter=args.delimiter,
-                                   categorical_hint=args.categorical != "none")
+    X, y, features, target, categorical = _read_training_data(args, *_columns(args))
     _check_rows(X.shape[0], args.data)
     if categorical:
         _check_categories(X, features, categorical)
