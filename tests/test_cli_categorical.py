@@ -192,6 +192,14 @@ def test_classifier_with_text_features(work):
     assert head == ["kind", "proba_big", "proba_small"]
     X = features_of(rows)[:, [1, 0]]
     assert [r[0] for r in out] == model.predict(X).tolist()
+    rt = pytest.importorskip("onnxruntime", reason="running the exported file needs onnxruntime")
+    pytest.importorskip("skl2onnx", reason="pipelines with scikit-learn steps are converted by skl2onnx")
+    result = run("export", "kinds.npz", "kinds.onnx", cwd=work)
+    assert result.returncode == 0, result.stderr
+    session = rt.InferenceSession(str(work / "kinds.onnx"), providers=["CPUExecutionProvider"])
+    labels, proba = session.run(None, {"size": X[:, [0]].astype(np.float32), "city": X[:, [1]].astype(str)})
+    assert labels.tolist() == model.predict(X).tolist()
+    np.testing.assert_allclose(proba, model.predict_proba(X), rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- errors and choices
@@ -261,6 +269,12 @@ def test_column_options_errors(work, options, message):
     target = () if "--target" in options else ("--target", "price")
     assert_usage_error(run("train", "flats.csv", *target, *options, "--out", "never.npz", cwd=work), message)
     assert not (work / "never.npz").exists()
+
+
+def test_predict_needs_the_categorical_columns(trained, work):
+    write_csv(work / "no_city.csv", ["size", "zone"], [[50.0, 1]])
+    assert_usage_error(run("predict", trained[1], "no_city.csv", cwd=work),
+                       r"no_city\.csv has no column 'city' \(needed as features\); its columns are 'size', 'zone'$")
 
 
 def test_remove_outliers_needs_a_numeric_feature(work):
