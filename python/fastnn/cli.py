@@ -260,23 +260,24 @@ def _scaler(name):
 
 
 def _read(path, *, categorical_hint=False, **kw):
-    """read_csv, its errors as one line; ``categorical_hint``: a word in a numeric feature
-    column suggests --categorical."""
+    """read_csv, its errors as one line (``_csv_error``)."""
     from fastnn._csv import CSVError, read_csv
     try:
         return read_csv(path, **kw)
     except CSVError as exc:
-        hint = ""
-        if exc.column is not None and exc.column == kw.get("target") and not kw.get("labels"):
-            hint = " (for class labels use --classify)"
-        elif categorical_hint and _word_in(exc, kw.get("columns", ())):
-            hint = f" (if {exc.column!r} holds categories, --categorical {exc.column} one-hot encodes it)"
-        raise UsageError(f"{exc}{hint}") from None
+        raise _csv_error(exc, kw, categorical_hint) from None
 
 
-def _word_in(exc, features) -> bool:
-    """Whether a CSVError is a word in one of the ``features`` (read as numbers)."""
-    return exc.problem == "not a number" and exc.column in features
+def _csv_error(exc, kw, categorical_hint=False) -> UsageError:
+    """A CSVError of ``read_csv(**kw)`` as a usage error, with a hint where one helps:
+    --classify for a word in the target; with ``categorical_hint``, --categorical for a
+    word in a feature."""
+    hint = ""
+    if exc.column is not None and exc.column == kw.get("target") and not kw.get("labels"):
+        hint = " (for class labels use --classify)"
+    elif categorical_hint and exc.problem == "not a number" and exc.column in kw.get("columns", ()):
+        hint = f" (if {exc.column!r} holds categories, --categorical {exc.column} one-hot encodes it)"
+    return UsageError(f"{exc}{hint}")
 
 
 def _read_training_data(args, features, forced):
@@ -292,7 +293,7 @@ def _read_training_data(args, features, forced):
             return (*read_csv(args.data, text=forced, **kw), forced)
         except CSVError as exc:  # a word, or a gap, in a feature read as numbers: a text column?
             if exc.problem is None or exc.column not in features:
-                return (*_read(args.data, text=forced, **kw), forced)  # reports it, one line
+                raise _csv_error(exc, kw) from None
             try:
                 text = set(text_columns(args.data, features, delimiter=args.delimiter)) | set(forced)
             except CSVError as error:
