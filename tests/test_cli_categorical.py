@@ -283,6 +283,19 @@ def test_remove_outliers_needs_a_numeric_feature(work):
     assert_usage_error(result, r"--remove-outliers judges the numeric features, and every feature is categorical")
 
 
+def test_only_categorical_features(work):
+    result = run("train", "flats.csv", "--target", "price", "--features", "city", "--epochs", 1, "--quiet",
+                 "--out", "city_only.npz", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "training ColumnTransformer(OneHotEncoder city) -> DNNRegressor" in result.stdout
+    model = fastnn.load(work / "city_only.npz")
+    X = features_of(flats(6, seed=7))[:, :1]
+    np.testing.assert_array_equal(model[0].transform(X).sum(axis=1), 1.0)
+    pred = run("predict", "city_only.npz", "flats.csv", cwd=work)
+    assert pred.returncode == 0, pred.stderr
+    assert len(predictions(pred.stdout)[1]) == 240
+
+
 def test_features_without_text_train_the_plain_pipeline(work):
     result = run("train", "flats.csv", "--target", "price", "--features", "zone,size", "--epochs", 1, "--quiet",
                  "--out", "plain.npz", cwd=work)
