@@ -12,7 +12,12 @@
 
 A model file of ``train`` is a scikit-learn ``Pipeline`` (the scaler, then the
 estimator) saved with ``fastnn.persistence.save_pipeline``; its metadata names the
-feature and target columns, so ``predict`` reads the columns by name. Exit status: 0 on
+feature and target columns, so ``predict`` reads the columns by name. With categorical
+columns (text columns, found by ``train``, or named by ``--categorical``) the pipeline
+starts with a ``ColumnTransformer`` that one-hot encodes them and scales the numeric ones
+(``fastnn._categorical``), and the metadata's ``categorical`` names them, so ``predict``
+reads them as text; categories that training did not see encode as all zeros and are
+counted in one warning. ``--drop`` and ``--features`` choose the feature columns. Exit status: 0 on
 success, 1 when training diverged (nothing is saved), 2 for a usage error (a bad option,
 a missing or malformed file, an output path that cannot or must not be written, a model
 too large for memory), always with a one-line message on stderr that starts
@@ -95,6 +100,17 @@ def _hidden(text):
     return units
 
 
+def _column_names(text):
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"must be comma-separated column names like id,name, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def _categorical_option(text):
+    return text if text in ("auto", "none") else _column_names(text)
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog="fastnn", description="fastnn: fast, trustworthy dense neural networks for tabular data.",
                      epilog="'fastnn COMMAND --help' describes a command.")
@@ -105,8 +121,8 @@ def _parser() -> _Parser:
                            description="Train a DNNRegressor (or DNNClassifier with --classify) on the columns of a "
                                        "CSV file, report its metrics and the training doctor's findings, and save "
                                        "the scaler and the network as one model file.")
-    train.add_argument("data", metavar="DATA.csv", help="CSV file with a header row; every feature cell numeric "
-                                                        "(.gz, .bz2 and .xz are decompressed)")
+    train.add_argument("data", metavar="DATA.csv", help="CSV file with a header row: numeric and text (categorical) "
+                                                        "columns (.gz, .bz2 and .xz are decompressed)")
     train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
     _add_delimiter_option(train)
     _add_training_options(train)
@@ -194,8 +210,20 @@ def _add_training_options(p):
                      help="early stopping: epochs without improvement (default 10)")
     opt.add_argument("--seed", type=_number(int, 0), default=0, help="random seed (default 0)")
     data = p.add_argument_group("the data")
+    which = data.add_mutually_exclusive_group()
+    which.add_argument("--features", type=_column_names, metavar="COL,...",
+                       help="the feature columns, in this order (default: every column but the target and --drop)")
+    which.add_argument("--drop", type=_column_names, metavar="COL,...",
+                       help="columns that are not features, such as an ID or a free-text note")
+    data.add_argument("--categorical", type=_categorical_option, default="auto", metavar="auto|none|COL,...",
+                      help="auto (default): one-hot encode, inside the model, every text column (more than half "
+                           "of its cells words); none: no one-hot encoding (a word is an error); COL,...: the text "
+                           "columns and these columns too "
+                           "(numeric codes such as a zip code). A missing cell of such a column is a category "
+                           "of its own; a column with over 1,000 categories, or more than half the rows, is refused")
     data.add_argument("--scale", choices=SCALERS, default="standard",
-                      help="feature scaling, saved with the model (default standard: z-score)")
+                      help="scaling of the numeric features, saved with the model (default standard: z-score); "
+                           "one-hot columns are not scaled")
     data.add_argument("--remove-outliers", choices=("zscore", "iqr"),
                       help="drop outlying training rows first (|z| > 3, or outside 1.5 IQR)")
     out = p.add_argument_group("output")
@@ -233,15 +261,129 @@ def _scaler(name):
             "log": preprocessing.LogScaler, "robust": preprocessing.RobustScaler}[name]()
 
 
-def _read(path, **kw):
+def _read(path, *, categorical_hint=False, **kw):
+    """read_csv, its errors as one line (``_csv_error``)."""
     from fastnn._csv import CSVError, read_csv
     try:
         return read_csv(path, **kw)
     except CSVError as exc:
-        hint = ""
-        if exc.column is not None and exc.column == kw.get("target") and not kw.get("labels"):
-            hint = " (for class labels use --classify)"
-        raise UsageError(f"{exc}{hint}") from None
+        raise _csv_error(exc, kw, categorical_hint) from None
+
+
+def _csv_error(exc, kw, categorical_hint=False) -> UsageError:
+    """A CSVError of ``read_csv(**kw)`` as a usage error, with a hint where one helps:
+    --classify for a word in the target; with ``categorical_hint``, --categorical for a
+    word in a feature."""
+    hint = ""
+    if exc.column is not None and exc.column == kw.get("target") and not kw.get("labels"):
+        hint = " (for class labels use --classify)"
+    elif categorical_hint and exc.problem == "not a number" and exc.column in kw.get("columns", ()):
+        hint = f" (if {exc.column!r} holds categories, --categorical {exc.column} one-hot encodes it)"
+    return UsageError(f"{exc}{hint}")
+
+
+def _read_training_data(args, features, forced):
+    """(X, y, features, target, categorical) of --target, the ``features`` and the
+    categorical columns: the ``forced`` ones (--categorical COL,...) and, unless
+    --categorical none, the text columns. A file of numbers is read once, as before; the
+    text columns are looked for only when a feature read as numbers has a bad cell."""
+    from fastnn._csv import CSVError, read_csv, text_columns
+    kw = dict(target=args.target, columns=features, labels=args.classify, delimiter=args.delimiter)
+    categorical = forced
+    if args.categorical != "none":
+        try:
+            return (*read_csv(args.data, text=forced, **kw), forced)
+        except CSVError as exc:  # a word, or a gap, in a feature read as numbers: a text column?
+            if exc.problem is None or exc.column not in features:
+                raise _csv_error(exc, kw) from None
+            try:
+                text = set(text_columns(args.data, features, delimiter=args.delimiter)) | set(forced)
+            except CSVError as error:
+                raise UsageError(str(error)) from None
+            categorical = [c for c in features if c in text]
+    return (*_read(args.data, text=categorical, categorical_hint=args.categorical != "none", **kw), categorical)
+
+
+def _columns(args) -> tuple[list[str], list[str]]:
+    """The feature columns (--features, or every column but the target and --drop) and the
+    ones --categorical COL,... names, each checked against the file's header: one line
+    naming the option."""
+    from fastnn import _csv
+    try:
+        names = _csv.header(args.data, delimiter=args.delimiter)
+        for option, asked in (("the target", [args.target]), ("named by --features", args.features or []),
+                              ("named by --drop", args.drop or []), ("named by --categorical", args.categorical)):
+            absent = [c for c in asked if c not in names] if isinstance(asked, list) else []
+            if absent:
+                raise _csv.no_columns(args.data, names, absent, option, args.delimiter)
+        for option, asked in (("--features", args.features or []), ("--drop", args.drop or [])):
+            if args.target in asked:
+                raise UsageError(f"{option} names the target {args.target!r}, which is never a feature")
+        features = args.features or [n for n in names if n != args.target and n not in (args.drop or [])]
+        if not features:
+            raise UsageError(f"--drop leaves no feature columns in {args.data}: its columns are "
+                             f"{_csv.listing(names)}")
+        forced = args.categorical if isinstance(args.categorical, list) else []
+        stray = [c for c in forced if c not in features]
+        if stray:
+            raise UsageError(f"--categorical names {_csv.listing(stray)}, not among the feature columns (the target, "
+                             "or left out by --features or --drop)")
+    except _csv.CSVError as exc:
+        raise UsageError(str(exc)) from None
+    return features, forced
+
+
+def _check_categories(X, features, categorical):
+    """Refuse what one-hot encoding cannot do well or cannot save, before training."""
+    from fastnn import _categorical
+    problem = _categorical.too_many_categories(X, features, categorical)
+    if problem:
+        raise UsageError(problem)
+    try:
+        import skops.io  # noqa: F401 (the one-hot encoder is saved through skops)
+    except ImportError:
+        raise UsageError(f"one-hot encoding {_listing(categorical)} needs skops to save the model: pip install "
+                         "'fastnn[skops]' (or --drop those columns, or --categorical none)") from None
+
+
+def _remove_outliers(args, X, y, features, categorical):
+    """The rows of X and y that --remove-outliers keeps, judged on the numeric features."""
+    from fastnn.preprocessing import OutlierRemover
+    numeric = [j for j, name in enumerate(features) if name not in categorical]
+    if not numeric:
+        raise UsageError("--remove-outliers judges the numeric features, and every feature is categorical")
+    values = X[:, numeric].astype(np.float64)
+    keep = OutlierRemover(method=args.remove_outliers).fit(values).mask(values)
+    print(f"removed {X.shape[0] - int(keep.sum())} of {X.shape[0]} rows as outliers ({args.remove_outliers})")
+    X, y = X[keep], y[keep]
+    _check_rows(X.shape[0], f"after removing outliers, {args.data}")
+    return X, y
+
+
+def _pipeline(args, est, features, categorical):
+    """The unfitted model: the scaler of --scale and the estimator, with the one-hot
+    encoding of the categorical columns in front when there are any."""
+    from sklearn.pipeline import Pipeline  # here: importing scikit-learn takes a second
+    from fastnn import _categorical
+    scaler = None if args.scale == "none" else _scaler(args.scale)
+    if categorical:
+        return _categorical.build(features, categorical, scaler, est)
+    return Pipeline(([] if scaler is None else [(args.scale + "_scaler", scaler)]) + [("network", est)])
+
+
+def _describe(pipeline, features) -> str:
+    """The steps of a model, a ColumnTransformer with what it does to which columns."""
+    from sklearn.compose import ColumnTransformer
+    parts = []
+    for _, step in pipeline.steps:
+        if not isinstance(step, ColumnTransformer):
+            parts.append(type(step).__name__)
+            continue
+        inner = [f"{t if isinstance(t, str) else type(t).__name__} {_listing([features[j] for j in cols])}"
+                 for _, t, cols in getattr(step, "transformers_", step.transformers)
+                 if len(cols) and not (isinstance(t, str) and t == "drop")]
+        parts.append(f"ColumnTransformer({'; '.join(inner)})")
+    return " -> ".join(parts)
 
 
 def _tensorboard(log_dir):
@@ -291,46 +433,46 @@ def _train(args, command: list[str]):
     """Train as ``args`` say, save, print the report; returns (pipeline, X, y).
     Raises UsageError, or _Diverged after printing the findings."""
     out = _train_outputs(args)
-    X, y, features, target = _read(args.data, target=args.target, labels=args.classify, delimiter=args.delimiter)
+    X, y, features, target, categorical = _read_training_data(args, *_columns(args))
     _check_rows(X.shape[0], args.data)
+    if categorical:
+        _check_categories(X, features, categorical)
     if args.classify:
         _check_classes(y, target)
-    from sklearn.pipeline import Pipeline  # here: importing scikit-learn takes a second
-    from fastnn import persistence
+    from fastnn import _categorical, persistence
     task = "classification" if args.classify else "regression"
     plural = "s" if len(features) > 1 else ""
+    onehot = f"; one-hot encoding {_listing(categorical)}" if categorical else ""
     print(f"read {args.data}: {X.shape[0]} rows, {len(features)} feature{plural} ({_listing(features)}), "
-          f"target {target!r} ({task})")
+          f"target {target!r} ({task}){onehot}")
     callbacks = None if args.tensorboard is None else [_tensorboard(args.tensorboard)]
     est = _estimator(args, callbacks)
     if args.remove_outliers:
-        from fastnn.preprocessing import OutlierRemover
-        n = X.shape[0]
-        X, y = OutlierRemover(method=args.remove_outliers).fit(X).remove(X, y)
-        print(f"removed {n - X.shape[0]} of {n} rows as outliers ({args.remove_outliers})")
-        _check_rows(X.shape[0], f"after removing outliers, {args.data}")
-    steps = [] if args.scale == "none" else [(args.scale + "_scaler", _scaler(args.scale))]
-    pipeline = Pipeline(steps + [("network", est)])
-    print(f"training {' -> '.join(type(s).__name__ for _, s in pipeline.steps)} "
+        X, y = _remove_outliers(args, X, y, features, categorical)
+    pipeline = _pipeline(args, est, features, categorical)
+    print(f"training {_describe(pipeline, features)} "
           f"(hidden {','.join(map(str, args.hidden))}, {args.activation}, {args.optimizer} at {args.learning_rate:g}) "
           f"for {'up to ' if est.early_stopping else ''}{args.epochs} epochs", flush=True)
     try:
         pipeline.fit(X, y)
     except fastnn.TrainingDivergedError as exc:
-        print(f"fastnn: error: {_with_names(str(exc), features)}", file=sys.stderr)
-        _print_findings(est.diagnose(), features, file=sys.stderr)
+        inputs = _categorical.encoded_names(pipeline, features)
+        print(f"fastnn: error: {_with_names(str(exc), inputs)}", file=sys.stderr)
+        _print_findings(est.diagnose(), inputs, file=sys.stderr)
         print("nothing was saved", file=sys.stderr)
         raise _Diverged from None
     except ValueError as exc:  # the data do not suit the options (negative values for --scale log, one class)
-        raise UsageError(_with_names(str(exc), features)) from None
+        # the scaler's column j is the j-th numeric feature
+        raise UsageError(_with_names(str(exc), [f for f in features if f not in categorical])) from None
     # save first, report after: a reader that leaves early (`| head`) must not cost the model
-    metadata = {"features": features, "target": target, "task": task, "fastnn_version": fastnn.__version__,
-                "command": "fastnn " + shlex.join(command), "rows": int(X.shape[0]), "scale": args.scale}
+    metadata = {"features": features, "categorical": categorical, "target": target, "task": task,
+                "fastnn_version": fastnn.__version__, "command": "fastnn " + shlex.join(command),
+                "rows": int(X.shape[0]), "scale": args.scale}
     persistence.save_pipeline(pipeline, out, metadata=metadata)
     if not args.quiet:
         print("\n".join(_chart(est.history_["loss"], "training loss")))
     _print_metrics(pipeline, X, y)
-    _print_findings(est.diagnose(), features)
+    _print_findings(est.diagnose(), _categorical.encoded_names(pipeline, features))
     print(f"saved the model to {out}")
     if args.tensorboard:
         print(f"TensorBoard logs in {args.tensorboard}: tensorboard --logdir {shlex.quote(args.tensorboard)}")
@@ -437,14 +579,19 @@ def _load(path):
     raise UsageError(f"{path} holds a {type(model).__name__}, not a model of 'fastnn train'")
 
 
-def _feature_names(path, est, metadata) -> list[str]:
+def _feature_names(path, model, metadata) -> tuple[list[str], list[str]]:
+    """The feature columns a model reads, and the categorical (text) ones among them."""
     names = metadata.get("features")
-    if names is None and hasattr(est, "feature_names_in_"):
-        names = [str(n) for n in est.feature_names_in_]
-    if not (isinstance(names, list) and len(names) == est.n_features_in_ and all(isinstance(n, str) for n in names)):
-        raise UsageError(f"{path} does not name its {est.n_features_in_} feature columns: use a model saved by "
+    if names is None and hasattr(model, "feature_names_in_"):
+        names = [str(n) for n in model.feature_names_in_]
+    width = model.n_features_in_
+    if not (isinstance(names, list) and len(names) == width and all(isinstance(n, str) for n in names)):
+        raise UsageError(f"{path} does not name its {width} feature columns: use a model saved by "
                          "'fastnn train' (or fastnn.persistence.save_pipeline with metadata={'features': [...]})")
-    return names
+    categorical = metadata.get("categorical", [])
+    if not (isinstance(categorical, list) and all(isinstance(c, str) and c in names for c in categorical)):
+        raise UsageError(f"{path}: the metadata's 'categorical' must list feature columns, got {categorical!r}")
+    return names, categorical
 
 
 def _predict_command(args):
@@ -453,8 +600,13 @@ def _predict_command(args):
         out = check_output_file(args.out, what="--out", default_name="predictions.csv",
                                 inputs=[("the model", args.model), ("the data", args.data)])
     model, est, metadata = _load(args.model)
-    features = _feature_names(args.model, est, metadata)
-    X, _, _, _ = _read(args.data, columns=features, delimiter=args.delimiter)
+    features, categorical = _feature_names(args.model, model, metadata)
+    X, _, _, _ = _read(args.data, columns=features, text=categorical, delimiter=args.delimiter)
+    if categorical:
+        from fastnn import _categorical
+        unseen = _categorical.unseen(model, X, features)
+        if unseen:
+            warnings.warn(_categorical.unseen_message(unseen, X.shape[0]), stacklevel=1)
     try:
         pred = model.predict(X)
         proba = model.predict_proba(X) if hasattr(est, "classes_") else None
@@ -484,18 +636,23 @@ def _write_predictions(stream, header, columns):
 
 
 def _diagnose_command(args):
+    from sklearn.pipeline import Pipeline
+    from fastnn import _categorical
     model, est, metadata = _load(args.model)
     task = "classification" if hasattr(est, "classes_") else "regression"
-    names = metadata.get("features") or [f"x{j}" for j in range(est.n_features_in_)]
+    names = metadata.get("features") or [f"x{j}" for j in range(model.n_features_in_)]
+    pipeline = model if model is not est else Pipeline([("network", est)])
     print(f"model: {args.model}" + (f" (fastnn {metadata['fastnn_version']})" if "fastnn_version" in metadata else ""))
     if "command" in metadata:
         print(f"trained by: {metadata['command']}")
     target = f", target {metadata['target']!r}" if metadata.get("target") else ""
     classes = f", classes {', '.join(map(str, est.classes_))}" if task == "classification" else ""
     print(f"task: {task}{target}{classes}")
-    print(f"features ({est.n_features_in_}): {', '.join(map(str, names))}")
-    steps = model.steps if model is not est else [("", est)]
-    print(f"pipeline: {' -> '.join(type(s).__name__ for _, s in steps)}")
+    print(f"features ({len(names)}): {', '.join(map(str, names))}")
+    inputs = _categorical.encoded_names(pipeline, names)
+    if inputs != names:
+        print(f"network inputs ({len(inputs)}): {_listing(inputs, 20)}")
+    print(f"pipeline: {_describe(pipeline, names)}")
     print("layers: " + " -> ".join(repr(layer) for layer in est.model_.layers))
     optimizer = est.optimizer if isinstance(est.optimizer, str) else type(est.optimizer).__name__
     print(f"optimizer: {optimizer}, learning rate {est.optimizer_.lr:g}, batch size {est.batch_size}")
@@ -505,7 +662,7 @@ def _diagnose_command(args):
         print(f"final loss: {h['loss'][-1]:.6g}")
         if np.isfinite(h["val_loss"][-1]):
             print(f"final val_loss: {h['val_loss'][-1]:.6g} (best {est.best_loss_:.6g})")
-    _print_findings(est.diagnose(), names)
+    _print_findings(est.diagnose(), inputs)
     return 0
 
 

@@ -479,8 +479,9 @@ def export_onnx(obj, path, *, dtype=None, opset=None, initial_types=None) -> Non
         ONNX opset of the default domain (>= 15; default ``DEFAULT_OPSET``).
     initial_types : list of (name, skl2onnx type), optional
         Only for pipelines converted by skl2onnx: its inputs. By default one input per
-        column of a ``ColumnTransformer`` fitted on a DataFrame (string for the columns of
-        an encoder fitted on text, else ``dtype``), or one input ``"X"``.
+        column of a leading ``ColumnTransformer`` fitted on a DataFrame or named by the
+        ``features`` metadata of a ``fastnn train`` model (string for the columns of an
+        encoder fitted on text, else ``dtype``), or one input ``"X"``.
 
     Raises
     ------
@@ -582,13 +583,16 @@ def register_skl2onnx_converters() -> None:
 
 
 def _default_initial_types(pipeline, dtype):
-    """One input per DataFrame column of a leading ColumnTransformer (string where an
-    encoder was fitted on text), else one input "X" of ``dtype``."""
+    """One input per column of a leading ColumnTransformer that knows its column names
+    (fitted on a DataFrame, or named by the metadata of a ``fastnn train`` model), string
+    where an encoder was fitted on text; else one input "X" of ``dtype``."""
     from skl2onnx.common.data_types import StringTensorType
     from sklearn.compose import ColumnTransformer
     first = pipeline.steps[0][1]
     tensor = _skl_tensor_type(dtype)
     names = getattr(first, "feature_names_in_", None)
+    if names is None and isinstance(first, ColumnTransformer):
+        names = _feature_names(pipeline, first.n_features_in_)
     if not isinstance(first, ColumnTransformer) or names is None:
         return [(INPUT_NAME, tensor([None, pipeline.n_features_in_]))]
     text = set()
