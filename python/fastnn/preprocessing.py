@@ -371,7 +371,7 @@ class StandardScaler(_AffineScaler, CallbackSupportMixin, OneToOneFeatureMixin, 
         Non-NaN values seen per column (an int when all columns agree); with
         ``sample_weight``, their total weight (a float).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         When fitted on a DataFrame with string column names.
 
     Notes
@@ -615,7 +615,7 @@ class MinMaxScaler(_AffineScaler, OneToOneFeatureMixin, TransformerMixin, BaseEs
         ``feature_range[0] - data_min_ * scale_``; the input's float dtype.
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
 
     Notes
     -----
@@ -753,7 +753,7 @@ class LogScaler(_Base, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ----------
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
 
     Notes
     -----
@@ -865,7 +865,7 @@ class Clipper(_QuantileStore, _Base, OneToOneFeatureMixin, TransformerMixin, Bas
         The bounds used by :meth:`transform` (-inf / inf for an open side).
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
 
     Notes
     -----
@@ -978,7 +978,7 @@ class RobustScaler(_QuantileStore, _AffineScaler, OneToOneFeatureMixin, Transfor
         columns) become 1; None without scaling. The input's float dtype.
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
 
     Notes
     -----
@@ -1141,7 +1141,7 @@ class OutlierRemover(_Base, BaseEstimator):
     ----------
     lower_, upper_ : ndarray of shape (n_features,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
     """
 
     _sparse_alternative = "IsolationForest (sklearn.ensemble)"
