@@ -9,6 +9,8 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
+#include <type_traits>
 
 #include "dispatch.hpp"
 #include "threading.hpp"
@@ -34,9 +36,23 @@ double Schedule::at(std::int64_t iteration) const {
 
 namespace {
 
+// Workspace buffers start on a 64-byte boundary (a cache line, an AVX-512 vector), so where
+// a buffer begins never depends on what was allocated before it.
+constexpr std::align_val_t kWorkspaceAlign{64};
+
+struct AlignedDelete {
+  template <typename T>
+  void operator()(T* p) const { ::operator delete[](p, kWorkspaceAlign); }
+};
+
 template <typename T>
-std::unique_ptr<T[]> buffer(index_t count) {
-  return std::unique_ptr<T[]>(new T[size_t(std::max<index_t>(count, 1))]);
+using Buffer = std::unique_ptr<T[], AlignedDelete>;
+
+template <typename T>
+Buffer<T> buffer(index_t count) {
+  static_assert(std::is_trivial<T>::value, "workspace buffers hold plain numbers");
+  const size_t n = size_t(std::max<index_t>(count, 1));
+  return Buffer<T>(static_cast<T*>(::operator new[](n * sizeof(T), kWorkspaceAlign)));
 }
 
 // A dropout layer's kernel arguments for n elements at one training step (forward: x -> y;
@@ -176,13 +192,13 @@ class Epoch {
   index_t width_;
   bool single_row_batches_;  // batch norm cannot train on a batch (part) of one row
   EpochResult r_;
-  std::vector<std::unique_ptr<T[]>> out_, preact_, stat_mean_, stat_invstd_;
-  std::vector<std::unique_ptr<std::uint8_t[]>> mask_;
+  std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_;
+  std::vector<Buffer<std::uint8_t>> mask_;
   std::vector<double> grad_norm_sum_, step_norm_;
   std::vector<T> colmax_;  // per tracked unit, its largest output so far (fired = it exceeded 0 once)
-  std::unique_ptr<T[]> xb_, yb_, wb_, buffers_before_, params_before_, g0_, g1_, dz_;
-  std::unique_ptr<std::int64_t[]> lb_;
-  std::unique_ptr<double[]> partials_;
+  Buffer<T> xb_, yb_, wb_, buffers_before_, params_before_, g0_, g1_, dz_;
+  Buffer<std::int64_t> lb_;
+  Buffer<double> partials_;
   std::vector<const T*> input_, output_;
   const T* result_ = nullptr;  // the last layer's output of the current batch
   double squared_total_ = 0.0;  // without statistics: the squared global gradient norm
