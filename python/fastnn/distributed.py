@@ -347,8 +347,7 @@ class _MPIRun(_OneProcess):
             model.buffers[...] = (vec[k + sum(sizes):] / self.ranks).astype(model.dtype)
         with np.errstate(invalid="ignore", divide="ignore"):
             zero_fraction = [float(z / n) if n > 0 else float("nan") for z, n in zip(zeros, seen)]
-        dead = [float("nan") if f is None or not self.statistics else float(1.0 - f.mean()) if f.size else
-                float("nan") for f in fired_all]
+        dead = nn._dead_units(fired_all, self.statistics)
         return r._replace(loss=float(vec[0] / vec[1]) if vec[1] else float("nan"), rows=int(vec[1]),
                           zero_fraction=zero_fraction, dead_units=dead, fired=fired_all, zeros=list(zeros),
                           seen=list(seen), loss_sum=float(vec[0]))

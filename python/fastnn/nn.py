@@ -467,6 +467,12 @@ def _per_layer(fired, layers):
     return [f if isinstance(l, (Dense, Activation)) else None for f, l in zip(fired, layers)]
 
 
+def _dead_units(fired, statistics) -> list:
+    """Per layer, the share of units that never fired (NaN where not tracked or without
+    statistics), from the per-layer fired flags (``_per_layer``)."""
+    return [float("nan") if f is None or not statistics or not f.size else float(1.0 - f.mean()) for f in fired]
+
+
 def _declared_width(layers) -> int | None:
     """The input width the layers declare: the first Dense's ``in_features`` or
     BatchNorm's ``num_features`` (Dropout and Activation in front keep the width); None
@@ -1000,8 +1006,7 @@ class Sequential:
         self.step += r.steps + r.skipped
         optimizer.iterations += r.steps
         fired = _per_layer(r.fired, self.layers)
-        dead = [float("nan") if f is None or not statistics else float(1.0 - f.mean()) if f.size else float("nan")
-                for f in fired]
+        dead = _dead_units(fired, statistics)
         return EpochResult(r.loss_sum / r.rows if r.rows else float("nan"), r.steps, r.rows, r.diverged, r.bad_step,
                            r.bad_layer, r.zero_fraction, dead, r.grad_norm, r.weight_norm, r.skipped, r.update_ratio,
                            fired, r.zeros, r.seen, r.loss_sum)
