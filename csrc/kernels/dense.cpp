@@ -53,9 +53,9 @@ void dense_backward_impl(const DenseBackwardArgs<T>& a) {
     h.a = dz;
     h.rsa = a.oc;
     h.csa = 1;
-    h.b = a.w;
-    h.rsb = 1;
-    h.csb = a.oc;
+    h.b = a.wt ? a.wt : a.w;  // the same values either way: W^T row-major packs without a gather
+    h.rsb = a.wt ? a.ic : 1;
+    h.csb = a.wt ? 1 : a.oc;
     h.c = a.dx;
     h.ldc = a.ic;
     h.nthreads = g.nthreads;

@@ -74,6 +74,7 @@ struct DenseBackwardArgs {
   const T* dy = nullptr;     // (N, OC)
   const T* x = nullptr;      // (N, IC)
   const T* w = nullptr;      // (IC, OC)
+  const T* wt = nullptr;     // (OC, IC) the same weights transposed, or null (read w by columns)
   const T* y = nullptr;      // (N, OC) forward output (activation != linear, prelu)
   const T* z = nullptr;      // (N, OC) pre-activation (prelu)
   const T* slope = nullptr;  // (OC) prelu slopes

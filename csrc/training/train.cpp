@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <new>
@@ -73,7 +75,8 @@ DropoutArgs<T> dropout_args(const LayerSpec& l, index_t n, std::uint64_t step, c
 // A dense layer's fused GEMM (y = act(h @ weight + bias)) for `rows` rows; preact receives
 // the pre-activation (PReLU's backward needs it), or null.
 template <typename T>
-GemmArgs<T> dense_args(const LayerSpec& l, const T* params, index_t rows, const T* h, T* y, T* preact) {
+GemmArgs<T> dense_args(const LayerSpec& l, const T* params, index_t rows, const T* h, T* y, T* preact,
+                       int thread_cap = 0) {
   GemmArgs<T> g;
   g.m = rows;
   g.k = l.in;
@@ -90,13 +93,13 @@ GemmArgs<T> dense_args(const LayerSpec& l, const T* params, index_t rows, const 
   g.slope = l.slope >= 0 ? params + l.slope : nullptr;
   g.preact = preact;
   g.ldz = l.out;
-  g.nthreads = threads_for(2.0 * double(rows) * double(l.in) * double(l.out), kGemmFlopsPerThread);
+  g.nthreads = threads_for(2.0 * double(rows) * double(l.in) * double(l.out), kGemmFlopsPerThread, thread_cap);
   return g;
 }
 
 // An activation layer's elementwise pass over rows x w.
 template <typename T>
-ActArgs<T> activation_args(const LayerSpec& l, index_t rows, index_t w, const T* h, T* y) {
+ActArgs<T> activation_args(const LayerSpec& l, index_t rows, index_t w, const T* h, T* y, int thread_cap = 0) {
   ActArgs<T> f;
   f.rows = rows;
   f.cols = w;
@@ -104,7 +107,7 @@ ActArgs<T> activation_args(const LayerSpec& l, index_t rows, index_t w, const T*
   f.out = y;
   f.act = l.act;
   f.alpha = T(l.alpha);
-  f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread);
+  f.nthreads = threads_for(double(rows) * double(w), kElementsPerThread, thread_cap);
   return f;
 }
 
@@ -159,6 +162,54 @@ void update_ratios(const ModelView<T>& a, const T* before, std::vector<double>& 
   }
 }
 
+// Row shards: every batch part is cut into shard_count() contiguous shards of rows, a
+// function of its row count and the model's size alone, never of the thread count. Each
+// shard runs gather, forward, loss and backward of its rows on one thread into its own
+// gradient of the dense layers, and the reduction stage adds the shard gradients in shard
+// order. So the result is bitwise the same for any thread count, and a train_step of a
+// batch equals that batch inside an epoch. Batch norm (statistics over the whole batch) and
+// dropout (masks keyed by the element's place in the batch) run on the whole batch between
+// shard phases, threaded by their own kernels, as does everything after the reduction.
+constexpr index_t kShardRows = 32;  // rows per shard at least: see shard_count
+constexpr index_t kMaxShards = 64;  // more threads than this share the kernels' threading instead
+constexpr double kShardGradientBytes = 32.0 * 1024.0 * 1024.0;  // the extra shards' gradients at most
+
+// Stages of a step in order; each is either run per shard or on the whole batch part.
+enum class OpKind { gather, forward, loss, backward };
+struct Op {
+  OpKind kind;
+  index_t layer;
+};
+struct Phase {
+  bool whole_batch = false;  // one op on all rows (batch norm, dropout), else ops per shard
+  std::vector<Op> ops;
+};
+
+// What a shard works on: its rows of the batch part, and where its results go.
+template <typename T>
+struct Shard {
+  index_t r0 = 0, rows = 0;
+  int threads = 1;           // the cap on the kernels' threads: 0 = their own choice (one shard)
+  T* grads = nullptr;        // the dense layers' gradient of these rows (shard 0: the model's)
+  Buffer<T> own_grads;
+  Buffer<double> partials;   // dense_backward's column-sum workspace
+  std::vector<double> zeros;  // per layer: exact zero outputs counted (whole numbers)
+  std::vector<T> colmax;      // per tracked unit: its largest output so far
+  double loss = 0.0;          // this shard's share of the batch part's mean loss
+};
+
+}  // namespace
+
+index_t shard_count(index_t rows, index_t n_params, index_t item_bytes) {
+  static const index_t shard_rows = std::getenv("FASTNN_SHARD_ROWS") ? std::atol(std::getenv("FASTNN_SHARD_ROWS")) : kShardRows;  // TUNING ONLY
+  const index_t by_rows = std::min(kMaxShards, rows / shard_rows);
+  const double shard_bytes = double(std::max<index_t>(n_params, 1)) * double(item_bytes);
+  const index_t by_memory = index_t(kShardGradientBytes / shard_bytes) + 1;
+  return std::max<index_t>(1, std::min(by_rows, by_memory));
+}
+
+namespace {
+
 // The workspace of one epoch, sized once for the largest batch, and the stages of a step.
 template <typename T>
 class Epoch {
@@ -168,10 +219,17 @@ class Epoch {
   EpochResult run();
 
  private:
-  index_t gather(index_t b0, index_t m);
-  void forward(index_t rows, std::uint64_t step);
-  double loss(index_t rows);
-  void backward(index_t rows, std::uint64_t step);
+  void plan();
+  double forward_backward(index_t b0, index_t m, std::uint64_t step);
+  void run_phase(const Phase& phase, index_t shards, std::uint64_t step);
+  void run_op(const Op& op, Shard<T>& sh, std::uint64_t step);
+  void gather(Shard<T>& sh);
+  void forward(index_t i, Shard<T>& sh, std::uint64_t step);
+  void loss(Shard<T>& sh);
+  void backward(index_t i, Shard<T>& sh, std::uint64_t step);
+  void dense_backward(const LayerSpec& l, index_t i, Shard<T>& sh);
+  void add_shard_gradients(index_t shards);
+  void transpose_weights();
   void reduce(index_t rows, index_t total, bool finite_loss);
   index_t gradient_norms();
   void clip();
@@ -179,8 +237,6 @@ class Epoch {
   bool reject(index_t layer, index_t batch);
   index_t part_rows(index_t m, int rank) const;
   void finish();
-
-  T* backward_layer(const LayerSpec& l, index_t i, index_t rows, std::uint64_t step, T* g, T* next);
 
   const ModelView<T>& a_;
   const EpochData<T>& d_;
@@ -192,15 +248,22 @@ class Epoch {
   index_t width_;
   bool single_row_batches_;  // batch norm cannot train on a batch (part) of one row
   EpochResult r_;
-  std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_;
+  std::vector<Phase> phases_;
+  std::vector<Shard<T>> shards_;
+  Shard<T> whole_;             // the whole batch part, for the whole-batch ops
+  std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_, grad_in_;
+  std::vector<Buffer<T>> weight_t_;  // with shards: each dense layer's weights transposed, once per step
   std::vector<Buffer<std::uint8_t>> mask_;
   std::vector<double> grad_norm_sum_, step_norm_;
-  std::vector<T> colmax_;  // per tracked unit, its largest output so far (fired = it exceeded 0 once)
-  Buffer<T> xb_, yb_, wb_, buffers_before_, params_before_, g0_, g1_, dz_;
+  std::vector<std::pair<index_t, index_t>> shard_gradient_blocks_;  // [begin, end) the shards write
+  Buffer<T> xb_, yb_, wb_, buffers_before_, params_before_, grad_out_, dz_;
   Buffer<std::int64_t> lb_;
-  Buffer<double> partials_;
-  std::vector<const T*> input_, output_;
-  const T* result_ = nullptr;  // the last layer's output of the current batch
+  // Per layer: where its input and output rows live, and its incoming / outgoing gradient
+  // (an identity dropout passes its input and gradient through).
+  std::vector<T*> in_, outp_, gin_, gout_;
+  std::vector<index_t> in_width_;
+  index_t part_begin_ = 0, part_rows_ = 0;  // this process's rows of the current batch
+  index_t b0_ = 0;
   double squared_total_ = 0.0;  // without statistics: the squared global gradient norm
   index_t batches_ = 0;
 };
@@ -239,7 +302,6 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
     r_.fired_offset[size_t(i) + 1] = r_.fired_offset[size_t(i)] + (tracked ? l.out : 0);
   }
   r_.fired.assign(size_t(r_.fired_offset.back()), 0);
-  colmax_.assign(size_t(r_.fired_offset.back()), -std::numeric_limits<T>::infinity());
   xb_ = buffer<T>(B_ * a_.in_features);
   yb_ = buffer<T>(d_.y ? B_ * d_.k : 0);
   lb_ = buffer<std::int64_t>(d_.labels ? B_ : 0);
@@ -249,12 +311,79 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   buffers_before_ = buffer<T>(a_.n_buffers);
   // The parameters before the epoch's last update, for the update-to-weight ratio.
   params_before_ = buffer<T>(a_.n_params);
-  g0_ = buffer<T>(B_ * width_);
-  g1_ = buffer<T>(B_ * width_);
-  dz_ = buffer<T>(B_ * width_);
-  partials_ = buffer<double>(dense_backward_partials(B_, width_));
-  input_.assign(size_t(L_), nullptr);
-  output_.assign(size_t(L_), nullptr);
+  // One gradient buffer per layer input (and the loss's): shards running different layers
+  // at once never share one at different row strides.
+  grad_in_.resize(size_t(L_));
+  for (index_t i = 0; i < L_; ++i)
+    grad_in_[size_t(i)] = buffer<T>(B_ * (i > 0 ? a_.layers[size_t(i) - 1].out : a_.in_features));
+  grad_out_ = buffer<T>(B_ * a_.out_features());
+  dz_ = buffer<T>(B_ * width_);  // a shard's rows at row stride width_: its own part for any layer
+  plan();
+  const index_t max_part = (B_ + red_.ranks - 1) / red_.ranks;
+  shards_.resize(size_t(shard_count(max_part, a_.n_params, index_t(sizeof(T)))));
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    Shard<T>& sh = shards_[s];
+    if (s > 0) sh.own_grads = buffer<T>(a_.n_params);
+    sh.grads = s > 0 ? sh.own_grads.get() : a_.grads;
+    sh.partials = buffer<double>(dense_backward_partials(s > 0 ? max_part : B_, width_));
+    sh.zeros.assign(size_t(L_), 0.0);
+    sh.colmax.assign(size_t(r_.fired_offset.back()), -std::numeric_limits<T>::infinity());
+  }
+  whole_.threads = 0;
+  whole_.grads = a_.grads;
+  weight_t_.resize(size_t(L_));
+  for (index_t i = 1; i < L_ && shards_.size() > 1; ++i) {
+    const LayerSpec& l = a_.layers[size_t(i)];
+    if (l.kind == LayerKind::dense) weight_t_[size_t(i)] = buffer<T>(l.in * l.out);
+  }
+}
+
+// Batch norm and dropout see the whole batch part; everything else runs per shard.
+inline bool whole_batch_layer(const LayerSpec& l) {
+  return l.kind == LayerKind::batchnorm || (l.kind == LayerKind::dropout && l.rate > 0.0);
+}
+
+// The step's ops in order, grouped into phases, and the buffers each layer reads and writes.
+template <typename T>
+void Epoch<T>::plan() {
+  in_.assign(size_t(L_), nullptr);
+  outp_.assign(size_t(L_), nullptr);
+  gin_.assign(size_t(L_), nullptr);
+  gout_.assign(size_t(L_), nullptr);
+  in_width_.assign(size_t(L_), 0);
+  T* h = xb_.get();
+  index_t w = a_.in_features;
+  for (index_t i = 0; i < L_; ++i) {
+    const LayerSpec& l = a_.layers[size_t(i)];
+    const bool identity = l.kind == LayerKind::dropout && l.rate == 0.0;
+    in_[size_t(i)] = h;
+    in_width_[size_t(i)] = l.kind == LayerKind::dense ? l.in : w;
+    outp_[size_t(i)] = identity ? h : out_[size_t(i)].get();
+    h = outp_[size_t(i)];
+    w = l.out;
+  }
+  T* g = grad_out_.get();
+  for (index_t i = L_ - 1; i >= 0; --i) {
+    const LayerSpec& l = a_.layers[size_t(i)];
+    gin_[size_t(i)] = g;
+    if (!(l.kind == LayerKind::dropout && l.rate == 0.0)) g = grad_in_[size_t(i)].get();
+    gout_[size_t(i)] = g;
+  }
+  std::vector<Op> ops{{OpKind::gather, -1}};
+  for (index_t i = 0; i < L_; ++i) ops.push_back({OpKind::forward, i});
+  ops.push_back({OpKind::loss, -1});
+  for (index_t i = L_ - 1; i >= 0; --i) ops.push_back({OpKind::backward, i});
+  for (const Op& op : ops) {
+    const bool whole = op.layer >= 0 && whole_batch_layer(a_.layers[size_t(op.layer)]);
+    if (whole || phases_.empty() || phases_.back().whole_batch) phases_.push_back(Phase{whole, {}});
+    phases_.back().ops.push_back(op);
+  }
+  constexpr index_t kBlock = 8192;  // elements per task of the shard-gradient sum
+  for (const LayerSpec& l : a_.layers) {
+    if (whole_batch_layer(l) || l.param_size == 0) continue;
+    for (index_t b = l.param_begin; b < l.param_begin + l.param_size; b += kBlock)
+      shard_gradient_blocks_.push_back({b, std::min(b + kBlock, l.param_begin + l.param_size)});
+  }
 }
 
 // The rows of this process's part of a batch of m rows (0 when the part sits the step out:
@@ -267,158 +396,243 @@ index_t Epoch<T>::part_rows(index_t m, int rank) const {
   return rows == 1 && single_row_batches_ ? 0 : rows;
 }
 
-// Copy this process's rows of the batch starting at b0 into the workspace; their count.
+// Copy the shard's rows of this process's part of the batch into the workspace.
 template <typename T>
-index_t Epoch<T>::gather(index_t b0, index_t m) {
-  index_t begin, end;
-  shard_bounds(m, red_.ranks, red_.rank, begin, end);
-  const index_t rows = part_rows(m, red_.rank);
-  for (index_t r0 = 0; r0 < rows; ++r0) {
-    const index_t src = d_.order[b0 + begin + r0];
-    std::memcpy(xb_.get() + r0 * a_.in_features, d_.x + src * a_.in_features, size_t(a_.in_features) * sizeof(T));
-    if (d_.y) std::memcpy(yb_.get() + r0 * d_.k, d_.y + src * d_.k, size_t(d_.k) * sizeof(T));
-    if (d_.labels) lb_[size_t(r0)] = d_.labels[src];
-    if (d_.weights) wb_[size_t(r0)] = d_.weights[src];
+void Epoch<T>::gather(Shard<T>& sh) {
+  const index_t ic = a_.in_features;
+  for (index_t r = sh.r0; r < sh.r0 + sh.rows; ++r) {
+    const index_t src = d_.order[b0_ + part_begin_ + r];
+    std::memcpy(xb_.get() + r * ic, d_.x + src * ic, size_t(ic) * sizeof(T));
+    if (d_.y) std::memcpy(yb_.get() + r * d_.k, d_.y + src * d_.k, size_t(d_.k) * sizeof(T));
+    if (d_.labels) lb_[size_t(r)] = d_.labels[src];
+    if (d_.weights) wb_[size_t(r)] = d_.weights[src];
   }
-  return rows;
 }
 
-// Stage 1a: every layer forward in training mode, with the zero/fired statistics measured
-// before any dropout.
+// Stage 1a: layer i forward in training mode on the shard's rows, with the zero/fired
+// statistics measured before any dropout.
 template <typename T>
-void Epoch<T>::forward(index_t rows, std::uint64_t step) {
-  const T* h = xb_.get();
-  index_t w = a_.in_features;
-  for (index_t i = 0; i < L_; ++i) {
-    const LayerSpec& l = a_.layers[size_t(i)];
-    T* y = out_[size_t(i)].get();
-    input_[size_t(i)] = h;
-    switch (l.kind) {
-      case LayerKind::dense: k_.gemm(dense_args(l, a_.params, rows, h, y, preact_[size_t(i)].get())); break;
-      case LayerKind::activation: k_.act_forward(activation_args(l, rows, w, h, y)); break;
-      case LayerKind::batchnorm:
-        k_.batchnorm_forward(batchnorm_args(l, a_.params, a_.buffers, rows, w, h, y, stat_mean_[size_t(i)].get(),
-                                            stat_invstd_[size_t(i)].get()));
-        break;
-      case LayerKind::dropout: {
-        if (l.rate == 0.0) {
-          y = const_cast<T*>(h);  // identity: pass the input through
-          break;
-        }
-        DropoutArgs<T> f = dropout_args(l, rows * w, step, h, y);
-        f.mask_bits = mask_[size_t(i)].get();
-        k_.dropout_forward(f);
-        break;
-      }
-    }
-    if (c_.statistics && (l.kind == LayerKind::dense || l.kind == LayerKind::activation)) {
-      r_.zeros[size_t(i)] += double(k_.activation_stats(y, rows, l.out, colmax_.data() + r_.fired_offset[size_t(i)]));
-      r_.seen[size_t(i)] += double(rows) * double(l.out);
-    }
-    output_[size_t(i)] = y;
-    h = y;
-    w = l.kind == LayerKind::dense ? l.out : w;
-  }
-  result_ = h;
-}
-
-// Stage 1b: the loss of the batch part and its gradient (into g0).
-template <typename T>
-double Epoch<T>::loss(index_t rows) {
-  LossArgs<T> la;
-  la.kind = c_.loss;
-  la.n = rows;
-  la.k = a_.out_features();
-  la.pred = result_;
-  la.target = d_.y ? yb_.get() : nullptr;
-  la.labels = d_.labels ? lb_.get() : nullptr;
-  la.weights = d_.weights ? wb_.get() : nullptr;
-  la.weight_sum = double(rows);  // weights have mean 1 over the data: a batch's loss stays a mean
-  la.delta = c_.delta;
-  la.grad = g0_.get();
-  la.nthreads = threads_for(double(rows) * double(la.k) * 8.0, kElementsPerThread);
-  return k_.loss(la);
-}
-
-template <typename T>
-T* Epoch<T>::backward_layer(const LayerSpec& l, index_t i, index_t rows, std::uint64_t step, T* g, T* next) {
-  const index_t wi = l.kind == LayerKind::dense ? l.in : l.out;
+void Epoch<T>::forward(index_t i, Shard<T>& sh, std::uint64_t step) {
+  const LayerSpec& l = a_.layers[size_t(i)];
+  const index_t w = in_width_[size_t(i)];
+  const T* h = in_[size_t(i)] + sh.r0 * w;
+  T* y = outp_[size_t(i)] + sh.r0 * l.out;
   switch (l.kind) {
     case LayerKind::dense: {
-      DenseBackwardArgs<T> d;
-      d.n = rows;
-      d.ic = l.in;
-      d.oc = l.out;
-      d.dy = g;
-      d.x = input_[size_t(i)];
-      d.w = a_.params + l.weight;
-      d.y = output_[size_t(i)];
-      d.z = preact_[size_t(i)].get();
-      d.slope = l.slope >= 0 ? a_.params + l.slope : nullptr;
-      d.act = l.act;
-      d.alpha = T(l.alpha);
-      d.dx = i > 0 ? next : nullptr;
-      d.dw = a_.grads + l.weight;
-      d.db = l.bias >= 0 ? a_.grads + l.bias : nullptr;
-      d.dslope = l.slope >= 0 ? a_.grads + l.slope : nullptr;
-      d.dz_workspace = dz_.get();
-      d.partials_workspace = partials_.get();
-      d.nthreads = max_threads();
-      k_.dense_backward(d);
-      return next;
+      T* z = preact_[size_t(i)] ? preact_[size_t(i)].get() + sh.r0 * l.out : nullptr;
+      k_.gemm(dense_args(l, a_.params, sh.rows, h, y, z, sh.threads));
+      break;
     }
+    case LayerKind::activation: k_.act_forward(activation_args(l, sh.rows, w, h, y, sh.threads)); break;
+    case LayerKind::batchnorm:
+      k_.batchnorm_forward(batchnorm_args(l, a_.params, a_.buffers, sh.rows, w, h, y, stat_mean_[size_t(i)].get(),
+                                          stat_invstd_[size_t(i)].get()));
+      break;
+    case LayerKind::dropout: {
+      if (l.rate == 0.0) break;  // identity: the output is the input
+      DropoutArgs<T> f = dropout_args(l, sh.rows * w, step, h, y);
+      f.mask_bits = mask_[size_t(i)].get();
+      k_.dropout_forward(f);
+      break;
+    }
+  }
+  if (c_.statistics && (l.kind == LayerKind::dense || l.kind == LayerKind::activation))
+    sh.zeros[size_t(i)] += double(k_.activation_stats(y, sh.rows, l.out, sh.colmax.data() + r_.fired_offset[size_t(i)]));
+}
+
+// Stage 1b: the shard's share of the batch part's mean loss, and its gradient.
+template <typename T>
+void Epoch<T>::loss(Shard<T>& sh) {
+  const index_t k = a_.out_features();
+  LossArgs<T> la;
+  la.kind = c_.loss;
+  la.n = sh.rows;
+  la.k = k;
+  la.pred = outp_[size_t(L_ - 1)] + sh.r0 * k;
+  la.target = d_.y ? yb_.get() + sh.r0 * d_.k : nullptr;
+  la.labels = d_.labels ? lb_.get() + sh.r0 : nullptr;
+  la.weights = d_.weights ? wb_.get() + sh.r0 : nullptr;
+  la.weight_sum = double(part_rows_);  // weights have mean 1 over the data: a batch's loss stays a mean
+  la.delta = c_.delta;
+  la.grad = gin_[size_t(L_ - 1)] + sh.r0 * k;
+  la.nthreads = threads_for(double(sh.rows) * double(k) * 8.0, kElementsPerThread, sh.threads);
+  sh.loss = k_.loss(la);
+}
+
+template <typename T>
+void Epoch<T>::dense_backward(const LayerSpec& l, index_t i, Shard<T>& sh) {
+  DenseBackwardArgs<T> d;
+  d.n = sh.rows;
+  d.ic = l.in;
+  d.oc = l.out;
+  d.dy = gin_[size_t(i)] + sh.r0 * l.out;
+  d.x = in_[size_t(i)] + sh.r0 * l.in;
+  d.w = a_.params + l.weight;
+  d.wt = sh.threads > 0 ? weight_t_[size_t(i)].get() : nullptr;
+  d.y = outp_[size_t(i)] + sh.r0 * l.out;
+  d.z = preact_[size_t(i)] ? preact_[size_t(i)].get() + sh.r0 * l.out : nullptr;
+  d.slope = l.slope >= 0 ? a_.params + l.slope : nullptr;
+  d.act = l.act;
+  d.alpha = T(l.alpha);
+  d.dx = i > 0 ? gout_[size_t(i)] + sh.r0 * l.in : nullptr;
+  d.dw = sh.grads + l.weight;
+  d.db = l.bias >= 0 ? sh.grads + l.bias : nullptr;
+  d.dslope = l.slope >= 0 ? sh.grads + l.slope : nullptr;
+  d.dz_workspace = dz_.get() + sh.r0 * width_;
+  d.partials_workspace = sh.partials.get();
+  d.nthreads = sh.threads > 0 ? sh.threads : max_threads();
+  k_.dense_backward(d);
+}
+
+// Stage 1c: layer i backward on the shard's rows: its input gradient, and the parameter
+// gradient (dense layers: the shard's own; batch norm: the model's, on the whole batch).
+template <typename T>
+void Epoch<T>::backward(index_t i, Shard<T>& sh, std::uint64_t step) {
+  const LayerSpec& l = a_.layers[size_t(i)];
+  const index_t w = l.out;
+  const T* g = gin_[size_t(i)] + sh.r0 * w;
+  T* next = gout_[size_t(i)] + sh.r0 * w;
+  switch (l.kind) {
+    case LayerKind::dense: dense_backward(l, i, sh); break;
     case LayerKind::activation: {
       ActBackwardArgs<T> d;
-      d.rows = rows;
-      d.cols = wi;
+      d.rows = sh.rows;
+      d.cols = w;
       d.dy = g;
-      d.y = output_[size_t(i)];
+      d.y = outp_[size_t(i)] + sh.r0 * w;
       d.act = l.act;
       d.alpha = T(l.alpha);
       d.dz = next;
-      d.nthreads = threads_for(double(rows) * double(wi), kElementsPerThread);
+      d.nthreads = threads_for(double(sh.rows) * double(w), kElementsPerThread, sh.threads);
       k_.act_backward(d);
-      return next;
+      break;
     }
     case LayerKind::batchnorm: {
       BatchNormBackwardArgs<T> d;
-      d.n = rows;
-      d.c = wi;
+      d.n = sh.rows;
+      d.c = w;
       d.dy = g;
-      d.x = input_[size_t(i)];
+      d.x = in_[size_t(i)];
       d.gamma = a_.params + l.gamma;
       d.mean = stat_mean_[size_t(i)].get();
       d.invstd = stat_invstd_[size_t(i)].get();
       d.dx = next;
       d.dgamma = a_.grads + l.gamma;
       d.dbeta = a_.grads + l.beta;
-      d.nthreads = threads_for(double(rows) * double(wi), kElementsPerThread);
+      d.nthreads = threads_for(double(sh.rows) * double(w), kElementsPerThread);
       k_.batchnorm_backward(d);
-      return next;
+      break;
     }
     case LayerKind::dropout: {
-      if (l.rate == 0.0) return g;  // identity
-      DropoutArgs<T> d = dropout_args(l, rows * wi, step, g, next);
+      if (l.rate == 0.0) break;  // identity
+      DropoutArgs<T> d = dropout_args(l, sh.rows * w, step, g, next);
       d.mask_in = mask_[size_t(i)].get();
       k_.dropout_backward(d);
-      return next;
+      break;
     }
   }
-  return next;
 }
 
-// Stage 1c: every layer backward, writing the flat gradient.
 template <typename T>
-void Epoch<T>::backward(index_t rows, std::uint64_t step) {
-  T* g = g0_.get();
-  T* spare = g1_.get();
-  for (index_t i = L_ - 1; i >= 0; --i) {
-    T* next = backward_layer(a_.layers[size_t(i)], i, rows, step, g, spare);
-    if (next != g) {
-      spare = g;
-      g = next;
+void Epoch<T>::run_op(const Op& op, Shard<T>& sh, std::uint64_t step) {
+  switch (op.kind) {
+    case OpKind::gather: gather(sh); break;
+    case OpKind::forward: forward(op.layer, sh, step); break;
+    case OpKind::loss: loss(sh); break;
+    case OpKind::backward: backward(op.layer, sh, step); break;
+  }
+}
+
+// One phase: a whole-batch op, or the phase's ops on each of `shards` shards, the shards
+// spread over the threads (which thread runs a shard never changes its result).
+template <typename T>
+void Epoch<T>::run_phase(const Phase& phase, index_t shards, std::uint64_t step) {
+  if (phase.whole_batch) {
+    run_op(phase.ops.front(), whole_, step);
+    return;
+  }
+  const int threads = int(std::min<index_t>(shards, max_threads()));
+  if (threads <= 1) {
+    for (index_t s = 0; s < shards; ++s)
+      for (const Op& op : phase.ops) run_op(op, shards_[size_t(s)], step);
+    return;
+  }
+  std::exception_ptr error;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (index_t s = 0; s < shards; ++s) {
+    try {
+      for (const Op& op : phase.ops) run_op(op, shards_[size_t(s)], step);
+    } catch (...) {
+#pragma omp critical(fastnn_shard_error)
+      if (!error) error = std::current_exception();
     }
   }
+  if (error) std::rethrow_exception(error);
+}
+
+// Every shard's input gradient reads the weights by columns: transposed once per step, the
+// shards' GEMMs pack them as contiguous rows instead of each gathering the columns.
+template <typename T>
+void Epoch<T>::transpose_weights() {
+  for (index_t i = 0; i < L_; ++i) {
+    T* wt = weight_t_[size_t(i)].get();
+    if (!wt) continue;
+    const LayerSpec& l = a_.layers[size_t(i)];
+    const T* w = a_.params + l.weight;
+    constexpr index_t kTile = 16;  // a tile of rows and columns stays in L1 both ways
+    for (index_t c0 = 0; c0 < l.in; c0 += kTile)
+      for (index_t r0 = 0; r0 < l.out; r0 += kTile)
+        for (index_t c = c0; c < std::min(c0 + kTile, l.in); ++c)
+          for (index_t r = r0; r < std::min(r0 + kTile, l.out); ++r) wt[r * l.in + c] = w[c * l.out + r];
+  }
+}
+
+// Stage 2a: the dense layers' gradient of the batch part is the sum of the shards',
+// added in shard order for every element.
+template <typename T>
+void Epoch<T>::add_shard_gradients(index_t shards) {
+  if (shards <= 1) return;
+  const index_t blocks = index_t(shard_gradient_blocks_.size());
+  const int threads = threads_for(double(a_.n_params) * double(shards), kElementsPerThread);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t begin = shard_gradient_blocks_[size_t(b)].first, end = shard_gradient_blocks_[size_t(b)].second;
+    T* __restrict dst = a_.grads + begin;
+    for (index_t s = 1; s < shards; ++s) {
+      const T* __restrict src = shards_[size_t(s)].grads + begin;
+      for (index_t j = 0; j < end - begin; ++j) dst[j] += src[j];
+    }
+  }
+}
+
+// Stage 1 and 2a for the batch starting at b0: this process's part of its m rows through
+// every phase; the part's mean loss (0 when the part sits the step out).
+template <typename T>
+double Epoch<T>::forward_backward(index_t b0, index_t m, std::uint64_t step) {
+  index_t end;
+  shard_bounds(m, red_.ranks, red_.rank, part_begin_, end);
+  b0_ = b0;
+  part_rows_ = part_rows(m, red_.rank);
+  if (part_rows_ == 0) return 0.0;
+  const index_t shards = std::min(index_t(shards_.size()), shard_count(part_rows_, a_.n_params, index_t(sizeof(T))));
+  for (index_t s = 0; s < shards; ++s) {
+    Shard<T>& sh = shards_[size_t(s)];
+    shard_bounds(part_rows_, int(shards), int(s), sh.r0, end);
+    sh.rows = end - sh.r0;
+    sh.threads = shards == 1 ? 0 : 1;
+  }
+  whole_.rows = part_rows_;
+  if (shards > 1) transpose_weights();
+  for (const Phase& phase : phases_) run_phase(phase, shards, step);
+  double loss = 0.0;
+  for (index_t s = 0; s < shards; ++s) loss += shards_[size_t(s)].loss;
+  if (c_.statistics)
+    for (index_t i = 0; i < L_; ++i) {
+      const LayerSpec& l = a_.layers[size_t(i)];
+      if (l.kind == LayerKind::dense || l.kind == LayerKind::activation) r_.seen[size_t(i)] += double(part_rows_) * double(l.out);
+    }
+  add_shard_gradients(shards);
+  return loss;
 }
 
 // Stage 2: the gradient reduction (see Reduction). ``rows`` of the batch's ``total`` are
@@ -523,18 +737,13 @@ EpochResult Epoch<T>::run() {
     const bool last = rest == 0 || (rest == 1 && single_row_batches_) ||
                       (c_.max_batches >= 0 && batches_ + 1 == c_.max_batches);
     const index_t batch = batches_++;
-    const index_t rows = gather(b0, m);
     const std::uint64_t step = c_.step + std::uint64_t(batches_);
     if (a_.n_buffers > 0) std::memcpy(buffers_before_.get(), a_.buffers, size_t(a_.n_buffers) * sizeof(T));
-    double batch_loss = 0.0;
-    if (rows > 0) {
-      forward(rows, step);
-      batch_loss = loss(rows);
-      if (!std::isfinite(batch_loss) && !sharded) {
-        if (reject(-1, batch)) break;
-        continue;
-      }
-      if (std::isfinite(batch_loss)) backward(rows, step);
+    const double batch_loss = forward_backward(b0, m, step);
+    const index_t rows = part_rows_;
+    if (rows > 0 && !std::isfinite(batch_loss) && !sharded) {
+      if (reject(-1, batch)) break;
+      continue;
     }
     if (sharded) reduce(rows, total, std::isfinite(batch_loss));
     const index_t bad = gradient_norms();
@@ -551,7 +760,10 @@ EpochResult Epoch<T>::run() {
 
 template <typename T>
 void Epoch<T>::finish() {
-  for (size_t j = 0; j < colmax_.size(); ++j) r_.fired[j] = colmax_[j] > T(0);
+  for (const Shard<T>& sh : shards_) {
+    for (index_t i = 0; i < L_; ++i) r_.zeros[size_t(i)] += sh.zeros[size_t(i)];  // whole numbers: exact in any order
+    for (size_t j = 0; j < sh.colmax.size(); ++j) r_.fired[j] = r_.fired[j] || sh.colmax[j] > T(0);
+  }
   for (index_t i = 0; i < L_; ++i) {
     const LayerSpec& l = a_.layers[size_t(i)];
     if (r_.seen[size_t(i)] > 0) r_.zero_fraction[size_t(i)] = r_.zeros[size_t(i)] / r_.seen[size_t(i)];
