@@ -121,3 +121,70 @@ def test_output_must_be_writeable_and_exact():
         _core.gemm(a, b, np.zeros((2, 4), np.float64))
     with pytest.raises(ValueError, match=r"c must have shape \(2, 4\)"):
         _core.gemm(a, b, np.zeros((4, 2), np.float32))
+
+
+# The small-shape paths (gemm.cpp): a small row-major B is read in place (masked loads on
+# its last partial panel), remainder tiles use narrower kernels, a one-column C with A read
+# by columns runs the matrix-vector kernel, and B may be packed once and reused. Each C
+# element is the same fma chain on every one of these paths, so they agree bitwise with
+# each other, not just within the error bound.
+
+# Per row shard of a training step on the 16-128-64-32-1 and 16-64-32-1 networks:
+# (in, out) pairs, run as forward X W, backward dY W^T and X^T dY.
+SHARD_LAYERS = [(16, 128), (128, 64), (64, 32), (32, 1), (16, 64), (64, 1)]
+SHARD_ROWS = [1, 5, 16, 33, 64]
+
+
+def layer_products(rows, n_in, n_out, dtype, rng):
+    """The three GEMMs of one dense layer on one shard: (a, b, trans_a, trans_b) as stored."""
+    x = rng.standard_normal((rows, n_in)).astype(dtype)
+    w = rng.standard_normal((n_in, n_out)).astype(dtype)
+    dz = rng.standard_normal((rows, n_out)).astype(dtype)
+    return {"XW": (x, w, False, False), "dYWt": (dz, w.T, False, True), "XtdY": (x.T, dz, True, False)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", SHARD_ROWS)
+def test_shard_shapes_prepacked_equal_plain(simd, dtype, rows, rng):
+    for n_in, n_out in SHARD_LAYERS:
+        for name, (a, b, ta, tb) in layer_products(rows, n_in, n_out, dtype, rng).items():
+            label = f"kernel={simd} {np.dtype(dtype).name} {name} rows={rows} {n_in}->{n_out}"
+            plain = run_gemm(a, b, trans_a=ta, trans_b=tb)
+            check(plain, a, b, dtype, label)
+            c = np.full_like(plain, np.nan)
+            a_store = np.ascontiguousarray(a.T if ta else a)
+            b_store = np.ascontiguousarray(b.T if tb else b)
+            _core.gemm(a_store, b_store, c, trans_a=ta, trans_b=tb, prepack_b=True)
+            assert np.array_equal(c, plain), label
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prepacked_accumulates_and_ignores_thread_count(simd, dtype, rng):
+    a = rng.standard_normal((70, 2 * KC + 5)).astype(dtype)  # three depth blocks
+    b = rng.standard_normal((2 * KC + 5, 45)).astype(dtype)
+    c0 = rng.standard_normal((70, 45)).astype(dtype)
+    plain = run_gemm(a, b, c=c0.copy(), accumulate=True, nthreads=1)
+    check(plain, a, b, dtype, f"accumulate kernel={simd}", c0=c0.astype(np.float64))
+    for nthreads in (1, 2, 3):
+        c = c0.copy()
+        _core.gemm(a, b, c, accumulate=True, nthreads=nthreads, prepack_b=True)
+        assert np.array_equal(c, plain), nthreads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(16, 128, 64), (64, 64, 64), (256, 64, 128), (13, 300, 47), (33, 64, 17),
+                                   (40, 32, 16), (7, 16, 1), (100, 257, 1)])
+def test_in_place_packed_and_matvec_paths_agree_bitwise(simd, dtype, m, k, n, rng):
+    """B in place (row-major) == B packed (stored transposed) == B prepacked, and A read by
+    rows == A read by columns (the matrix-vector kernel when n == 1)."""
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    reference = run_gemm(a, b)
+    check(reference, a, b, dtype, f"kernel={simd} {m}x{k}x{n}")
+    for ta in (False, True):
+        for tb in (False, True):
+            assert np.array_equal(run_gemm(a, b, trans_a=ta, trans_b=tb), reference), (ta, tb)
+    c = np.full_like(reference, np.nan)
+    _core.gemm(a, b, c, prepack_b=True)
+    assert np.array_equal(c, reference)
+

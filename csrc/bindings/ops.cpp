@@ -9,6 +9,7 @@
 
 #include <array>
 #include <string>
+#include <vector>
 
 #include "marshal.hpp"
 #include "dispatch.hpp"
@@ -24,7 +25,7 @@ namespace {
 // ---------------------------------------------------------------- GEMM (tests and benchmarks)
 
 void gemm(const py::object& a, const py::object& b, const py::object& c, bool trans_a, bool trans_b,
-          bool accumulate, int nthreads) {
+          bool accumulate, int nthreads, bool prepack_b) {
   require_2d(a, "a");
   require_2d(b, "b");
   return with_float_type(a, [&](auto tag) {
@@ -49,6 +50,12 @@ void gemm(const py::object& a, const py::object& b, const py::object& c, bool tr
     g.nthreads = nthreads > 0 ? nthreads : threads_for(2.0 * g.m * g.n * g.k, kGemmFlopsPerThread);
     const auto& k = kernels().of<T>();
     py::gil_scoped_release release;
+    std::vector<T> packed;
+    if (prepack_b) {  // the training engine's way: B packed once, then multiplied from the packing
+      packed.resize(size_t(k.gemm_packed_b_size(g.k, g.n)));
+      k.gemm_pack_b(g, packed.data());
+      g.b_packed = packed.data();
+    }
     k.gemm(g);
   });
 }
@@ -406,7 +413,9 @@ void bind_ops(py::module_& m) {
 
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::kw_only(), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("accumulate") = false, py::arg("nthreads") = 0,
-        "c (=|+=) op(a) @ op(b); nthreads=0 chooses by work size.");
+        py::arg("prepack_b") = false,
+        "c (=|+=) op(a) @ op(b); nthreads=0 chooses by work size; prepack_b packs op(b) once "
+        "(gemm_pack_b) and multiplies from the packing.");
   m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("out"),
         py::arg("preact_out"), py::arg("activation"), py::arg("alpha"), py::arg("slope"));
   m.def("dense_backward", &dense_backward, py::arg("grad_out"), py::arg("x"), py::arg("w"), py::arg("out"),

@@ -23,6 +23,12 @@ FASTNN_DECLARE_KERNEL(optimizer_step, OptimizerArgs)
 double loss(const LossArgs<float>& args);
 double loss(const LossArgs<double>& args);
 
+// Prepacked GEMM operand B (see GemmArgs): the packing and its size in elements.
+void gemm_pack_b(const GemmArgs<float>& args, float* dst);
+void gemm_pack_b(const GemmArgs<double>& args, double* dst);
+index_t gemm_packed_b_size_f32(index_t k, index_t n);
+index_t gemm_packed_b_size_f64(index_t k, index_t n);
+
 // Training statistics of a (rows, cols) activation block: returns its number of exact
 // zeros and raises colmax[j] to the largest value of column j.
 index_t activation_stats(const float* y, index_t rows, index_t cols, float* colmax);

@@ -11,6 +11,9 @@ template <typename T>
 static void fill_typed(TypedKernels<T>& k) {
   // Each assignment picks the overload for T.
   k.gemm = gemm;
+  k.gemm_pack_b = gemm_pack_b;
+  if constexpr (sizeof(T) == 4) k.gemm_packed_b_size = gemm_packed_b_size_f32;
+  else k.gemm_packed_b_size = gemm_packed_b_size_f64;
   k.act_forward = act_forward;
   k.act_backward = act_backward;
   k.activation_stats = activation_stats;

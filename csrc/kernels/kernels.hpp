@@ -10,7 +10,15 @@ namespace fastnn {
 // C(M, Nn) = [C +] A(M, K) * B(K, Nn), then an optional fused epilogue on the last K block:
 //   z = C + bias;  preact <- z (if requested);  C <- act(z)
 // A is read either row-wise (csa == 1, any rsa) or column-wise (rsa == 1, any csa);
-// B is read with any strides (it is packed). C is row-major with row stride ldc.
+// B is read with any strides (packed per call, or read in place when row-major and small),
+// or from b_packed. C is row-major with row stride ldc.
+//
+// Prepacked B (weights reused by many calls, e.g. every row shard of a training step):
+// allocate TypedKernels::gemm_packed_b_size(k, n) elements, fill them once with
+// gemm_pack_b(args, dst) (reads k, n, b, rsb, csb), then set b_packed = dst in any number
+// of gemm calls with the same k and n, on any thread. The layout belongs to the kernel
+// table that packed it: pack and multiply through the same table. Results are bitwise
+// those of the unpacked call.
 template <typename T>
 struct GemmArgs {
   index_t m = 0, n = 0, k = 0;
@@ -18,6 +26,7 @@ struct GemmArgs {
   index_t rsa = 0, csa = 1;
   const T* b = nullptr;
   index_t rsb = 0, csb = 1;
+  const T* b_packed = nullptr;  // gemm_pack_b's layout of op(B), or null (then b is read)
   T* c = nullptr;
   index_t ldc = 0;
   bool accumulate = false;  // C += A*B (the epilogue, if any, sees the sum)
@@ -208,6 +217,8 @@ inline index_t dense_backward_partials(index_t rows, index_t cols) { return 2 * 
 template <typename T>
 struct TypedKernels {
   void (*gemm)(const GemmArgs<T>&) = nullptr;
+  void (*gemm_pack_b)(const GemmArgs<T>&, T* dst) = nullptr;  // see GemmArgs: prepacked B
+  index_t (*gemm_packed_b_size)(index_t k, index_t n) = nullptr;  // elements gemm_pack_b writes
   void (*act_forward)(const ActArgs<T>&) = nullptr;
   void (*act_backward)(const ActBackwardArgs<T>&) = nullptr;
   void (*dense_backward)(const DenseBackwardArgs<T>&) = nullptr;

@@ -615,9 +615,9 @@ def explicit_num_threads() -> int:
     ...
 def fork_guard_mode() -> str:
     ...
-def gemm(a: typing.Any, b: typing.Any, c: typing.Any, *, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+def gemm(a: typing.Any, b: typing.Any, c: typing.Any, *, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False, nthreads: typing.SupportsInt | typing.SupportsIndex = 0, prepack_b: bool = False) -> None:
     """
-    c (=|+=) op(a) @ op(b); nthreads=0 chooses by work size.
+    c (=|+=) op(a) @ op(b); nthreads=0 chooses by work size; prepack_b packs op(b) once (gemm_pack_b) and multiplies from the packing.
     """
 def gemm_tile() -> tuple[int, int]:
     """

@@ -1,6 +1,8 @@
-// The GEMM microkernel: one MR x (NV*W) register tile of C from an A block and a packed
-// B micro-panel (kc rows of NR contiguous values), with the dense layer's epilogue fused
-// into the store. A is read in one of two layouts, both produced by the driver's packing:
+// The GEMM microkernel: one MR x (NV*W) register tile of C from an A block and a B
+// micro-panel of kc rows, ldb apart: either packed (ldb = NR) or read in place from a
+// row-major B (ldb = B's row stride; a last panel narrower than NR is read with masked
+// loads, as XNNPACK's and libxsmm's small-GEMM kernels read an unpadded B), with the
+// dense layer's epilogue fused into the store. A is read in one of two layouts, both produced by the driver's packing:
 // "row" mode a[i*lda + p] (rows of the A block, lda = kc) and "column" mode a[p*lda + i]
 // (k-major panels of MR values, lda = MR, from A = X^T for dW). Each step broadcasts MR
 // values of A against NV vectors of B, as the BLIS and XNNPACK microkernels do.
@@ -62,8 +64,10 @@ inline void store_tile(const typename D::T* tile, typename D::T* c, index_t ldc,
   }
 }
 
-template <class D, int MR, int NV, bool kColumnA>
-inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const typename D::T* bp,
+// kPartialB: B is read in place and this panel has nv < NR columns: lanes past nv load as
+// zero (masked, so no read leaves B's row) and are computed but never stored.
+template <class D, int MR, int NV, bool kColumnA, bool kPartialB>
+inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const typename D::T* bp, index_t ldb,
                          typename D::T* c, index_t ldc, index_t mv, index_t nv, bool load_c,
                          const TileEpilogue<typename D::T>* ep) {
   using T = typename D::T;
@@ -82,12 +86,15 @@ inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const 
   index_t row_offset[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) row_offset[i] = kColumnA ? i : (i < mv ? i : mv - 1) * lda;
+  index_t b_cols[NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) b_cols[j] = nv - j * W < 0 ? 0 : (nv - j * W > W ? W : nv - j * W);
   for (index_t p = 0; p < kc; ++p) {
     const T* ap = a + (kColumnA ? p * lda : p);
-    const T* bk = bp + p * NR;
+    const T* bk = bp + p * ldb;
     R b[NV];
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) b[j] = D::load(bk + j * W);
+    for (int j = 0; j < NV; ++j) b[j] = kPartialB ? D::load_n(bk + j * W, b_cols[j]) : D::load(bk + j * W);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const R ai = D::set1(ap[row_offset[i]]);
@@ -126,6 +133,44 @@ inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const 
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) D::store(tile + i * NR + j * W, acc[i][j]);
   store_tile<D, NR>(tile, c, ldc, mv < MR ? mv : MR, nv, load_c, ep);
+}
+
+// One output column, A read by columns: c[i * ldc] (=|+=) sum_p a[i + p * lda] * b[p * ldb]
+// over one depth block, for rows [0, m). This is the dW of a one-output layer (X^T dz):
+// W consecutive rows of A lie side by side at each depth step, so the rows go in the
+// lanes and each lane runs the same fma chain over p, from zero, as a tile kernel's
+// accumulator would (bitwise identical), with 1/NR of the tile kernel's work.
+template <class D>
+inline void gemv_column_a(index_t m, index_t kc, const typename D::T* a, index_t lda, const typename D::T* b,
+                          index_t ldb, typename D::T* c, index_t ldc, bool load_c) {
+  using T = typename D::T;
+  using R = typename D::R;
+  constexpr int W = D::W;
+  constexpr int kVectors = 4;  // independent chains to hide the FMA latency
+  for (index_t i0 = 0; i0 < m; i0 += kVectors * W) {
+    R acc[kVectors];
+    index_t lanes[kVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) {
+      acc[v] = D::zero();
+      const index_t left = m - i0 - v * W;
+      lanes[v] = left < 0 ? 0 : (left > W ? W : left);
+    }
+    for (index_t p = 0; p < kc; ++p) {
+      const R bp = D::set1(b[p * ldb]);
+      const T* ap = a + p * lda + i0;
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) acc[v] = D::fmadd(load_part<D>(ap + v * W, lanes[v]), bp, acc[v]);
+    }
+    alignas(64) T sums[kVectors * W];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) D::store(sums + v * W, acc[v]);
+    const index_t rows = m - i0 < kVectors * W ? m - i0 : kVectors * W;
+    for (index_t i = 0; i < rows; ++i) {
+      T* ci = c + (i0 + i) * ldc;
+      *ci = load_c ? *ci + sums[i] : sums[i];
+    }
+  }
 }
 
 }  // namespace FASTNN_ISA
