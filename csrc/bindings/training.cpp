@@ -266,6 +266,10 @@ void bind_training(py::module_& m) {
   bind_layers(m);
   bind_epoch(m);
   bind_model(m);
+  m.def("_team_flops_per_thread", &team_flops_per_thread,
+        "The arithmetic per training step (flops) worth one more thread of the engine's team.");
+  m.def("_set_team_flops_per_thread", &set_team_flops_per_thread, py::arg("flops"),
+        "Set it (tests: small models on a team; results never depend on it).");
 }
 
 }  // namespace fastnn

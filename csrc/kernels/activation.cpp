@@ -36,7 +36,7 @@ template <class D>
 void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
   using T = typename D::T;
   constexpr int W = D::W;
-  const index_t rows = a.rows, cols = a.cols;
+  const index_t rows = a.rows, cols = a.cols, ld = a.ld > 0 ? a.ld : a.cols;
   const index_t chunks = reduce_chunks(rows);
   const bool want_db = a.db != nullptr;
   const bool want_dslope = a.dslope != nullptr && a.act == Activation::prelu;
@@ -54,14 +54,14 @@ void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
       if (want_db) std::fill(pdb, pdb + cols, 0.0);
       if (want_dslope) std::fill(pds, pds + cols, 0.0);
       for (index_t r = c * kReduceChunkRows; r < std::min(rows, (c + 1) * kReduceChunkRows); ++r) {
-        const T* dy = a.dy + r * cols;
+        const T* dy = a.dy + r * ld;
         const T* dz = dy;
         if (a.act == Activation::linear && a.dz) {
-          std::copy(dy, dy + cols, a.dz + r * cols);
+          std::copy(dy, dy + cols, a.dz + r * ld);
         } else if (a.act != Activation::linear) {
-          T* out = a.dz + r * cols;
-          const T* y = a.y ? a.y + r * cols : nullptr;
-          const T* z = a.z ? a.z + r * cols : nullptr;
+          T* out = a.dz + r * ld;
+          const T* y = a.y ? a.y + r * ld : nullptr;
+          const T* z = a.z ? a.z + r * ld : nullptr;
           for (index_t j0 = 0; j0 < cols; j0 += kColBlock) {
             const index_t jn = std::min(kColBlock, cols - j0);
             for (index_t j = j0; j < j0 + jn; j += W) {

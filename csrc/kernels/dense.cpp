@@ -1,5 +1,6 @@
 // Dense layer backward of one SIMD path (the forward is the GEMM with its fused epilogue).
 #include "isa_kernels.hpp"
+#include "dense_parts.hpp"
 #include "threading.hpp"
 
 namespace fastnn {
@@ -9,55 +10,17 @@ namespace {
 template <typename T>
 void dense_backward_impl(const DenseBackwardArgs<T>& a) {
   // x (N, IC)  w (IC, OC)  dy, y, z, dz (N, OC)  dx (N, IC)  dw (IC, OC)  db (OC)
-  const bool linear = a.act == Activation::linear;
-  ActBackwardArgs<T> rows;
-  rows.rows = a.n;
-  rows.cols = a.oc;
-  rows.dy = a.dy;
-  rows.y = a.y;
-  rows.z = a.z;
-  rows.slope = a.slope;
-  rows.act = a.act;
-  rows.alpha = a.alpha;
-  rows.dz = linear ? nullptr : a.dz_workspace;
-  rows.db = a.db;
-  rows.dslope = a.dslope;
-  rows.accumulate = a.accumulate;
-  rows.partials = a.partials_workspace;
-  rows.nthreads = threads_for(double(a.n) * double(a.oc), kElementsPerThread, a.nthreads);
-  if (!linear || a.db || a.dslope) act_backward(rows);
-  const T* dz = linear ? a.dy : a.dz_workspace;
-
+  if (a.act != Activation::linear || a.db || a.dslope) {
+    ActBackwardArgs<T> rows = dense_dz_args(a, 0, a.oc);
+    rows.nthreads = threads_for(double(a.n) * double(a.oc), kElementsPerThread, a.nthreads);
+    act_backward(rows);
+  }
   const double flops = 2.0 * double(a.n) * double(a.ic) * double(a.oc);
-  GemmArgs<T> g;  // dw (IC, OC) = x^T (IC, N) * dz (N, OC): A read by columns
-  g.m = a.ic;
-  g.n = a.oc;
-  g.k = a.n;
-  g.a = a.x;
-  g.rsa = 1;
-  g.csa = a.ic;
-  g.b = dz;
-  g.rsb = a.oc;
-  g.csb = 1;
-  g.c = a.dw;
-  g.ldc = a.oc;
-  g.accumulate = a.accumulate;
+  GemmArgs<T> g = dense_dw_args(a, 0, a.ic);
   g.nthreads = threads_for(flops, kGemmFlopsPerThread, a.nthreads);
   gemm(g);
-
-  if (a.dx) {  // dx (N, IC) = dz (N, OC) * w^T (OC, IC): B read by columns
-    GemmArgs<T> h;
-    h.m = a.n;
-    h.n = a.ic;
-    h.k = a.oc;
-    h.a = dz;
-    h.rsa = a.oc;
-    h.csa = 1;
-    h.b = a.wt ? a.wt : a.w;  // the same values either way: W^T row-major packs without a gather
-    h.rsb = a.wt ? a.ic : 1;
-    h.csb = a.wt ? 1 : a.oc;
-    h.c = a.dx;
-    h.ldc = a.ic;
+  if (a.dx) {
+    GemmArgs<T> h = dense_dx_args(a, 0, a.n);
     h.nthreads = g.nthreads;
     gemm(h);
   }

@@ -62,6 +62,7 @@ struct ActArgs {
 template <typename T>
 struct ActBackwardArgs {
   index_t rows = 0, cols = 0;
+  index_t ld = 0;            // row stride of dy, y, z and dz (0: cols); a column block of a wider matrix
   const T* dy = nullptr;
   const T* y = nullptr;      // forward output (all but prelu)
   const T* z = nullptr;      // pre-activation (prelu)
@@ -83,7 +84,7 @@ struct DenseBackwardArgs {
   const T* dy = nullptr;     // (N, OC)
   const T* x = nullptr;      // (N, IC)
   const T* w = nullptr;      // (IC, OC)
-  const T* wt = nullptr;     // (OC, IC) the same weights transposed, or null (read w by columns)
+  const T* w_packed = nullptr;  // gemm_pack_b of W^T (k = OC, n = IC) for dx, or null
   const T* y = nullptr;      // (N, OC) forward output (activation != linear, prelu)
   const T* z = nullptr;      // (N, OC) pre-activation (prelu)
   const T* slope = nullptr;  // (OC) prelu slopes

@@ -5,17 +5,25 @@
 #include "train.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <cstdlib>
 #include <exception>
 #include <limits>
 #include <memory>
 #include <new>
 #include <type_traits>
 
+#include "dense_parts.hpp"
 #include "dispatch.hpp"
 #include "threading.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#else
+inline int omp_get_thread_num() { return 0; }
+inline int omp_get_num_threads() { return 1; }
+#endif
 
 namespace fastnn {
 
@@ -162,53 +170,54 @@ void update_ratios(const ModelView<T>& a, const T* before, std::vector<double>& 
   }
 }
 
-// Row shards: every batch part is cut into shard_count() contiguous shards of rows, a
-// function of its row count and the model's size alone, never of the thread count. Each
-// shard runs gather, forward, loss and backward of its rows on one thread into its own
-// gradient of the dense layers, and the reduction stage adds the shard gradients in shard
-// order. So the result is bitwise the same for any thread count, and a train_step of a
-// batch equals that batch inside an epoch. Batch norm (statistics over the whole batch) and
-// dropout (masks keyed by the element's place in the batch) run on the whole batch between
-// shard phases, threaded by their own kernels, as does everything after the reduction.
-constexpr index_t kShardRows = 32;  // rows per shard at least: see shard_count
-constexpr index_t kMaxShards = 64;  // more threads than this share the kernels' threading instead
-constexpr double kShardGradientBytes = 32.0 * 1024.0 * 1024.0;  // the extra shards' gradients at most
+// Threads within a step. A step runs as phases. In a team phase the threads of one OpenMP
+// team run the phase's stages in order, with a barrier between stages, each thread on its
+// own range of a stage's work: rows of the batch (gather, forward GEMM and activation, input
+// gradients), columns (dz with the bias and slope gradients), rows of a weight gradient.
+// Every element is computed the same way whatever the ranges: rows are independent, a
+// column's sums run over all rows in fixed chunks, a GEMM element sums over K in a fixed
+// order (dense_parts.hpp). So the result is bitwise the same for any number of threads, and
+// one thread runs exactly the kernels of the unthreaded step: nothing is paid for the split,
+// and there are no per-thread partial gradients to add. Batch norm and dropout are
+// whole-batch phases on their kernels' own threads.
+constexpr index_t kRowAlign = 4;               // ranges of rows start at multiples of this
+constexpr index_t kColumnAlign = 16;           // ranges of columns: whole vectors
 
-// Stages of a step in order; each is either run per shard or on the whole batch part.
-enum class OpKind { gather, forward, loss, backward };
+// The stages of a step; each runs on a team's ranges or on the whole batch part.
+enum class OpKind { gather, forward, loss, backward, backward_dz, backward_weights };
+// What a stage reads of the stage before: only its own thread's rows (no barrier needed, as
+// every row-split stage cuts the rows the same way), or all of it (a barrier first); a
+// serial stage runs on one thread and all others wait for it.
+enum class Reads { own_rows, everything, serial };
 struct Op {
   OpKind kind;
   index_t layer;
+  Reads reads;
 };
 struct Phase {
-  bool whole_batch = false;  // one op on all rows (batch norm, dropout), else ops per shard
+  bool whole_batch = false;  // one op on all rows with the kernel's own threads (batch norm, dropout)
   std::vector<Op> ops;
 };
 
-// What a shard works on: its rows of the batch part, and where its results go.
+// What one thread of the team keeps: its sums workspace and its share of the statistics.
 template <typename T>
-struct Shard {
-  index_t r0 = 0, rows = 0;
-  int threads = 1;           // the cap on the kernels' threads: 0 = their own choice (one shard)
-  T* grads = nullptr;        // the dense layers' gradient of these rows (shard 0: the model's)
-  Buffer<T> own_grads;
-  Buffer<double> partials;   // dense_backward's column-sum workspace
-  std::vector<double> zeros;  // per layer: exact zero outputs counted (whole numbers)
-  std::vector<T> colmax;      // per tracked unit: its largest output so far
-  double loss = 0.0;          // this shard's share of the batch part's mean loss
+struct Lane {
+  Buffer<double> partials;     // act_backward's column-sum workspace for this thread's columns
+  std::vector<double> zeros;   // per layer: exact zero outputs counted (whole numbers)
+  std::vector<T> colmax;       // per tracked unit: its largest output so far
 };
 
-}  // namespace
-
-index_t shard_count(index_t rows, index_t n_params, index_t item_bytes) {
-  static const index_t shard_rows = std::getenv("FASTNN_SHARD_ROWS") ? std::atol(std::getenv("FASTNN_SHARD_ROWS")) : kShardRows;  // TUNING ONLY
-  const index_t by_rows = std::min(kMaxShards, rows / shard_rows);
-  const double shard_bytes = double(std::max<index_t>(n_params, 1)) * double(item_bytes);
-  const index_t by_memory = index_t(kShardGradientBytes / shard_bytes) + 1;
-  return std::max<index_t>(1, std::min(by_rows, by_memory));
+// [begin, end) of thread tid's share of n items, cut at multiples of align.
+inline void thread_range(index_t n, index_t align, int tid, int nth, index_t& begin, index_t& end) {
+  const index_t units = (n + align - 1) / align;
+  begin = std::min(n, units * tid / nth * align);
+  end = std::min(n, units * (tid + 1) / nth * align);
 }
 
-namespace {
+// Batch norm and dropout see the whole batch part; everything else runs on the team.
+inline bool whole_batch_layer(const LayerSpec& l) {
+  return l.kind == LayerKind::batchnorm || (l.kind == LayerKind::dropout && l.rate > 0.0);
+}
 
 // The workspace of one epoch, sized once for the largest batch, and the stages of a step.
 template <typename T>
@@ -220,16 +229,18 @@ class Epoch {
 
  private:
   void plan();
+  int team_size() const;
   double forward_backward(index_t b0, index_t m, std::uint64_t step);
-  void run_phase(const Phase& phase, index_t shards, std::uint64_t step);
-  void run_op(const Op& op, Shard<T>& sh, std::uint64_t step);
-  void gather(Shard<T>& sh);
-  void forward(index_t i, Shard<T>& sh, std::uint64_t step);
-  void loss(Shard<T>& sh);
-  void backward(index_t i, Shard<T>& sh, std::uint64_t step);
-  void dense_backward(const LayerSpec& l, index_t i, Shard<T>& sh);
-  void add_shard_gradients(index_t shards);
-  void transpose_weights();
+  void run_phase(const Phase& phase, std::uint64_t step);
+  void run_op(const Op& op, int tid, int nth, std::uint64_t step);
+  void gather(index_t r0, index_t r1);
+  void forward(index_t i, int tid, int nth, std::uint64_t step);
+  void loss(int cap);
+  DenseBackwardArgs<T> dense_backward_args(const LayerSpec& l, index_t i, Lane<T>& lane) const;
+  void backward_dz(index_t i, int tid, int nth);
+  void backward_weights(index_t i, int tid, int nth);
+  void backward(index_t i, int tid, int nth, std::uint64_t step);
+  void pack_weights();
   void reduce(index_t rows, index_t total, bool finite_loss);
   index_t gradient_norms();
   void clip();
@@ -247,21 +258,24 @@ class Epoch {
   const index_t L_, B_;
   index_t width_;
   bool single_row_batches_;  // batch norm cannot train on a batch (part) of one row
+  int team_ = 1;             // threads of a team phase
   EpochResult r_;
   std::vector<Phase> phases_;
-  std::vector<Shard<T>> shards_;
-  Shard<T> whole_;             // the whole batch part, for the whole-batch ops
-  std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_, grad_in_;
-  std::vector<Buffer<T>> weight_t_;  // with shards: each dense layer's weights transposed, once per step
+  std::vector<Lane<T>> lanes_;  // one per team thread
+  std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_;
+  // With a team: each dense layer's W^T packed once per step for every thread's input
+  // gradient (the forward reads a small W in place: see gemm.cpp).
+  std::vector<Buffer<T>> packed_wt_;
   std::vector<Buffer<std::uint8_t>> mask_;
   std::vector<double> grad_norm_sum_, step_norm_;
-  std::vector<std::pair<index_t, index_t>> shard_gradient_blocks_;  // [begin, end) the shards write
-  Buffer<T> xb_, yb_, wb_, buffers_before_, params_before_, grad_out_, dz_;
+  Buffer<T> xb_, yb_, wb_, buffers_before_, params_before_, g0_, g1_;
+  Buffer<T> dz_[2];
   Buffer<std::int64_t> lb_;
   // Per layer: where its input and output rows live, and its incoming / outgoing gradient
   // (an identity dropout passes its input and gradient through).
   std::vector<T*> in_, outp_, gin_, gout_;
   std::vector<index_t> in_width_;
+  double batch_loss_ = 0.0;
   index_t part_begin_ = 0, part_rows_ = 0;  // this process's rows of the current batch
   index_t b0_ = 0;
   double squared_total_ = 0.0;  // without statistics: the squared global gradient norm
@@ -280,6 +294,7 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   stat_mean_.resize(size_t(L_));
   stat_invstd_.resize(size_t(L_));
   mask_.resize(size_t(L_));
+  packed_wt_.resize(size_t(L_));
   r_.zero_fraction.assign(size_t(L_), NAN);
   r_.grad_norm.assign(size_t(L_), NAN);
   r_.weight_norm.assign(size_t(L_), NAN);
@@ -289,10 +304,13 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   grad_norm_sum_.assign(size_t(L_), 0.0);
   step_norm_.assign(size_t(L_), 0.0);
   r_.fired_offset.assign(size_t(L_) + 1, 0);
+  team_ = team_size();
   for (index_t i = 0; i < L_; ++i) {
     const LayerSpec& l = a_.layers[size_t(i)];
     out_[size_t(i)] = buffer<T>(B_ * l.out);
     if (l.kind == LayerKind::dense && l.act == Activation::prelu) preact_[size_t(i)] = buffer<T>(B_ * l.out);
+    if (l.kind == LayerKind::dense && i > 0 && team_ > 1)
+      packed_wt_[size_t(i)] = buffer<T>(k_.gemm_packed_b_size(l.out, l.in));
     if (l.kind == LayerKind::batchnorm) {
       stat_mean_[size_t(i)] = buffer<T>(l.out);
       stat_invstd_[size_t(i)] = buffer<T>(l.out);
@@ -311,36 +329,27 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   buffers_before_ = buffer<T>(a_.n_buffers);
   // The parameters before the epoch's last update, for the update-to-weight ratio.
   params_before_ = buffer<T>(a_.n_params);
-  // One gradient buffer per layer input (and the loss's): shards running different layers
-  // at once never share one at different row strides.
-  grad_in_.resize(size_t(L_));
-  for (index_t i = 0; i < L_; ++i)
-    grad_in_[size_t(i)] = buffer<T>(B_ * (i > 0 ? a_.layers[size_t(i) - 1].out : a_.in_features));
-  grad_out_ = buffer<T>(B_ * a_.out_features());
-  dz_ = buffer<T>(B_ * width_);  // a shard's rows at row stride width_: its own part for any layer
+  g0_ = buffer<T>(B_ * width_);
+  g1_ = buffer<T>(B_ * width_);
+  dz_[0] = buffer<T>(B_ * width_);
+  dz_[1] = buffer<T>(team_ > 1 ? B_ * width_ : 0);
+  lanes_.resize(size_t(team_));
+  for (Lane<T>& lane : lanes_) {
+    lane.partials = buffer<double>(dense_backward_partials(B_, width_));
+    lane.zeros.assign(size_t(L_), 0.0);
+    lane.colmax.assign(size_t(r_.fired_offset.back()), -std::numeric_limits<T>::infinity());
+  }
   plan();
-  const index_t max_part = (B_ + red_.ranks - 1) / red_.ranks;
-  shards_.resize(size_t(shard_count(max_part, a_.n_params, index_t(sizeof(T)))));
-  for (size_t s = 0; s < shards_.size(); ++s) {
-    Shard<T>& sh = shards_[s];
-    if (s > 0) sh.own_grads = buffer<T>(a_.n_params);
-    sh.grads = s > 0 ? sh.own_grads.get() : a_.grads;
-    sh.partials = buffer<double>(dense_backward_partials(s > 0 ? max_part : B_, width_));
-    sh.zeros.assign(size_t(L_), 0.0);
-    sh.colmax.assign(size_t(r_.fired_offset.back()), -std::numeric_limits<T>::infinity());
-  }
-  whole_.threads = 0;
-  whole_.grads = a_.grads;
-  weight_t_.resize(size_t(L_));
-  for (index_t i = 1; i < L_ && shards_.size() > 1; ++i) {
-    const LayerSpec& l = a_.layers[size_t(i)];
-    if (l.kind == LayerKind::dense) weight_t_[size_t(i)] = buffer<T>(l.in * l.out);
-  }
 }
 
-// Batch norm and dropout see the whole batch part; everything else runs per shard.
-inline bool whole_batch_layer(const LayerSpec& l) {
-  return l.kind == LayerKind::batchnorm || (l.kind == LayerKind::dropout && l.rate > 0.0);
+// Threads worth waking for a step of this model: by its arithmetic per batch.
+template <typename T>
+int Epoch<T>::team_size() const {
+  double flops = 0.0;
+  for (const LayerSpec& l : a_.layers)
+    flops += l.kind == LayerKind::dense ? 6.0 * double(l.in) * double(l.out) : 8.0 * double(l.out);
+  const index_t part = (B_ + red_.ranks - 1) / red_.ranks;
+  return threads_for(flops * double(part), team_flops_per_thread());
 }
 
 // The step's ops in order, grouped into phases, and the buffers each layer reads and writes.
@@ -362,27 +371,35 @@ void Epoch<T>::plan() {
     h = outp_[size_t(i)];
     w = l.out;
   }
-  T* g = grad_out_.get();
+  T* g = g0_.get();
+  T* spare = g1_.get();
   for (index_t i = L_ - 1; i >= 0; --i) {
     const LayerSpec& l = a_.layers[size_t(i)];
     gin_[size_t(i)] = g;
-    if (!(l.kind == LayerKind::dropout && l.rate == 0.0)) g = grad_in_[size_t(i)].get();
-    gout_[size_t(i)] = g;
+    if (l.kind == LayerKind::dropout && l.rate == 0.0) {
+      gout_[size_t(i)] = g;
+    } else {
+      gout_[size_t(i)] = spare;
+      std::swap(g, spare);
+    }
   }
-  std::vector<Op> ops{{OpKind::gather, -1}};
-  for (index_t i = 0; i < L_; ++i) ops.push_back({OpKind::forward, i});
-  ops.push_back({OpKind::loss, -1});
-  for (index_t i = L_ - 1; i >= 0; --i) ops.push_back({OpKind::backward, i});
+  std::vector<Op> ops{{OpKind::gather, -1, Reads::own_rows}};
+  for (index_t i = 0; i < L_; ++i) ops.push_back({OpKind::forward, i, Reads::own_rows});
+  ops.push_back({OpKind::loss, -1, Reads::serial});
+  for (index_t i = L_ - 1; i >= 0; --i) {
+    const LayerSpec& l = a_.layers[size_t(i)];
+    if (l.kind == LayerKind::dense) {
+      // PReLU's slope gradient needs z and dy, so its dz is made with the column sums.
+      ops.push_back({OpKind::backward_dz, i, l.act == Activation::prelu ? Reads::everything : Reads::own_rows});
+      ops.push_back({OpKind::backward_weights, i, Reads::everything});
+    } else {  // its dx may overwrite the dy that a linear dense layer above still reads as dz
+      ops.push_back({OpKind::backward, i, Reads::everything});
+    }
+  }
   for (const Op& op : ops) {
     const bool whole = op.layer >= 0 && whole_batch_layer(a_.layers[size_t(op.layer)]);
     if (whole || phases_.empty() || phases_.back().whole_batch) phases_.push_back(Phase{whole, {}});
     phases_.back().ops.push_back(op);
-  }
-  constexpr index_t kBlock = 8192;  // elements per task of the shard-gradient sum
-  for (const LayerSpec& l : a_.layers) {
-    if (whole_batch_layer(l) || l.param_size == 0) continue;
-    for (index_t b = l.param_begin; b < l.param_begin + l.param_size; b += kBlock)
-      shard_gradient_blocks_.push_back({b, std::min(b + kBlock, l.param_begin + l.param_size)});
   }
 }
 
@@ -396,11 +413,11 @@ index_t Epoch<T>::part_rows(index_t m, int rank) const {
   return rows == 1 && single_row_batches_ ? 0 : rows;
 }
 
-// Copy the shard's rows of this process's part of the batch into the workspace.
+// Copy rows [r0, r1) of this process's part of the batch into the workspace.
 template <typename T>
-void Epoch<T>::gather(Shard<T>& sh) {
+void Epoch<T>::gather(index_t r0, index_t r1) {
   const index_t ic = a_.in_features;
-  for (index_t r = sh.r0; r < sh.r0 + sh.rows; ++r) {
+  for (index_t r = r0; r < r1; ++r) {
     const index_t src = d_.order[b0_ + part_begin_ + r];
     std::memcpy(xb_.get() + r * ic, d_.x + src * ic, size_t(ic) * sizeof(T));
     if (d_.y) std::memcpy(yb_.get() + r * d_.k, d_.y + src * d_.k, size_t(d_.k) * sizeof(T));
@@ -409,123 +426,194 @@ void Epoch<T>::gather(Shard<T>& sh) {
   }
 }
 
-// Stage 1a: layer i forward in training mode on the shard's rows, with the zero/fired
-// statistics measured before any dropout.
+// Stage 1a: layer i forward in training mode on this thread's rows (all rows for a
+// whole-batch layer), with the zero/fired statistics measured before any dropout.
 template <typename T>
-void Epoch<T>::forward(index_t i, Shard<T>& sh, std::uint64_t step) {
+void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
   const LayerSpec& l = a_.layers[size_t(i)];
   const index_t w = in_width_[size_t(i)];
-  const T* h = in_[size_t(i)] + sh.r0 * w;
-  T* y = outp_[size_t(i)] + sh.r0 * l.out;
+  index_t r0 = 0, r1 = part_rows_;
+  if (!whole_batch_layer(l)) thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
+  if (r1 <= r0) return;
+  const int cap = nth > 1 ? 1 : 0;
+  const T* h = in_[size_t(i)] + r0 * w;
+  T* y = outp_[size_t(i)] + r0 * l.out;
   switch (l.kind) {
     case LayerKind::dense: {
-      T* z = preact_[size_t(i)] ? preact_[size_t(i)].get() + sh.r0 * l.out : nullptr;
-      k_.gemm(dense_args(l, a_.params, sh.rows, h, y, z, sh.threads));
+      T* z = preact_[size_t(i)] ? preact_[size_t(i)].get() + r0 * l.out : nullptr;
+      k_.gemm(dense_args(l, a_.params, r1 - r0, h, y, z, cap));
       break;
     }
-    case LayerKind::activation: k_.act_forward(activation_args(l, sh.rows, w, h, y, sh.threads)); break;
+    case LayerKind::activation: k_.act_forward(activation_args(l, r1 - r0, w, h, y, cap)); break;
     case LayerKind::batchnorm:
-      k_.batchnorm_forward(batchnorm_args(l, a_.params, a_.buffers, sh.rows, w, h, y, stat_mean_[size_t(i)].get(),
+      k_.batchnorm_forward(batchnorm_args(l, a_.params, a_.buffers, part_rows_, w, h, y, stat_mean_[size_t(i)].get(),
                                           stat_invstd_[size_t(i)].get()));
       break;
     case LayerKind::dropout: {
       if (l.rate == 0.0) break;  // identity: the output is the input
-      DropoutArgs<T> f = dropout_args(l, sh.rows * w, step, h, y);
+      DropoutArgs<T> f = dropout_args(l, part_rows_ * w, step, h, y);
       f.mask_bits = mask_[size_t(i)].get();
       k_.dropout_forward(f);
       break;
     }
   }
-  if (c_.statistics && (l.kind == LayerKind::dense || l.kind == LayerKind::activation))
-    sh.zeros[size_t(i)] += double(k_.activation_stats(y, sh.rows, l.out, sh.colmax.data() + r_.fired_offset[size_t(i)]));
+  if (c_.statistics && (l.kind == LayerKind::dense || l.kind == LayerKind::activation)) {
+    Lane<T>& lane = lanes_[size_t(tid)];
+    lane.zeros[size_t(i)] += double(k_.activation_stats(y, r1 - r0, l.out, lane.colmax.data() + r_.fired_offset[size_t(i)]));
+  }
 }
 
-// Stage 1b: the shard's share of the batch part's mean loss, and its gradient.
+// Stage 1b: the batch part's mean loss and its gradient (one thread: it is small).
 template <typename T>
-void Epoch<T>::loss(Shard<T>& sh) {
+void Epoch<T>::loss(int cap) {
   const index_t k = a_.out_features();
   LossArgs<T> la;
   la.kind = c_.loss;
-  la.n = sh.rows;
+  la.n = part_rows_;
   la.k = k;
-  la.pred = outp_[size_t(L_ - 1)] + sh.r0 * k;
-  la.target = d_.y ? yb_.get() + sh.r0 * d_.k : nullptr;
-  la.labels = d_.labels ? lb_.get() + sh.r0 : nullptr;
-  la.weights = d_.weights ? wb_.get() + sh.r0 : nullptr;
+  la.pred = outp_[size_t(L_ - 1)];
+  la.target = d_.y ? yb_.get() : nullptr;
+  la.labels = d_.labels ? lb_.get() : nullptr;
+  la.weights = d_.weights ? wb_.get() : nullptr;
   la.weight_sum = double(part_rows_);  // weights have mean 1 over the data: a batch's loss stays a mean
   la.delta = c_.delta;
-  la.grad = gin_[size_t(L_ - 1)] + sh.r0 * k;
-  la.nthreads = threads_for(double(sh.rows) * double(k) * 8.0, kElementsPerThread, sh.threads);
-  sh.loss = k_.loss(la);
+  la.grad = gin_[size_t(L_ - 1)];
+  la.nthreads = threads_for(double(part_rows_) * double(k) * 8.0, kElementsPerThread, cap);
+  batch_loss_ = k_.loss(la);
 }
 
 template <typename T>
-void Epoch<T>::dense_backward(const LayerSpec& l, index_t i, Shard<T>& sh) {
+DenseBackwardArgs<T> Epoch<T>::dense_backward_args(const LayerSpec& l, index_t i, Lane<T>& lane) const {
   DenseBackwardArgs<T> d;
-  d.n = sh.rows;
+  d.n = part_rows_;
   d.ic = l.in;
   d.oc = l.out;
-  d.dy = gin_[size_t(i)] + sh.r0 * l.out;
-  d.x = in_[size_t(i)] + sh.r0 * l.in;
+  d.dy = gin_[size_t(i)];
+  d.x = in_[size_t(i)];
   d.w = a_.params + l.weight;
-  d.wt = sh.threads > 0 ? weight_t_[size_t(i)].get() : nullptr;
-  d.y = outp_[size_t(i)] + sh.r0 * l.out;
-  d.z = preact_[size_t(i)] ? preact_[size_t(i)].get() + sh.r0 * l.out : nullptr;
+  d.w_packed = packed_wt_[size_t(i)].get();
+  d.y = outp_[size_t(i)];
+  d.z = preact_[size_t(i)].get();
   d.slope = l.slope >= 0 ? a_.params + l.slope : nullptr;
   d.act = l.act;
   d.alpha = T(l.alpha);
-  d.dx = i > 0 ? gout_[size_t(i)] + sh.r0 * l.in : nullptr;
-  d.dw = sh.grads + l.weight;
-  d.db = l.bias >= 0 ? sh.grads + l.bias : nullptr;
-  d.dslope = l.slope >= 0 ? sh.grads + l.slope : nullptr;
-  d.dz_workspace = dz_.get() + sh.r0 * width_;
-  d.partials_workspace = sh.partials.get();
-  d.nthreads = sh.threads > 0 ? sh.threads : max_threads();
-  k_.dense_backward(d);
+  d.dx = i > 0 ? gout_[size_t(i)] : nullptr;
+  d.dw = a_.grads + l.weight;
+  d.db = l.bias >= 0 ? a_.grads + l.bias : nullptr;
+  d.dslope = l.slope >= 0 ? a_.grads + l.slope : nullptr;
+  // With a team, the next layer's rows of dz are made while this layer's dz is still read.
+  d.dz_workspace = dz_[size_t(team_ > 1 ? i % 2 : 0)].get();
+  d.partials_workspace = lane.partials.get();
+  return d;
 }
 
-// Stage 1c: layer i backward on the shard's rows: its input gradient, and the parameter
-// gradient (dense layers: the shard's own; batch norm: the model's, on the whole batch).
+// Stage 1c, dense layers: dz = dy * act'(.). With one thread, or for PReLU (whose slope
+// gradient needs z), with the bias and slope gradients in the same pass, on this thread's
+// columns; else on this thread's rows, right after it made their dy, and the bias gradient
+// follows from dz in backward_weights.
 template <typename T>
-void Epoch<T>::backward(index_t i, Shard<T>& sh, std::uint64_t step) {
+void Epoch<T>::backward_dz(index_t i, int tid, int nth) {
+  const LayerSpec& l = a_.layers[size_t(i)];
+  const DenseBackwardArgs<T> d = dense_backward_args(l, i, lanes_[size_t(tid)]);
+  const bool with_sums = nth == 1 || d.act == Activation::prelu;
+  if (d.act == Activation::linear && !(with_sums && (d.db || d.dslope))) return;  // dz is dy itself
+  index_t b, e;
+  thread_range(with_sums ? l.out : part_rows_, with_sums ? kColumnAlign : kRowAlign, tid, nth, b, e);
+  if (e <= b) return;
+  ActBackwardArgs<T> a = with_sums ? dense_dz_args(d, b, e) : dense_dz_args(d, 0, l.out);
+  if (!with_sums) {  // rows [b, e), dz only
+    a.rows = e - b;
+    a.dy += b * l.out;
+    a.y = a.y ? a.y + b * l.out : nullptr;
+    a.dz += b * l.out;
+    a.db = a.dslope = nullptr;
+  }
+  a.nthreads = threads_for(double(a.rows) * double(a.cols), kElementsPerThread, nth > 1 ? 1 : 0);
+  k_.act_backward(a);
+}
+
+// Stage 1d, dense layers: this thread's columns of the bias gradient (when backward_dz did
+// not make it: the same fixed-chunk column sums, of dz as stored), rows of the weight
+// gradient and rows of the input gradient.
+template <typename T>
+void Epoch<T>::backward_weights(index_t i, int tid, int nth) {
+  const LayerSpec& l = a_.layers[size_t(i)];
+  const DenseBackwardArgs<T> d = dense_backward_args(l, i, lanes_[size_t(tid)]);
+  const int cap = nth > 1 ? 1 : 0;
+  index_t b, e;
+  if (nth > 1 && d.act != Activation::prelu && d.db) {
+    thread_range(l.out, kColumnAlign, tid, nth, b, e);
+    if (e > b) {
+      ActBackwardArgs<T> sums;  // linear: the column sums of dz itself
+      sums.rows = d.n;
+      sums.cols = e - b;
+      sums.ld = l.out;
+      sums.dy = dense_dz(d) + b;
+      sums.db = d.db + b;
+      sums.accumulate = d.accumulate;
+      sums.partials = d.partials_workspace;
+      k_.act_backward(sums);
+    }
+  }
+  const int threads = threads_for(2.0 * double(d.n) * double(d.ic) * double(d.oc), kGemmFlopsPerThread, cap);
+  thread_range(d.ic, kRowAlign, tid, nth, b, e);
+  if (e > b) {
+    GemmArgs<T> g = dense_dw_args(d, b, e);
+    g.nthreads = threads;
+    k_.gemm(g);
+  }
+  if (!d.dx) return;
+  thread_range(d.n, kRowAlign, tid, nth, b, e);
+  if (e > b) {
+    GemmArgs<T> h = dense_dx_args(d, b, e);
+    h.nthreads = threads;
+    k_.gemm(h);
+  }
+}
+
+// Stage 1c, other layers: the input gradient (and batch norm's parameter gradient), on this
+// thread's rows, or on the whole batch part for a whole-batch layer.
+template <typename T>
+void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
   const LayerSpec& l = a_.layers[size_t(i)];
   const index_t w = l.out;
-  const T* g = gin_[size_t(i)] + sh.r0 * w;
-  T* next = gout_[size_t(i)] + sh.r0 * w;
   switch (l.kind) {
-    case LayerKind::dense: dense_backward(l, i, sh); break;
+    case LayerKind::dense: break;  // backward_dz and backward_weights
     case LayerKind::activation: {
+      index_t r0, r1;
+      thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
+      if (r1 <= r0) return;
       ActBackwardArgs<T> d;
-      d.rows = sh.rows;
+      d.rows = r1 - r0;
       d.cols = w;
-      d.dy = g;
-      d.y = outp_[size_t(i)] + sh.r0 * w;
+      d.dy = gin_[size_t(i)] + r0 * w;
+      d.y = outp_[size_t(i)] + r0 * w;
       d.act = l.act;
       d.alpha = T(l.alpha);
-      d.dz = next;
-      d.nthreads = threads_for(double(sh.rows) * double(w), kElementsPerThread, sh.threads);
+      d.dz = gout_[size_t(i)] + r0 * w;
+      d.nthreads = threads_for(double(r1 - r0) * double(w), kElementsPerThread, nth > 1 ? 1 : 0);
       k_.act_backward(d);
       break;
     }
     case LayerKind::batchnorm: {
       BatchNormBackwardArgs<T> d;
-      d.n = sh.rows;
+      d.n = part_rows_;
       d.c = w;
-      d.dy = g;
+      d.dy = gin_[size_t(i)];
       d.x = in_[size_t(i)];
       d.gamma = a_.params + l.gamma;
       d.mean = stat_mean_[size_t(i)].get();
       d.invstd = stat_invstd_[size_t(i)].get();
-      d.dx = next;
+      d.dx = gout_[size_t(i)];
       d.dgamma = a_.grads + l.gamma;
       d.dbeta = a_.grads + l.beta;
-      d.nthreads = threads_for(double(sh.rows) * double(w), kElementsPerThread);
+      d.nthreads = threads_for(double(part_rows_) * double(w), kElementsPerThread);
       k_.batchnorm_backward(d);
       break;
     }
     case LayerKind::dropout: {
       if (l.rate == 0.0) break;  // identity
-      DropoutArgs<T> d = dropout_args(l, sh.rows * w, step, g, next);
+      DropoutArgs<T> d = dropout_args(l, part_rows_ * w, step, gin_[size_t(i)], gout_[size_t(i)]);
       d.mask_in = mask_[size_t(i)].get();
       k_.dropout_backward(d);
       break;
@@ -534,105 +622,87 @@ void Epoch<T>::backward(index_t i, Shard<T>& sh, std::uint64_t step) {
 }
 
 template <typename T>
-void Epoch<T>::run_op(const Op& op, Shard<T>& sh, std::uint64_t step) {
+void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
   switch (op.kind) {
-    case OpKind::gather: gather(sh); break;
-    case OpKind::forward: forward(op.layer, sh, step); break;
-    case OpKind::loss: loss(sh); break;
-    case OpKind::backward: backward(op.layer, sh, step); break;
+    case OpKind::gather: {
+      index_t r0, r1;
+      thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
+      gather(r0, r1);
+      break;
+    }
+    case OpKind::forward: forward(op.layer, tid, nth, step); break;
+    case OpKind::loss:
+      if (tid == 0) loss(nth > 1 ? 1 : 0);
+      break;
+    case OpKind::backward_dz: backward_dz(op.layer, tid, nth); break;
+    case OpKind::backward_weights: backward_weights(op.layer, tid, nth); break;
+    case OpKind::backward: backward(op.layer, tid, nth, step); break;
   }
 }
 
-// One phase: a whole-batch op, or the phase's ops on each of `shards` shards, the shards
-// spread over the threads (which thread runs a shard never changes its result).
+// One phase: a whole-batch op with its kernel's own threads, or the phase's ops in order on
+// the team, a barrier after each (which thread takes which range never changes a result).
 template <typename T>
-void Epoch<T>::run_phase(const Phase& phase, index_t shards, std::uint64_t step) {
-  if (phase.whole_batch) {
-    run_op(phase.ops.front(), whole_, step);
-    return;
-  }
-  const int threads = int(std::min<index_t>(shards, max_threads()));
-  if (threads <= 1) {
-    for (index_t s = 0; s < shards; ++s)
-      for (const Op& op : phase.ops) run_op(op, shards_[size_t(s)], step);
+void Epoch<T>::run_phase(const Phase& phase, std::uint64_t step) {
+  if (phase.whole_batch || team_ <= 1) {
+    for (const Op& op : phase.ops) run_op(op, 0, 1, step);
     return;
   }
   std::exception_ptr error;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (index_t s = 0; s < shards; ++s) {
-    try {
-      for (const Op& op : phase.ops) run_op(op, shards_[size_t(s)], step);
-    } catch (...) {
-#pragma omp critical(fastnn_shard_error)
-      if (!error) error = std::current_exception();
+#pragma omp parallel num_threads(team_)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    for (size_t k = 0; k < phase.ops.size(); ++k) {
+      if (k > 0 && (phase.ops[k].reads != Reads::own_rows || phase.ops[k - 1].reads == Reads::serial)) {
+#pragma omp barrier
+      }
+      try {  // every thread reaches every barrier, even after an error
+        if (!error) run_op(phase.ops[k], tid, nth, step);
+      } catch (...) {
+#pragma omp critical(fastnn_team_error)
+        if (!error) error = std::current_exception();
+      }
     }
   }
   if (error) std::rethrow_exception(error);
 }
 
-// Every shard's input gradient reads the weights by columns: transposed once per step, the
-// shards' GEMMs pack them as contiguous rows instead of each gathering the columns.
+// W^T as every thread's input-gradient GEMM reads it, packed once per step (the weights
+// change only at the update) instead of gathered by columns by each thread.
 template <typename T>
-void Epoch<T>::transpose_weights() {
+void Epoch<T>::pack_weights() {
   for (index_t i = 0; i < L_; ++i) {
-    T* wt = weight_t_[size_t(i)].get();
-    if (!wt) continue;
+    if (!packed_wt_[size_t(i)]) continue;
     const LayerSpec& l = a_.layers[size_t(i)];
-    const T* w = a_.params + l.weight;
-    constexpr index_t kTile = 16;  // a tile of rows and columns stays in L1 both ways
-    for (index_t c0 = 0; c0 < l.in; c0 += kTile)
-      for (index_t r0 = 0; r0 < l.out; r0 += kTile)
-        for (index_t c = c0; c < std::min(c0 + kTile, l.in); ++c)
-          for (index_t r = r0; r < std::min(r0 + kTile, l.out); ++r) wt[r * l.in + c] = w[c * l.out + r];
+    GemmArgs<T> wt;  // W^T (OC, IC): W (IC, OC) read by columns
+    wt.k = l.out;
+    wt.n = l.in;
+    wt.b = a_.params + l.weight;
+    wt.rsb = 1;
+    wt.csb = l.out;
+    k_.gemm_pack_b(wt, packed_wt_[size_t(i)].get());
   }
 }
 
-// Stage 2a: the dense layers' gradient of the batch part is the sum of the shards',
-// added in shard order for every element.
-template <typename T>
-void Epoch<T>::add_shard_gradients(index_t shards) {
-  if (shards <= 1) return;
-  const index_t blocks = index_t(shard_gradient_blocks_.size());
-  const int threads = threads_for(double(a_.n_params) * double(shards), kElementsPerThread);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (index_t b = 0; b < blocks; ++b) {
-    const index_t begin = shard_gradient_blocks_[size_t(b)].first, end = shard_gradient_blocks_[size_t(b)].second;
-    T* __restrict dst = a_.grads + begin;
-    for (index_t s = 1; s < shards; ++s) {
-      const T* __restrict src = shards_[size_t(s)].grads + begin;
-      for (index_t j = 0; j < end - begin; ++j) dst[j] += src[j];
-    }
-  }
-}
-
-// Stage 1 and 2a for the batch starting at b0: this process's part of its m rows through
-// every phase; the part's mean loss (0 when the part sits the step out).
+// Stage 1 for the batch starting at b0: this process's part of its m rows through every
+// phase; the part's mean loss (0 when the part sits the step out).
 template <typename T>
 double Epoch<T>::forward_backward(index_t b0, index_t m, std::uint64_t step) {
   index_t end;
   shard_bounds(m, red_.ranks, red_.rank, part_begin_, end);
   b0_ = b0;
   part_rows_ = part_rows(m, red_.rank);
+  batch_loss_ = 0.0;
   if (part_rows_ == 0) return 0.0;
-  const index_t shards = std::min(index_t(shards_.size()), shard_count(part_rows_, a_.n_params, index_t(sizeof(T))));
-  for (index_t s = 0; s < shards; ++s) {
-    Shard<T>& sh = shards_[size_t(s)];
-    shard_bounds(part_rows_, int(shards), int(s), sh.r0, end);
-    sh.rows = end - sh.r0;
-    sh.threads = shards == 1 ? 0 : 1;
-  }
-  whole_.rows = part_rows_;
-  if (shards > 1) transpose_weights();
-  for (const Phase& phase : phases_) run_phase(phase, shards, step);
-  double loss = 0.0;
-  for (index_t s = 0; s < shards; ++s) loss += shards_[size_t(s)].loss;
+  if (team_ > 1) pack_weights();
+  for (const Phase& phase : phases_) run_phase(phase, step);
   if (c_.statistics)
     for (index_t i = 0; i < L_; ++i) {
       const LayerSpec& l = a_.layers[size_t(i)];
-      if (l.kind == LayerKind::dense || l.kind == LayerKind::activation) r_.seen[size_t(i)] += double(part_rows_) * double(l.out);
+      if (l.kind == LayerKind::dense || l.kind == LayerKind::activation)
+        r_.seen[size_t(i)] += double(part_rows_) * double(l.out);
     }
-  add_shard_gradients(shards);
-  return loss;
+  return batch_loss_;
 }
 
 // Stage 2: the gradient reduction (see Reduction). ``rows`` of the batch's ``total`` are
@@ -760,9 +830,9 @@ EpochResult Epoch<T>::run() {
 
 template <typename T>
 void Epoch<T>::finish() {
-  for (const Shard<T>& sh : shards_) {
-    for (index_t i = 0; i < L_; ++i) r_.zeros[size_t(i)] += sh.zeros[size_t(i)];  // whole numbers: exact in any order
-    for (size_t j = 0; j < sh.colmax.size(); ++j) r_.fired[j] = r_.fired[j] || sh.colmax[j] > T(0);
+  for (const Lane<T>& lane : lanes_) {
+    for (index_t i = 0; i < L_; ++i) r_.zeros[size_t(i)] += lane.zeros[size_t(i)];  // whole numbers: exact in any order
+    for (size_t j = 0; j < lane.colmax.size(); ++j) r_.fired[j] = r_.fired[j] || lane.colmax[j] > T(0);
   }
   for (index_t i = 0; i < L_; ++i) {
     const LayerSpec& l = a_.layers[size_t(i)];
@@ -775,6 +845,16 @@ void Epoch<T>::finish() {
 }
 
 }  // namespace
+
+namespace {
+std::atomic<double> g_team_flops_per_thread{2.0e5};
+}  // namespace
+
+double team_flops_per_thread() { return g_team_flops_per_thread.load(std::memory_order_relaxed); }
+void set_team_flops_per_thread(double flops) {
+  if (!(flops > 0.0)) throw_invalid("flops must be positive");
+  g_team_flops_per_thread.store(flops, std::memory_order_relaxed);
+}
 
 template <typename T>
 bool ModelView<T>::has_batchnorm() const {

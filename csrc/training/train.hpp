@@ -130,10 +130,11 @@ inline void shard_bounds(index_t rows, int ranks, int rank, index_t& begin, inde
   end = begin + base + (rank < extra ? 1 : 0);
 }
 
-// The row shards a batch part of ``rows`` rows is cut into (train.cpp): enough rows each
-// that one thread pays little for the cut, and their extra gradients within a fixed budget.
-// It depends on the rows and the model's size only, never on the thread count.
-index_t shard_count(index_t rows, index_t n_params, index_t item_bytes);
+// The arithmetic per step (flops) worth waking one more thread of a step's team: the team
+// is the thread count the training engine uses (train.cpp). Tests lower it so that small
+// models train on a team; results never depend on it.
+double team_flops_per_thread();
+void set_team_flops_per_thread(double flops);
 
 struct EpochConfig {
   index_t batch_size = 32;

@@ -834,9 +834,10 @@ class Sequential:
 
     def _check_workspace(self, rows: int):
         """MemoryError before the core allocates an epoch's workspace: per layer its output
-        and pre-activation for one batch, the gathered batch and three gradient buffers."""
+        and pre-activation for one batch, the gathered batch, four gradient buffers (two
+        for dz when threads share a step) and the weights packed once per step."""
         widths = [self.in_features] + [spec.out_features for spec in self._engine.layers]
-        nbytes = rows * (2 * sum(widths[1:]) + widths[0] + 3 * max(widths)) * self.dtype.itemsize
+        nbytes = (rows * (2 * sum(widths[1:]) + widths[0] + 4 * max(widths)) + self.params.size) * self.dtype.itemsize
         check_allocation(nbytes, f"the training workspace of batches of {rows} rows through layers of up to "
                                  f"{max(widths)} units", "use a smaller batch_size")
 

@@ -1,0 +1,120 @@
+"""The training engine's threads within a step (the team): each thread takes its own rows,
+columns or weight-gradient rows of every stage, so an epoch is bitwise the same for any
+thread count and equals the unthreaded engine; the statistics too. The team only forms
+for steps with enough arithmetic: these tests lower that bar so that small models train on
+a team of up to 4 threads (fewer cores than threads only slows them down)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _core, nn, optim
+
+
+@pytest.fixture
+def team_for_any_model():
+    before = _core._team_flops_per_thread()
+    _core._set_team_flops_per_thread(1.0)
+    yield
+    _core._set_team_flops_per_thread(before)
+
+
+def regularized(seed):
+    return nn.Sequential([
+        nn.Dense(5, 24, activation="relu"), nn.BatchNorm(24), nn.Dropout(0.2),
+        nn.Dense(24, 12, activation="prelu"), nn.Activation("tanh"), nn.Dense(12, 1),
+    ], seed=seed)
+
+
+def plain(seed):
+    # a linear layer without bias under an activation layer: the activation's input
+    # gradient overwrites what the linear layer above it reads as dz
+    return nn.Sequential([
+        nn.Dense(5, 40, activation="elu"), nn.Dense(40, 33, use_bias=False), nn.Activation("relu"),
+        nn.Dense(33, 17, activation="leaky_relu"), nn.Dense(17, 1),
+    ], seed=seed)
+
+
+def classifier(seed):
+    return nn.Sequential([nn.Activation("tanh"), nn.Dense(5, 20, activation="relu"), nn.Dense(20, 3)], seed=seed)
+
+
+def data(n, classes=False):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, 5)).astype(np.float32)
+    if classes:
+        return x, (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5).astype(np.int64)
+    return x, (x[:, 0] * x[:, 1] + 0.3 * x[:, 2]).astype(np.float32)
+
+
+def train(make, threads, batch_size, n=203, epochs=2, classes=False, **kwargs):
+    x, y = data(n, classes)
+    model = make(3)
+    opt = optim.Adam(lr=0.01)
+    results = []
+    with fastnn.threads(threads):
+        for epoch in range(epochs):
+            results.append(model.train_epoch(x, y, batch_size=batch_size, optimizer=opt, seed=epoch,
+                                             loss="softmax_cross_entropy" if classes else "mse", **kwargs))
+    return model, results
+
+
+def assert_same(a, b):
+    (ma, ra), (mb, rb) = a, b
+    assert ma.params.tobytes() == mb.params.tobytes()
+    assert ma.buffers.tobytes() == mb.buffers.tobytes()
+    for x, y in zip(ra, rb):
+        assert x.loss == y.loss and x.steps == y.steps and x.rows == y.rows
+        np.testing.assert_array_equal(x.zero_fraction, y.zero_fraction)
+        np.testing.assert_array_equal(x.grad_norm, y.grad_norm)
+        np.testing.assert_array_equal(x.update_ratio, y.update_ratio)
+        for fa, fb in zip(x.fired, y.fired):
+            assert (fa is None) == (fb is None)
+            if fa is not None:
+                np.testing.assert_array_equal(fa, fb)
+
+
+@pytest.mark.parametrize("make", [regularized, plain], ids=["bn-dropout-prelu", "linear-under-activation"])
+@pytest.mark.parametrize("batch_size", [64, 50, 7])
+def test_any_thread_count_is_bitwise_the_unthreaded_engine(team_for_any_model, make, batch_size):
+    # 203 rows in batches of 50 leave a last batch of 3: some threads get no rows
+    reference = train(make, 1, batch_size)
+    for threads in (2, 3, 4):
+        assert_same(train(make, threads, batch_size), reference)
+
+
+def test_classifier_with_sample_weights_and_clipping(team_for_any_model):
+    weights = np.random.default_rng(0).uniform(0.5, 1.5, 203).astype(np.float32)
+    kwargs = dict(classes=True, sample_weight=weights / weights.mean(), clip_norm=0.5)
+    reference = train(classifier, 1, 32, **kwargs)
+    for threads in (2, 3):
+        assert_same(train(classifier, threads, 32, **kwargs), reference)
+
+
+def test_team_equals_the_kernels_own_threading():
+    # the same thread count with and without a team (the bar at its default keeps these
+    # small models off the team): the team changes who computes what, never a bit
+    without = train(plain, 3, 64)
+    before = _core._team_flops_per_thread()
+    try:
+        _core._set_team_flops_per_thread(1.0)
+        assert_same(train(plain, 3, 64), without)
+    finally:
+        _core._set_team_flops_per_thread(before)
+
+
+def test_train_step_equals_the_epoch_on_a_team(team_for_any_model):
+    x, y = data(64)
+    a, b = plain(5), plain(5)
+    oa, ob = optim.Adam(lr=0.01), optim.Adam(lr=0.01)
+    with fastnn.threads(3):
+        a.train_epoch(x, y, batch_size=64, optimizer=oa, shuffle=False)
+    b.train_step(x, y, optimizer=ob)
+    assert a.params.tobytes() == b.params.tobytes()
+
+
+def test_the_bar_refuses_nonsense():
+    with pytest.raises(ValueError, match="positive"):
+        _core._set_team_flops_per_thread(0.0)
+    assert _core._team_flops_per_thread() > 0
