@@ -37,3 +37,11 @@ __all__ = [
     "save_sequential", "scaler_from_state", "scaler_state", "sequential_from_state", "sequential_state",
     "trusted_skops_types", "write_model",
 ]
+
+# help(), repr() and the API docs show each public function at the path users import it
+# from, not the private module that defines it (numpy's set_module does the same)
+for _name in __all__:
+    _obj = globals()[_name]
+    if callable(_obj) and getattr(_obj, "__module__", "").startswith(__name__ + "."):
+        _obj.__module__ = __name__
+del _name, _obj
