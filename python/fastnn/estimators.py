@@ -31,7 +31,19 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastnn import nn, ops, optim
-from fastnn._checks import check_bool, check_count, check_int, check_learning_rate, check_scalar
+from fastnn._checks import (
+    DECAY,
+    FRACTION,
+    NON_NEGATIVE,
+    Interval,
+    Options,
+    OrNone,
+    check_bool,
+    check_count,
+    check_int,
+    check_learning_rate,
+    check_params,
+)
 from fastnn._config import calling_thread_threads
 from fastnn._errors import TrainingDivergedError, TrainingDivergedWarning
 
@@ -216,20 +228,6 @@ def _nonfinite_message(a, columns, name, where, unit):
     return ". ".join(parts) + "."
 
 
-def _one_of(name, value, allowed):
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
-    return value
-
-
-def _optional(check):
-    return lambda name, value: None if value is None else check(name, value)
-
-
-def _bounded(**bounds):
-    return lambda name, value: check_scalar(name, value, **bounds)
-
-
 def _hidden_units(name, units):
     if isinstance(units, numbers.Integral) and not isinstance(units, bool):
         units = (units,)
@@ -245,39 +243,40 @@ def _hidden_units(name, units):
 
 def _optimizer(name, value):
     if isinstance(value, str):
-        return _one_of(name, value, tuple(OPTIMIZERS))
+        return Options(tuple(OPTIMIZERS))(name, value)
     if not isinstance(value, optim.Optimizer):
         raise TypeError(f"{name} must be a name or a fastnn.optim optimizer, got {type(value).__name__}")
     return value
 
 
 # The estimators' parameters and their bounds, declared once (scikit-learn's
-# _parameter_constraints style): each is checked by the shared checker of its kind
-# (fastnn._checks), the same one fastnn.nn, fastnn.optim and fastnn.ops use for the same
-# quantity (a learning rate is > 0 everywhere, a drop rate in [0, 1) everywhere).
+# _parameter_constraints style) with the constraints of fastnn._checks: the same quantity
+# has the same constraint object as in fastnn.nn, fastnn.optim, fastnn.ops and the
+# callbacks the estimators install (a learning rate is >= 0 everywhere, a drop rate in
+# [0, 1) everywhere, lr_factor is ReduceLROnPlateau's factor ...).
 _PARAMETER_CHECKS = {
     "hidden_units": _hidden_units,
-    "activation": lambda name, value: _one_of(name, value, ACTIVATIONS),
+    "activation": ops._parameter_checks["activation"],
     "optimizer": _optimizer,
     "learning_rate": check_learning_rate,
     "batch_size": check_count,
     "epochs": check_count,
-    "dropout": lambda name, value: 0.0 if value is None else ops._check_rate(value, None, name),
+    "dropout": OrNone(ops._parameter_checks["rate"]),
     "batch_norm": check_bool,
-    "clip_norm": _optional(_bounded(low=0.0, low_open=True)),
-    "l1": _bounded(low=0.0),
-    "l2": _bounded(low=0.0),
-    "validation_fraction": _bounded(low=0.0, high=1.0, low_open=True, high_open=True),
+    "clip_norm": OrNone(NON_NEGATIVE),  # 0 trains nothing, as a learning rate of 0
+    "l1": NON_NEGATIVE,
+    "l2": NON_NEGATIVE,
+    "validation_fraction": FRACTION,
     "early_stopping": check_bool,
     "patience": check_count,
-    "lr_patience": _optional(check_count),
-    "lr_factor": _bounded(low=0.0, high=1.0, low_open=True, high_open=True),
-    "min_lr": _bounded(low=0.0),
-    "tol": _bounded(low=0.0, high=1.0, high_open=True),
-    "nan_policy": lambda name, value: _one_of(name, value, NAN_POLICIES),
-    "verbose": lambda name, value: check_int(name, value, low=0),
+    "lr_patience": OrNone(check_count),
+    "lr_factor": FRACTION,
+    "min_lr": NON_NEGATIVE,
+    "tol": DECAY,
+    "nan_policy": Options(NAN_POLICIES),
+    "verbose": Interval(int, 0),
     "callbacks": lambda name, value: _checked_callbacks(value),
-    "num_threads": _optional(check_count),
+    "num_threads": OrNone(check_count),
 }
 
 
@@ -327,8 +326,8 @@ class _BaseDNN(BaseEstimator):
         validation happens in fit); the checked values by name."""
         if self.keep_prob is not None:
             raise ops.keep_prob_refusal(self.keep_prob, "dropout")
-        p = {name: check(name, getattr(self, name)) for name, check in self._parameter_checks.items()}
-        p["loss"] = _one_of("loss", self._default_loss if self.loss is None else self.loss, self._losses)
+        p = check_params(self._parameter_checks, {name: getattr(self, name) for name in self._parameter_checks})
+        p["loss"] = Options(self._losses)("loss", self._default_loss if self.loss is None else self.loss)
         if isinstance(self.optimizer, optim.Optimizer) and (p["learning_rate"] != _DEFAULT_LEARNING_RATE or p["l1"]
                                                             or p["l2"]):
             raise ValueError("with an optimizer instance set its lr, l1 and l2 on the instance; leave "
@@ -361,7 +360,7 @@ class _BaseDNN(BaseEstimator):
             layers.append(nn.Dense(width, units, activation=self.activation))
             if self.batch_norm:
                 layers.append(nn.BatchNorm(units))
-            if p["dropout"] > 0:
+            if p["dropout"]:  # None or 0: no dropout layer
                 layers.append(nn.Dropout(p["dropout"]))
             width = units
         layers.append(nn.Dense(width, n_out))
