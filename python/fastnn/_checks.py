@@ -203,7 +203,7 @@ def out_or_new(name: str, out, shape: tuple, dtype: np.dtype) -> np.ndarray:
 # called as ``constraint(name, value)`` and returns the checked value, or raises a
 # TypeError/ValueError naming the argument. The same quantity uses the same constraint
 # everywhere (a learning rate is >= 0, a momentum in [0, 1], an eps > 0 ...);
-# tests/test_parameter_constraints.py walks every table and checks both.
+# tests/api/test_parameter_constraints.py walks every table and checks both.
 
 
 def _bounds(low, high, low_open, high_open) -> str:

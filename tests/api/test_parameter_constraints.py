@@ -144,8 +144,13 @@ CASES = [(label, name, value, error) for label, (table, _) in TABLES.items() for
          for value, error in probes(c)]
 
 
+def _value_id(value) -> str:
+    """A test id that is the same in every run (an object's repr holds its address)."""
+    return repr(value) if isinstance(value, (str, int, float, tuple, type(None))) else type(value).__name__
+
+
 @pytest.mark.parametrize("label, name, value, error", CASES,
-                         ids=[f"{label}-{name}-{value!r}" for label, name, value, _ in CASES])
+                         ids=[f"{label}-{name}-{_value_id(value)}" for label, name, value, _ in CASES])
 def test_every_bound_is_enforced_at_the_public_edge(label, name, value, error):
     table, edges = TABLES[label]
     calls = _edges_taking(edges, name)
