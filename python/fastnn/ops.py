@@ -40,8 +40,22 @@ ACTIVATIONS = tuple(_ACTIVATION_CODES)
 """Names accepted by ``activation=``: linear, relu, leaky_relu, prelu, elu, sigmoid, tanh."""
 
 
-def _drop_rate(name, value):  # check_drop_rate is defined with dropout, below
-    return check_drop_rate(name, value)
+_MIN_RATE = 2.0 ** -16  # masks compare 16-bit uniforms against floor(rate * 65536)
+
+
+def _drop_rate(name, rate):
+    """A drop probability: 0, or in [2**-16, 1) (the resolution of the dropout mask)."""
+    if rate is None:
+        raise TypeError(f"{name} is required: the drop probability in [0, 1) (0.2 is a good start)")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [0, 1) (the drop probability), got {type(rate).__name__}")
+    rate = float(rate)
+    if not (0.0 <= rate < 1.0):
+        raise ValueError(f"{name} must be in [0, 1) (the drop probability), got {rate}")
+    if 0.0 < rate < _MIN_RATE:
+        raise ValueError(f"{name} must be 0 or at least 2**-16 ({_MIN_RATE:.3g}), the resolution of the dropout "
+                         f"mask; got {rate} (which would drop nothing)")
+    return rate
 
 
 # The scalar arguments of the functions below, declared once by name (fastnn._checks):
@@ -603,9 +617,6 @@ def batchnorm_backward(grad_out, x, gamma, mean, invstd, *, grad_x=None, grad_ga
 
 # ----------------------------------------------------------------------------- dropout
 
-_MIN_RATE = 2.0 ** -16  # masks compare 16-bit uniforms against floor(rate * 65536)
-
-
 
 class DropoutOutput(NamedTuple):
     """What ``dropout_forward`` returns.
@@ -644,26 +655,11 @@ def keep_prob_refusal(keep_prob, name: str = "rate") -> ValueError:
                       f"instead of {_percent(1.0 - kp)}.)")
 
 
-def check_drop_rate(name, rate):
-    """A drop probability: 0, or in [2**-16, 1) (the resolution of the dropout mask)."""
-    if rate is None:
-        raise TypeError(f"{name} is required: the drop probability in [0, 1) (0.2 is a good start)")
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise TypeError(f"{name} must be a real number in [0, 1) (the drop probability), got {type(rate).__name__}")
-    rate = float(rate)
-    if not (0.0 <= rate < 1.0):
-        raise ValueError(f"{name} must be in [0, 1) (the drop probability), got {rate}")
-    if 0.0 < rate < _MIN_RATE:
-        raise ValueError(f"{name} must be 0 or at least 2**-16 ({_MIN_RATE:.3g}), the resolution of the dropout "
-                         f"mask; got {rate} (which would drop nothing)")
-    return rate
-
-
 def _check_rate(rate, keep_prob, name="rate"):
     """The drop rate, after refusing a ``keep_prob`` (with the conversion)."""
     if keep_prob is not None:
         raise keep_prob_refusal(keep_prob, name)
-    return check_drop_rate(name, rate)
+    return _drop_rate(name, rate)
 
 
 def _mask_buffer(n):
