@@ -1,5 +1,5 @@
 """Model quality against scikit-learn's MLP on its bundled datasets (the settings of
-tests/test_estimators.py), printed as Markdown tables:
+tests/estimators/test_estimators.py), printed as Markdown tables:
 
     python bench/quality_report.py
 

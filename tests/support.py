@@ -6,12 +6,16 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastnn import _core
 
+TESTS = Path(__file__).resolve().parent  # the tests' root: support.py, reference.py, golden/, fuzz/
+ROOT = TESTS.parent  # the repository: README.md, pyproject.toml, examples/, tools/
+GOLDEN = TESTS / "golden"
 SIMD_PATHS = tuple(_core.available_paths())
 OPENMP = bool(_core.build_info()["openmp"])
 requires_openmp = pytest.mark.skipif(not OPENMP, reason="built without OpenMP: kernels run single-threaded")

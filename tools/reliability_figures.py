@@ -1,5 +1,5 @@
 """Print the reliability figures (tracemalloc and RSS deltas per kernel, and the other
-measured values) that tests/test_reliability.py records with ``record_property``.
+measured values) that tests/runtime/test_reliability.py records with ``record_property``.
 
     python tools/reliability_figures.py [pytest arguments, e.g. -k leak]
 
@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main(argv) -> int:
     with tempfile.TemporaryDirectory(prefix="fastnn-figures-") as tmp:
         report = os.path.join(tmp, "report.xml")
-        rc = subprocess.call([sys.executable, "-m", "pytest", "-q", os.path.join(ROOT, "tests", "test_reliability.py"),
+        rc = subprocess.call([sys.executable, "-m", "pytest", "-q", os.path.join(ROOT, "tests", "runtime", "test_reliability.py"),
                               f"--junitxml={report}", "-o", "junit_family=xunit1", *argv], cwd=ROOT)
         if not os.path.exists(report):
             print("no report: pytest did not run", file=sys.stderr)

@@ -15,8 +15,8 @@
 #             forced avx512 gives the clear error, not SIGILL (8.3, M5).
 #   fuzz      clang-14 ASan + atheris over every tests/fuzz/fuzz_*.py for FUZZ_SECONDS (default 60)
 #             each (8.4, M6/M7). FUZZ_TARGETS overrides the list of harness files.
-#   tsan      gcc TSan, OMP_NUM_THREADS=1, tests/test_concurrency.py and the Python-thread
-#             tests of tests/test_reliability.py, with tools/tsan.supp (8.5, C2).
+#   tsan      gcc TSan, OMP_NUM_THREADS=1, tests/runtime/test_concurrency.py and the Python-thread
+#             tests of tests/runtime/test_reliability.py, with tools/tsan.supp (8.5, C2).
 #
 # Each tool has its own venv (.venv-<tool>; lsan shares .venv-asan and build/asan) and build folder
 # (build/<tool>), so a sanitized _core never shadows the normal one. Logs, one folder of
@@ -182,7 +182,7 @@ run_canaries() {
   local rc=0
   set +e
   FASTNN_EXPECT_SANITIZERS=$expect preloaded python -m pytest -q -p no:cacheprovider -rs \
-    tests/test_sanitizer_canaries.py >"$LOGDIR/canaries.log" 2>&1
+    tests/runtime/test_sanitizer_canaries.py >"$LOGDIR/canaries.log" 2>&1
   rc=$?
   set -e
   local line
@@ -271,8 +271,8 @@ mode_lsan() {
     "${PYTEST_EXTRA[@]}" $(tests_or tests)
 }
 
-VALGRIND_TESTS=(tests/test_gemm.py tests/test_dense.py tests/test_activation.py tests/test_batchnorm.py
-  tests/test_dropout.py tests/test_clip.py tests/test_losses.py tests/test_optim_kernels.py tests/test_ops_errors.py)
+VALGRIND_TESTS=(tests/kernels/test_gemm.py tests/kernels/test_dense.py tests/kernels/test_activation.py tests/kernels/test_batchnorm.py
+  tests/kernels/test_dropout.py tests/kernels/test_clip.py tests/kernels/test_losses.py tests/kernels/test_optim_kernels.py tests/kernels/test_ops_errors.py)
 
 mode_valgrind() {
   command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
@@ -405,16 +405,16 @@ mode_tsan() {
   # purpose (the libgomp pool is what that test is about), and there the uninstrumented
   # libgomp barrier between packing a GEMM panel and reading it is reported as a race.
   run_stage suite env OMP_NUM_THREADS=1 "${PYTEST[@]}" \
-    --deselect tests/test_concurrency.py::test_child_processes_after_openmp_use \
-    "${PYTEST_EXTRA[@]}" $(tests_or tests/test_concurrency.py)
+    --deselect tests/runtime/test_concurrency.py::test_child_processes_after_openmp_use \
+    "${PYTEST_EXTRA[@]}" $(tests_or tests/runtime/test_concurrency.py)
   # The Python-thread tests of the reliability suite too (8 threads sharing kernels,
   # estimators and a Sequential; training while others predict; the thread setting), not
   # its GIL timing ratios (TSan slows threads unevenly) nor its subprocess tests.
-  if [ "$EXTRA_NAMES_TESTS" -eq 0 ] && [ -f tests/test_reliability.py ]; then
+  if [ "$EXTRA_NAMES_TESTS" -eq 0 ] && [ -f tests/runtime/test_reliability.py ]; then
     new_reports reliability-threads
     export TSAN_OPTIONS="$tsan_base:log_path=$REPORTS/tsan:log_exe_name=1"
     run_stage reliability-threads env OMP_NUM_THREADS=1 "${PYTEST[@]}" \
-      -k "(thread or concurrent) and not gil" "${PYTEST_EXTRA[@]}" tests/test_reliability.py
+      -k "(thread or concurrent) and not gil" "${PYTEST_EXTRA[@]}" tests/runtime/test_reliability.py
   fi
 }
 

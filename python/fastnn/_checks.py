@@ -195,18 +195,26 @@ def out_or_new(name: str, out, shape: tuple, dtype: np.dtype) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- parameters
-# The one checker per kind of parameter. Every public class declares its parameters'
-# bounds with these (fastnn.estimators' _parameter_constraints, and the constructors of
-# fastnn.nn, fastnn.optim and fastnn.callbacks), so one quantity has one bound everywhere.
+# One constraint object per kind of parameter, scikit-learn's ``_parameter_constraints``
+# style: every public class declares its parameters once, in a table
+# ``_parameter_checks = {name: constraint}`` (the estimators, the layers and Sequential of
+# fastnn.nn, the optimizers and schedules of fastnn.optim, the callbacks), and fastnn.ops
+# and fastnn.optim one table each for their functions' scalar arguments. A constraint is
+# called as ``constraint(name, value)`` and returns the checked value, or raises a
+# TypeError/ValueError naming the argument. The same quantity uses the same constraint
+# everywhere (a learning rate is >= 0, a momentum in [0, 1], an eps > 0 ...);
+# tests/api/test_parameter_constraints.py walks every table and checks both.
 
 
 def _bounds(low, high, low_open, high_open) -> str:
-    parts = []
+    """The bounds as a reader writes them: "in [0, 1)" or ">= 0"."""
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low:g}")
+        return f"{'>' if low_open else '>='} {low:g}"
     if high is not None:
-        parts.append(f"{'<' if high_open else '<='} {high:g}")
-    return " and ".join(parts)
+        return f"{'<' if high_open else '<='} {high:g}"
+    return "a real number"
 
 
 def check_scalar(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -235,6 +243,90 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
     return value
 
 
+class Interval:
+    """A number within bounds (scikit-learn's ``Interval``): ``kind`` is ``float`` (any
+    finite real, returned as a float) or ``int`` (an int, not a bool, with closed bounds);
+    ``None`` for no bound; ``hint`` is added to the message of a value out of bounds. Two
+    intervals are equal when they accept the same values."""
+
+    def __init__(self, kind: type, low=None, high=None, *, low_open: bool = False, high_open: bool = False,
+                 hint: str = ""):
+        if kind not in (int, float) or (kind is int and (low_open or high_open)):
+            raise TypeError(f"Interval takes kind int (closed bounds) or float, got {kind!r}")
+        self.kind, self.low, self.high, self.low_open, self.high_open = kind, low, high, low_open, high_open
+        self.hint = hint
+
+    def __call__(self, name: str, value):
+        try:
+            if self.kind is int:
+                return check_int(name, value, low=self.low, high=self.high)
+            return check_scalar(name, value, low=self.low, high=self.high, low_open=self.low_open,
+                                high_open=self.high_open)
+        except ValueError as exc:
+            if not self.hint:
+                raise
+            raise ValueError(f"{exc} ({self.hint})") from None
+
+    def _key(self) -> tuple:
+        return (self.kind, self.low, self.high, self.low_open, self.high_open)
+
+    def __eq__(self, other):
+        return isinstance(other, Interval) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"Interval({self.kind.__name__}: {_bounds(self.low, self.high, self.low_open, self.high_open)})"
+
+
+class Options:
+    """One of a fixed set of strings (scikit-learn's ``StrOptions``): TypeError for a
+    non-string, ValueError for an unknown one; ``remedies`` maps a refused string to its
+    own message (e.g. ``"prelu"`` for a layer that has no parameters)."""
+
+    def __init__(self, values, remedies: dict | None = None):
+        self.values = tuple(values)
+        self.remedies = dict(remedies or {})
+
+    def __call__(self, name: str, value):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, one of {self.values}, got {type(value).__name__} {value!r}")
+        if value in self.remedies:
+            raise ValueError(f"{name}={value!r}: {self.remedies[value]}")
+        if value not in self.values:
+            raise ValueError(f"{name} must be one of {self.values}, got {value!r}")
+        return value
+
+    def __eq__(self, other):
+        return isinstance(other, Options) and (self.values, self.remedies) == (other.values, other.remedies)
+
+    def __hash__(self):
+        return hash(self.values)
+
+    def __repr__(self):
+        return f"Options{self.values}"
+
+
+class OrNone:
+    """None, or a value ``inner`` accepts (None is returned as is)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, name: str, value):
+        return None if value is None else self.inner(name, value)
+
+    def __eq__(self, other):
+        return isinstance(other, OrNone) and self.inner == other.inner
+
+    def __hash__(self):
+        return hash(("OrNone", self.inner))
+
+    def __repr__(self):
+        return f"OrNone({self.inner!r})"
+
+
 def check_bool(name: str, value) -> bool:
     """True or False (NumPy's bool too); 0 and 1 are not accepted."""
     if not isinstance(value, (bool, np.bool_)):
@@ -242,18 +334,44 @@ def check_bool(name: str, value) -> bool:
     return bool(value)
 
 
-def check_learning_rate(name: str, value) -> float:
-    """A learning rate: a finite number >= 0, for the estimators, fastnn.optim and
-    fastnn.ops alike (0 trains nothing but measures: an epoch's statistics of a frozen
-    model)."""
-    return check_scalar(name, value, low=0.0)
+def check_params(table: dict, values: dict) -> dict:
+    """Every value checked by its parameter's constraint in ``table`` (a class's
+    ``_parameter_checks``); the checked values by name. A name missing from the table is a
+    bug in fastnn, not in the caller: KeyError."""
+    return {name: table[name](name, value) for name, value in values.items()}
 
 
-def check_count(name: str, value) -> int:
-    """A count of things (rows, units, epochs): an int >= 1."""
-    return check_int(name, value, low=1)
+class ParameterChecked:
+    """A public class whose constructor arguments are declared once, in its
+    ``_parameter_checks`` table, and stored checked by ``_set_checked``."""
+
+    _parameter_checks: dict = {}
+
+    def _set_checked(self, **values) -> None:
+        """Store the arguments as attributes of the same names, each checked by its
+        ``_parameter_checks`` entry."""
+        for name, value in check_params(self._parameter_checks, values).items():
+            setattr(self, name, value)
 
 
-def check_seed(name: str, value) -> int:
-    """A seed or step counter: an int in [0, 2**64)."""
-    return check_int(name, value, low=0, high=2 ** 64 - 1)
+# The constraint of each quantity, shared by every table that takes it.
+# A learning rate: 0 trains nothing but measures (an epoch's statistics of a frozen model).
+check_learning_rate = Interval(float, 0.0)
+# A count of things (rows, units, epochs, features).
+check_count = Interval(int, 1)
+# A seed or a step counter: the core keys its random streams by a 64-bit unsigned int.
+check_seed = Interval(int, 0, 2 ** 64 - 1)
+# A penalty or decay strength (l1, l2, weight_decay), a lower learning-rate bound, a norm
+# bound (clip_norm, max_norm: 0 zeroes every update, as a learning rate of 0).
+NON_NEGATIVE = Interval(float, 0.0)
+# A strictly positive real: a divisor's guard (eps), a Huber delta, a decay period.
+POSITIVE = Interval(float, 0.0, low_open=True)
+# The weight of the OLD value in a running average: BatchNorm's running statistics
+# (Keras convention) and SGD/RMSProp momentum alike; 1 keeps the old value forever.
+MOMENTUM = Interval(float, 0.0, 1.0, hint="the weight of the OLD value; BatchNorm follows Keras: PyTorch's "
+                                          "BatchNorm momentum=0.1 is 0.9 here")
+# The decay of a moving average that must forget (Adam's beta1/beta2, RMSProp's rho), or a
+# tolerance relative to the value it compares.
+DECAY = Interval(float, 0.0, 1.0, high_open=True)
+# A factor that reduces (a learning-rate reduction), or a fraction of the data held out.
+FRACTION = Interval(float, 0.0, 1.0, low_open=True, high_open=True)

@@ -84,7 +84,7 @@ def _archive(data: bytes, where: str) -> zipfile.ZipFile:
     """The skops archive, checked as fastnn checks its own files: stored entries only, and
     every ``.npy`` entry parsed by fastnn's own reader (numbers only, the declared shape
     matching the bytes), so that no entry makes skops allocate more than the file holds."""
-    from fastnn.persistence import _read_entry
+    from fastnn.persistence._container import _read_entry
     zf = zipfile.ZipFile(io.BytesIO(data))
     for info in zf.infolist():
         if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:

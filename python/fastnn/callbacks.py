@@ -34,7 +34,7 @@ import sys
 
 import numpy as np
 
-from fastnn._checks import check_bool, check_count, check_scalar
+from fastnn._checks import DECAY, FRACTION, NON_NEGATIVE, Options, ParameterChecked, check_bool, check_count
 from fastnn._files import AtomicFile
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "LambdaCallback", "ReduceLROnPlateau", "TensorBoard"]
@@ -165,7 +165,13 @@ class LambdaCallback(Callback):
             self._end(estimator)
 
 
-class _Monitor(Callback):
+def _check_monitor(name, value):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str (a key of the epoch logs), got {type(value).__name__}")
+    return value
+
+
+class _Monitor(Callback, ParameterChecked):
     """The one rule for "the monitored log improved", shared by EarlyStopping and
     ReduceLROnPlateau (and through them by the estimators' ``early_stopping`` and
     ``lr_patience``): in mode "min" an epoch improves when its value is below
@@ -173,17 +179,12 @@ class _Monitor(Callback):
     in mode "max" above the mirror image. The first finite value always improves;
     NaN never does."""
 
+    # rel_delta is the estimators' tol, patience their patience/lr_patience: one constraint each
+    _parameter_checks = {"monitor": _check_monitor, "patience": check_count, "min_delta": NON_NEGATIVE,
+                         "rel_delta": DECAY, "mode": Options(_MODES)}
+
     def _init_monitor(self, monitor, patience, min_delta, rel_delta, mode):
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor must be a str (a key of the epoch logs), got {type(monitor).__name__}")
-        patience = check_count("patience", patience)
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        self.monitor = monitor
-        self.patience = int(patience)
-        self.min_delta = check_scalar("min_delta", min_delta, low=0.0)
-        self.rel_delta = check_scalar("rel_delta", rel_delta, low=0.0, high=1.0, high_open=True)
-        self.mode = mode
+        self._set_checked(monitor=monitor, patience=patience, min_delta=min_delta, rel_delta=rel_delta, mode=mode)
 
     def _no_validation(self, epoch=None):
         at = "" if epoch is None else f" got val_loss=NaN at epoch {epoch}:"
@@ -261,10 +262,12 @@ class EarlyStopping(_Monitor):
     this callback's restore (run after it) wins.
     """
 
+    _parameter_checks = {**_Monitor._parameter_checks, "restore_best_weights": check_bool}
+
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best_weights=True,
                  rel_delta=0.0):
         self._init_monitor(monitor, patience, min_delta, rel_delta, mode)
-        self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
+        self._set_checked(restore_best_weights=restore_best_weights)
         self._reset()
 
     def _reset(self):
@@ -348,11 +351,13 @@ class ReduceLROnPlateau(_Monitor):
     schedule). State is reset when a run starts from scratch (``n_iter_ == 0``).
     """
 
+    # factor is the estimators' lr_factor and StepDecay's factor; min_lr the estimators' min_lr
+    _parameter_checks = {**_Monitor._parameter_checks, "factor": FRACTION, "min_lr": NON_NEGATIVE}
+
     def __init__(self, monitor="loss", patience=10, factor=0.5, min_lr=1e-6, min_delta=0.0, rel_delta=0.0,
                  mode="min"):
         self._init_monitor(monitor, patience, min_delta, rel_delta, mode)
-        self.factor = check_scalar("factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
-        self.min_lr = check_scalar("min_lr", min_lr, low=0.0)
+        self._set_checked(factor=factor, min_lr=min_lr)
         self._reset()
 
     def _reset(self):

@@ -31,9 +31,21 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastnn import nn, ops, optim
-from fastnn._checks import check_bool, check_count, check_int, check_learning_rate, check_scalar
+from fastnn._checks import (
+    DECAY,
+    FRACTION,
+    NON_NEGATIVE,
+    Interval,
+    Options,
+    OrNone,
+    check_bool,
+    check_count,
+    check_int,
+    check_learning_rate,
+    check_params,
+)
 from fastnn._config import calling_thread_threads
-from fastnn._errors import ModelFormatError, TrainingDivergedError, TrainingDivergedWarning
+from fastnn._errors import TrainingDivergedError, TrainingDivergedWarning
 
 __all__ = ["DNNClassifier", "DNNRegressor"]
 
@@ -216,20 +228,6 @@ def _nonfinite_message(a, columns, name, where, unit):
     return ". ".join(parts) + "."
 
 
-def _one_of(name, value, allowed):
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
-    return value
-
-
-def _optional(check):
-    return lambda name, value: None if value is None else check(name, value)
-
-
-def _bounded(**bounds):
-    return lambda name, value: check_scalar(name, value, **bounds)
-
-
 def _hidden_units(name, units):
     if isinstance(units, numbers.Integral) and not isinstance(units, bool):
         units = (units,)
@@ -245,39 +243,40 @@ def _hidden_units(name, units):
 
 def _optimizer(name, value):
     if isinstance(value, str):
-        return _one_of(name, value, tuple(OPTIMIZERS))
+        return Options(tuple(OPTIMIZERS))(name, value)
     if not isinstance(value, optim.Optimizer):
         raise TypeError(f"{name} must be a name or a fastnn.optim optimizer, got {type(value).__name__}")
     return value
 
 
 # The estimators' parameters and their bounds, declared once (scikit-learn's
-# _parameter_constraints style): each is checked by the shared checker of its kind
-# (fastnn._checks), the same one fastnn.nn, fastnn.optim and fastnn.ops use for the same
-# quantity (a learning rate is > 0 everywhere, a drop rate in [0, 1) everywhere).
+# _parameter_constraints style) with the constraints of fastnn._checks: the same quantity
+# has the same constraint object as in fastnn.nn, fastnn.optim, fastnn.ops and the
+# callbacks the estimators install (a learning rate is >= 0 everywhere, a drop rate in
+# [0, 1) everywhere, lr_factor is ReduceLROnPlateau's factor ...).
 _PARAMETER_CHECKS = {
     "hidden_units": _hidden_units,
-    "activation": lambda name, value: _one_of(name, value, ACTIVATIONS),
+    "activation": ops._parameter_checks["activation"],
     "optimizer": _optimizer,
     "learning_rate": check_learning_rate,
     "batch_size": check_count,
     "epochs": check_count,
-    "dropout": lambda name, value: 0.0 if value is None else ops._check_rate(value, None, name),
+    "dropout": OrNone(ops._parameter_checks["rate"]),
     "batch_norm": check_bool,
-    "clip_norm": _optional(_bounded(low=0.0, low_open=True)),
-    "l1": _bounded(low=0.0),
-    "l2": _bounded(low=0.0),
-    "validation_fraction": _bounded(low=0.0, high=1.0, low_open=True, high_open=True),
+    "clip_norm": OrNone(NON_NEGATIVE),  # 0 trains nothing, as a learning rate of 0
+    "l1": NON_NEGATIVE,
+    "l2": NON_NEGATIVE,
+    "validation_fraction": FRACTION,
     "early_stopping": check_bool,
     "patience": check_count,
-    "lr_patience": _optional(check_count),
-    "lr_factor": _bounded(low=0.0, high=1.0, low_open=True, high_open=True),
-    "min_lr": _bounded(low=0.0),
-    "tol": _bounded(low=0.0, high=1.0, high_open=True),
-    "nan_policy": lambda name, value: _one_of(name, value, NAN_POLICIES),
-    "verbose": lambda name, value: check_int(name, value, low=0),
+    "lr_patience": OrNone(check_count),
+    "lr_factor": FRACTION,
+    "min_lr": NON_NEGATIVE,
+    "tol": DECAY,
+    "nan_policy": Options(NAN_POLICIES),
+    "verbose": Interval(int, 0),
     "callbacks": lambda name, value: _checked_callbacks(value),
-    "num_threads": _optional(check_count),
+    "num_threads": OrNone(check_count),
 }
 
 
@@ -327,8 +326,8 @@ class _BaseDNN(BaseEstimator):
         validation happens in fit); the checked values by name."""
         if self.keep_prob is not None:
             raise ops.keep_prob_refusal(self.keep_prob, "dropout")
-        p = {name: check(name, getattr(self, name)) for name, check in self._parameter_checks.items()}
-        p["loss"] = _one_of("loss", self._default_loss if self.loss is None else self.loss, self._losses)
+        p = check_params(self._parameter_checks, {name: getattr(self, name) for name in self._parameter_checks})
+        p["loss"] = Options(self._losses)("loss", self._default_loss if self.loss is None else self.loss)
         if isinstance(self.optimizer, optim.Optimizer) and (p["learning_rate"] != _DEFAULT_LEARNING_RATE or p["l1"]
                                                             or p["l2"]):
             raise ValueError("with an optimizer instance set its lr, l1 and l2 on the instance; leave "
@@ -361,7 +360,7 @@ class _BaseDNN(BaseEstimator):
             layers.append(nn.Dense(width, units, activation=self.activation))
             if self.batch_norm:
                 layers.append(nn.BatchNorm(units))
-            if p["dropout"] > 0:
+            if p["dropout"]:  # None or 0: no dropout layer
                 layers.append(nn.Dropout(p["dropout"]))
             width = units
         layers.append(nn.Dense(width, n_out))
@@ -685,35 +684,8 @@ class _BaseDNN(BaseEstimator):
         OSError
             If the file cannot be written.
         """
-        check_is_fitted(self, "model_")
-        from fastnn import persistence
-        params = self.get_params(deep=False)
-        params["callbacks"] = None
-        if isinstance(params["optimizer"], optim.Optimizer):
-            params["optimizer"] = persistence.optimizer_state(params["optimizer"])[0]
-        params["hidden_units"] = list(self._validated_params()["hidden_units"])
-        if params["random_state"] is not None and not isinstance(params["random_state"], numbers.Integral):
-            params["random_state"] = None  # a Generator/RandomState was consumed by fit: not a setting
-        model_config, model_arrays = persistence.sequential_state(self.model_)
-        opt_config, opt_arrays = persistence.optimizer_state(self.optimizer_)
-        names = getattr(self, "feature_names_in_", None)
-        fitted = {"n_features_in_": int(self.n_features_in_), "n_iter_": int(self.n_iter_),
-                  "feature_names_in_": None if names is None else [str(n) for n in names],
-                  "best_loss_": _json_float(self.best_loss_), "hidden_index": list(self._hidden_index_),
-                  "y_ndim": getattr(self, "_y_ndim_", None), "rng": self._rng_.bit_generator.state,
-                  "divergence_": _json_safe(self.divergence_), "n_train_rows": getattr(self, "_n_train_rows_", None),
-                  "target_max": _json_float(getattr(self, "_target_max_", np.nan))}
-        arrays = {"feature_std": self._feature_std_, "saturation": np.asarray(self._saturation_, np.float64),
-                  **{f"model.{k}": v for k, v in model_arrays.items()},
-                  **{f"optimizer.{k}": v for k, v in opt_arrays.items()},
-                  **{f"history.{k}": np.asarray(v, np.float64).reshape(len(self.history_["loss"]), -1)
-                     for k, v in self.history_.items()}}
-        if hasattr(self, "classes_"):
-            classes = self.classes_
-            arrays["classes"] = np.asarray(classes.tolist()) if classes.dtype.hasobject else classes
-            fitted["classes_object"] = bool(classes.dtype.hasobject)
-        persistence.write_model(path, {"class": type(self).__name__, "params": params, "fitted": fitted,
-                                       "model": model_config, "optimizer": opt_config}, arrays)
+        from fastnn.persistence._estimators import save_estimator
+        save_estimator(self, path)
 
 
 def _input_ranges(X, y) -> dict:
@@ -721,121 +693,6 @@ def _input_ranges(X, y) -> dict:
     depends on them (unscaled features; targets so large that the loss overflows)."""
     absmax = lambda a: float(np.max(np.abs(a))) if a is not None and a.size and a.dtype.kind == "f" else 0.0
     return {"input_max": absmax(X), "target_max": absmax(y)}
-
-
-def _json_float(x):
-    return float(x) if np.isfinite(x) else None
-
-
-def _json_safe(value):
-    """``value`` with non-finite floats as None (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    return value
-
-
-def _load_estimator(header, arrays):
-    """The loader ``fastnn.load`` uses for estimator files (see ``_BaseDNN.save``): every
-    field is checked against the rebuilt model, so a tampered file is a ModelFormatError
-    here rather than a KeyError later in ``partial_fit`` or ``diagnose``."""
-    from fastnn import persistence
-    cls = {"DNNRegressor": DNNRegressor, "DNNClassifier": DNNClassifier}[header["class"]]
-    params = dict(header["params"])
-    expected = set(cls._get_param_names())
-    if set(params) != expected:
-        raise ModelFormatError(f"params has keys {sorted(params)}, {cls.__name__} takes {sorted(expected)}")
-    if isinstance(params["optimizer"], dict):
-        params["optimizer"] = persistence.optimizer_from_state(params["optimizer"], {})
-    params["hidden_units"] = tuple(params["hidden_units"]) if isinstance(params["hidden_units"], list) else None
-    est = cls(**params)
-    try:
-        p = est._validated_params()
-    except (TypeError, ValueError) as exc:
-        raise ModelFormatError(f"params: {exc}") from None
-    f = header["fitted"]
-    est.model_ = persistence.sequential_from_state(header["model"], _strip("model.", arrays))
-    est.optimizer_ = persistence.optimizer_from_state(header["optimizer"], _strip("optimizer.", arrays))
-    problem = persistence._state_mismatch(est.optimizer_, est.model_)
-    if problem:
-        raise ModelFormatError(f"the optimizer does not fit the model: {problem}")
-    est.n_features_in_ = int(f["n_features_in_"])
-    n_out = est.model_.out_features
-    # The widths first, against the saved weights (whose size the file bounds): the rebuild
-    # below allocates a whole model, so forged widths must never reach it.
-    dense_widths = [layer.out_features for layer in est.model_.layers if isinstance(layer, nn.Dense)]
-    if est.n_features_in_ != est.model_.in_features or tuple(p["hidden_units"]) != tuple(dense_widths[:-1]):
-        raise ModelFormatError(f"n_features_in_={est.n_features_in_} and hidden_units={p['hidden_units']} do not "
-                               f"match the saved weights ({est.model_.in_features} inputs, hidden layers "
-                               f"{tuple(dense_widths[:-1])})")
-    # the layers the parameters describe, rebuilt: the file's model must be exactly that
-    rebuilt = est._build_model(p, est.n_features_in_, n_out, seed=0)
-    if persistence.sequential_state(rebuilt)[0]["layers"] != header["model"]["layers"]:
-        raise ModelFormatError("the model's layers do not match the estimator's parameters (hidden_units, "
-                               f"activation, batch_norm, dropout) and its n_features_in_={est.n_features_in_} features")
-    if [int(i) for i in f["hidden_index"]] != est._hidden_index_:
-        raise ModelFormatError("hidden_index does not match the model's layers")
-    if f["feature_names_in_"] is not None:
-        est.feature_names_in_ = np.asarray(f["feature_names_in_"], dtype=object)
-        if est.feature_names_in_.shape != (est.n_features_in_,):
-            raise ModelFormatError("feature_names_in_ does not have one name per feature")
-    est.n_iter_ = int(f["n_iter_"])
-    est.best_loss_ = np.inf if f["best_loss_"] is None else float(f["best_loss_"])
-    rng = np.random.default_rng()
-    rng.bit_generator.state = f["rng"]
-    est._rng_ = rng
-    est.divergence_ = f["divergence_"]
-    if f.get("n_train_rows") is not None:  # files of fastnn 0.1.0 record neither
-        est._n_train_rows_ = _count_field(f["n_train_rows"], "n_train_rows")
-    if f.get("target_max") is not None:
-        if isinstance(f["target_max"], bool) or not isinstance(f["target_max"], (int, float)):
-            raise ModelFormatError(f"fitted target_max must be a number, got {f['target_max']!r}")
-        est._target_max_ = float(f["target_max"])
-    n_hidden = len(est._hidden_index_)
-    est._feature_std_ = _array(arrays, "feature_std", (est.n_features_in_,))
-    est._saturation_ = _array(arrays, "saturation", (n_hidden,)).tolist()
-    history = _strip("history.", arrays)
-    scalar_keys = ("loss", "val_loss", "lr", "skipped", "time")
-    if set(history) != set(scalar_keys + _STAT_KEYS):
-        raise ModelFormatError(f"history has {sorted(history)}, expected {sorted(scalar_keys + _STAT_KEYS)}")
-    est.history_ = {}
-    for key in scalar_keys:
-        est.history_[key] = _array(history, key, (est.n_iter_, 1))[:, 0].tolist()
-    for key in _STAT_KEYS:
-        est.history_[key] = _array(history, key, (est.n_iter_, n_hidden)).tolist()
-    est.history_["skipped"] = [int(x) for x in est.history_["skipped"]]
-    est.loss_curve_ = est.history_["loss"]
-    if cls is DNNClassifier:
-        classes = arrays["classes"]
-        est.classes_ = classes.astype(object) if f.get("classes_object") else classes
-        if classes.ndim != 1 or len(classes) < 2 or n_out != (1 if len(classes) == 2 else len(classes)):
-            raise ModelFormatError(f"{len(classes)} classes do not fit a model with {n_out} outputs")
-    else:
-        if f["y_ndim"] not in (1, 2) or (f["y_ndim"] == 1 and n_out != 1):
-            raise ModelFormatError(f"y_ndim must be 1 (one output) or 2, got {f['y_ndim']!r}")
-        est._y_ndim_ = int(f["y_ndim"])
-    return est
-
-
-def _count_field(value, name) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ModelFormatError(f"fitted {name} must be a non-negative int, got {value!r}")
-    return value
-
-
-def _array(arrays, name, shape):
-    a = arrays.get(name)
-    if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype.kind not in "biuf":
-        raise ModelFormatError(f"array {name!r} must be numeric of shape {shape}, got "
-                               f"{None if a is None else (a.dtype, a.shape)}")
-    return a.astype(np.float64)
-
-
-def _strip(prefix, arrays):
-    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 class _OneProcess:
@@ -1203,12 +1060,3 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
         if z.shape[1] == 1:
             return float(ops.binary_cross_entropy_with_logits(z, target, sample_weight=weight).loss)
         return float(ops.softmax_cross_entropy_with_logits(z, target, sample_weight=weight).loss)
-
-
-def _register_loaders():
-    from fastnn import persistence
-    for name in ("DNNRegressor", "DNNClassifier"):
-        persistence.register_loader(name, _load_estimator)
-
-
-_register_loaders()

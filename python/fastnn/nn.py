@@ -16,7 +16,21 @@ from typing import Callable, Iterable, NamedTuple
 import numpy as np
 
 from fastnn import _core, ops
-from fastnn._checks import as_numeric, check_allocation, check_count, check_ndim, check_seed, to_kernel
+from fastnn._checks import (
+    NON_NEGATIVE,
+    Interval,
+    Options,
+    OrNone,
+    ParameterChecked,
+    as_numeric,
+    check_allocation,
+    check_bool,
+    check_count,
+    check_ndim,
+    check_params,
+    check_seed,
+    to_kernel,
+)
 
 __all__ = ["Activation", "BatchNorm", "Dense", "Dropout", "GradientReduction", "Layer", "Sequential"]
 
@@ -32,7 +46,7 @@ class ParamSpec(NamedTuple):
     is_weight: bool
 
 
-class Layer:
+class Layer(ParameterChecked):
     """Base class. A layer declares its parameter and buffer tensors; ``Sequential``
     allocates them (as views into its flat buffers) and binds them with ``_bind``."""
 
@@ -168,18 +182,22 @@ class Dense(Layer):
         If a size is not positive, or ``activation`` or ``init`` is unknown.
     """
 
+    in_features: int
+    out_features: int
+    activation: str
+    use_bias: bool
+    init: str
+    negative_slope: float
+    alpha: float
+    _parameter_checks = {"in_features": check_count, "out_features": check_count,
+                         "activation": ops._parameter_checks["activation"], "use_bias": check_bool,
+                         "init": Options(INITS), "negative_slope": ops._parameter_checks["negative_slope"],
+                         "alpha": ops._parameter_checks["alpha"]}
+
     def __init__(self, in_features, out_features, activation="linear", use_bias=True, init="glorot_uniform",
                  negative_slope=0.01, alpha=1.0):
-        self.in_features = check_count("in_features", in_features)
-        self.out_features = check_count("out_features", out_features)
-        ops._activation(activation, negative_slope, alpha)  # validates the name and its parameter
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        self.activation = activation
-        self.use_bias = bool(use_bias)
-        self.init = init
-        self.negative_slope = negative_slope
-        self.alpha = alpha
+        self._set_checked(in_features=in_features, out_features=out_features, activation=activation,
+                          use_bias=use_bias, init=init, negative_slope=negative_slope, alpha=alpha)
 
     def _act_kwargs(self):
         kw = {"negative_slope": self.negative_slope, "alpha": self.alpha}
@@ -254,13 +272,16 @@ class Activation(Layer):
         If ``name`` is unknown or ``"prelu"``.
     """
 
+    name: str
+    negative_slope: float
+    alpha: float
+    _parameter_checks = {"name": Options(ops.ACTIVATIONS, {"prelu": "prelu has learned slopes: use "
+                                                             "Dense(..., activation='prelu')"}),
+                         "negative_slope": ops._parameter_checks["negative_slope"],
+                         "alpha": ops._parameter_checks["alpha"]}
+
     def __init__(self, name, negative_slope=0.01, alpha=1.0):
-        ops._activation(name, negative_slope, alpha)
-        if name == "prelu":
-            raise ValueError("prelu has learned slopes: use Dense(..., activation='prelu')")
-        self.name = name
-        self.negative_slope = negative_slope
-        self.alpha = alpha
+        self._set_checked(name=name, negative_slope=negative_slope, alpha=alpha)
 
     def forward(self, x, training, cache):
         y = ops.activation_forward(x, self.name, negative_slope=self.negative_slope, alpha=self.alpha)
@@ -289,14 +310,19 @@ class BatchNorm(Layer):
     num_features : int
         Width of the input (and output).
     momentum : float, default 0.99
-        Weight of the old running value, in [0, 1).
+        Weight of the old running value, in [0, 1].
     eps : float, default 1e-3
-        Added to the variance.
+        Added to the variance, > 0.
     """
 
+    num_features: int
+    momentum: float
+    eps: float
+    _parameter_checks = {"num_features": check_count, "momentum": ops._parameter_checks["momentum"],
+                         "eps": ops._parameter_checks["eps"]}
+
     def __init__(self, num_features, momentum=0.99, eps=1e-3):
-        self.num_features = check_count("num_features", num_features)
-        self.momentum, self.eps = ops._bn_momentum_eps(momentum, eps)
+        self._set_checked(num_features=num_features, momentum=momentum, eps=eps)
 
     def param_specs(self):
         return [ParamSpec("gamma", (self.num_features,), False), ParamSpec("beta", (self.num_features,), False)]
@@ -355,10 +381,15 @@ class Dropout(Layer):
         If ``rate`` is out of range, missing, or ``keep_prob`` is passed.
     """
 
+    rate: float
+    _parameter_checks = {"rate": ops._parameter_checks["rate"]}
+
     def __init__(self, rate=None, *, keep_prob=None):
-        if rate is None and keep_prob is None:
+        if keep_prob is not None:
+            raise ops.keep_prob_refusal(keep_prob)
+        if rate is None:
             raise TypeError("Dropout needs rate, the drop probability in [0, 1)")
-        self.rate = ops._check_rate(0.0 if rate is None else rate, keep_prob)
+        self._set_checked(rate=rate)
 
     def forward(self, x, training, cache):
         if not training or self.rate == 0.0:
@@ -562,7 +593,13 @@ class Sequential:
     step : int, training forward passes so far (keys the dropout masks)
     """
 
+    # the scalar arguments of the constructor and of the training and inference methods
+    _parameter_checks = {"seed": check_seed, "input_dim": OrNone(check_count), "batch_size": check_count,
+                         "loss": Options(tuple(_LOSS_KINDS)), "clip_norm": OrNone(NON_NEGATIVE), "shuffle": check_bool,
+                         "max_batches": OrNone(Interval(int, 0))}
+
     def __init__(self, layers: Iterable[Layer], seed=0, dtype=np.float32, input_dim=None):
+        seed, input_dim = check_params(self._parameter_checks, {"seed": seed, "input_dim": input_dim}).values()
         layers = list(layers)
         if not layers:
             raise ValueError("Sequential needs at least one layer")
@@ -572,12 +609,11 @@ class Sequential:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        seed = check_seed("seed", seed)
         self.layers = layers
         self._seed = int(seed)
         self.step = 0
         self._caches = None
-        width = _declared_width(layers) if input_dim is None else check_count("input_dim", input_dim)
+        width = _declared_width(layers) if input_dim is None else input_dim
         self.in_features: int | None = None  # known once the width is (a width-free model: at its first input)
         self.out_features: int | None = None
         if width is not None:
@@ -606,7 +642,7 @@ class Sequential:
 
     @seed.setter
     def seed(self, value):
-        self._seed = check_seed("seed", value)
+        self._seed = self._parameter_checks["seed"]("seed", value)
         self._engine = self._build_engine()
 
     def _tensor_specs(self):
@@ -807,7 +843,7 @@ class Sequential:
         optimizer : fastnn.optim.Optimizer
             The optimizer that makes the update.
         clip_norm : float, optional
-            Clip the gradients to this global norm first.
+            Clip the gradients to this global norm (>= 0) first.
 
         Returns
         -------
@@ -907,7 +943,7 @@ class Sequential:
         optimizer : fastnn.optim.Optimizer
             The optimizer that makes the updates.
         clip_norm : float, optional
-            Clip the gradients of each update to this global norm.
+            Clip the gradients of each update to this global norm (>= 0).
         shuffle : bool, default True
             Shuffle the rows (with ``seed``) before batching.
         seed : int, default 0
@@ -951,9 +987,9 @@ class Sequential:
         from fastnn.optim import Optimizer
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastnn.optim optimizer, got {type(optimizer).__name__}")
-        if loss not in _LOSS_KINDS:
-            raise ValueError(f"loss must be one of {tuple(_LOSS_KINDS)}, got {loss!r}")
-        batch_size = check_count("batch_size", batch_size)
+        loss, batch_size, clip_norm, shuffle, seed, max_batches = check_params(self._parameter_checks, {
+            "loss": loss, "batch_size": batch_size, "clip_norm": clip_norm, "shuffle": shuffle, "seed": seed,
+            "max_batches": max_batches}).values()
         x = self._input(X, "X")
         n = x.shape[0]
         if n == 0:
@@ -977,12 +1013,8 @@ class Sequential:
             if target.shape != (n, self.out_features):
                 raise ValueError(f"y must have shape ({n}, {self.out_features}), got {target.shape}")
             target = to_kernel(target, self.dtype)
-        if clip_norm is not None:
-            from fastnn._checks import check_scalar
-            clip_norm = check_scalar("clip_norm", clip_norm, low=0.0)
-        seed = check_seed("seed", seed)
         weights = None if sample_weight is None else _normalized_weights(sample_weight, n, self.dtype)
-        max_batches = -1 if max_batches is None else check_count("max_batches", max_batches) if max_batches else 0
+        max_batches = -1 if max_batches is None else max_batches
         order = (np.random.Generator(np.random.Philox(int(seed))).permutation(n) if shuffle
                  else np.arange(n)).astype(np.int64)
         if reduction is not None and not isinstance(reduction, GradientReduction):
@@ -1031,7 +1063,7 @@ class Sequential:
             The model's output.
         """
         x = self._input(x)
-        batch_size = check_count("batch_size", batch_size)
+        batch_size = self._parameter_checks["batch_size"]("batch_size", batch_size)
         out = np.empty((x.shape[0], self.out_features), self.dtype)
         for start in range(0, x.shape[0], batch_size):  # one call into the engine per chunk
             self._engine.predict(x[start:start + batch_size], out[start:start + batch_size])

@@ -17,12 +17,18 @@ import numpy as np
 
 from fastnn import _core
 from fastnn._checks import (
+    DECAY,
+    MOMENTUM,
+    NON_NEGATIVE,
+    POSITIVE,
+    Options,
     as_numeric,
+    check_bool,
     check_learning_rate,
     check_ndim,
     check_no_overlap,
     check_out,
-    check_scalar,
+    check_params,
     check_seed,
     compute_dtype,
     out_or_new,
@@ -32,6 +38,51 @@ from fastnn._checks import (
 _ACTIVATION_CODES = dict(_core.Activation.__members__)  # built once: __members__ is rebuilt per access
 ACTIVATIONS = tuple(_ACTIVATION_CODES)
 """Names accepted by ``activation=``: linear, relu, leaky_relu, prelu, elu, sigmoid, tanh."""
+
+
+_MIN_RATE = 2.0 ** -16  # masks compare 16-bit uniforms against floor(rate * 65536)
+
+
+def _drop_rate(name, rate):
+    """A drop probability: 0, or in [2**-16, 1) (the resolution of the dropout mask)."""
+    if rate is None:
+        raise TypeError(f"{name} is required: the drop probability in [0, 1) (0.2 is a good start)")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [0, 1) (the drop probability), got {type(rate).__name__}")
+    rate = float(rate)
+    if not (0.0 <= rate < 1.0):
+        raise ValueError(f"{name} must be in [0, 1) (the drop probability), got {rate}")
+    if 0.0 < rate < _MIN_RATE:
+        raise ValueError(f"{name} must be 0 or at least 2**-16 ({_MIN_RATE:.3g}), the resolution of the dropout "
+                         f"mask; got {rate} (which would drop nothing)")
+    return rate
+
+
+# The scalar arguments of the functions below, declared once by name (fastnn._checks):
+# one name is one quantity here, and the same quantity as in fastnn.nn, fastnn.optim and
+# the estimators. Array arguments are checked where they are converted.
+_parameter_checks = {
+    "activation": Options(ACTIVATIONS),
+    # >= 0 keeps leaky_relu monotone, so the backward can read the sign from the output
+    "negative_slope": NON_NEGATIVE,
+    "alpha": POSITIVE,  # elu's scale of negative inputs
+    "momentum": MOMENTUM,
+    "eps": POSITIVE,
+    "rate": _drop_rate,
+    "seed": check_seed,
+    "step": check_seed,
+    "training": check_bool,
+    "delta": POSITIVE,
+    "lr": check_learning_rate,
+    "l1": NON_NEGATIVE,
+    "l2": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE,
+    "beta1": DECAY,
+    "beta2": DECAY,
+    "rho": DECAY,
+    "nesterov": check_bool,
+    "centered": check_bool,
+}
 
 __all__ = [
     "ACTIVATIONS",
@@ -98,18 +149,10 @@ class ActivationGrads(NamedTuple):
 
 
 def _activation(activation, negative_slope, alpha):
-    """(enum, scalar parameter) for an activation name, validated."""
-    if not isinstance(activation, str):
-        raise TypeError(f"activation must be a string, one of {ACTIVATIONS}, got {type(activation).__name__}")
-    code = _ACTIVATION_CODES.get(activation)
-    if code is None:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if activation == "leaky_relu":
-        # >= 0 keeps the function monotone, so the backward can read the sign from the output.
-        return code, check_scalar("negative_slope", negative_slope, low=0.0)
-    if activation == "elu":
-        return code, check_scalar("alpha", alpha, low=0.0, low_open=True)
-    return code, 0.0
+    """(enum, scalar parameter) for an activation name, all three validated."""
+    a = check_params(_parameter_checks, {"activation": activation, "negative_slope": negative_slope, "alpha": alpha})
+    param = {"leaky_relu": a["negative_slope"], "elu": a["alpha"]}.get(activation, 0.0)
+    return _ACTIVATION_CODES[activation], param
 
 
 def _slope(activation, slope, n_units, dtype, n_units_name):
@@ -433,11 +476,8 @@ def _feature_vector(name, v, c, dtype, *, writes=False):
 
 
 def _bn_momentum_eps(momentum, eps):
-    momentum = check_scalar("momentum", momentum, low=0.0)
-    if momentum > 1.0:
-        raise ValueError(f"momentum must be in [0, 1] (the weight of the OLD running value, Keras convention; "
-                         f"PyTorch's momentum=0.1 is 0.9 here), got {momentum}")
-    return momentum, check_scalar("eps", eps, low=0.0, low_open=True)
+    checked = check_params(_parameter_checks, {"momentum": momentum, "eps": eps})
+    return checked["momentum"], checked["eps"]
 
 
 def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, *, training=True, momentum=0.99,
@@ -493,6 +533,7 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, *, tr
     check_ndim("x", x, 2, "(n_samples, num_features)")
     n, c = x.shape
     momentum, eps = _bn_momentum_eps(momentum, eps)
+    training = _parameter_checks["training"]("training", training)
     dtype = compute_dtype(x)
     g = _feature_vector("gamma", gamma, c, dtype)
     b = _feature_vector("beta", beta, c, dtype)
@@ -576,9 +617,6 @@ def batchnorm_backward(grad_out, x, gamma, mean, invstd, *, grad_x=None, grad_ga
 
 # ----------------------------------------------------------------------------- dropout
 
-_MIN_RATE = 2.0 ** -16  # masks compare 16-bit uniforms against floor(rate * 65536)
-
-
 
 class DropoutOutput(NamedTuple):
     """What ``dropout_forward`` returns.
@@ -618,19 +656,10 @@ def keep_prob_refusal(keep_prob, name: str = "rate") -> ValueError:
 
 
 def _check_rate(rate, keep_prob, name="rate"):
+    """The drop rate, after refusing a ``keep_prob`` (with the conversion)."""
     if keep_prob is not None:
         raise keep_prob_refusal(keep_prob, name)
-    if rate is None:
-        raise TypeError(f"{name} is required: the drop probability in [0, 1) (0.2 is a good start)")
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise TypeError(f"{name} must be a real number in [0, 1) (the drop probability), got {type(rate).__name__}")
-    rate = float(rate)
-    if not (0.0 <= rate < 1.0):
-        raise ValueError(f"{name} must be in [0, 1) (the drop probability), got {rate}")
-    if 0.0 < rate < _MIN_RATE:
-        raise ValueError(f"{name} must be 0 or at least 2**-16 ({_MIN_RATE:.3g}), the resolution of the dropout "
-                         f"mask; got {rate} (which would drop nothing)")
-    return rate
+    return _drop_rate(name, rate)
 
 
 def _mask_buffer(n):
@@ -684,8 +713,7 @@ def dropout_forward(x, rate=None, *, seed, step=0, training=True, out=None, mask
         passed.
     """
     rate = _check_rate(rate, keep_prob)
-    seed = check_seed("seed", seed)
-    step = check_seed("step", step)
+    seed, step, training = check_params(_parameter_checks, {"seed": seed, "step": step, "training": training}).values()
     x = as_numeric("x", x)
     dtype = compute_dtype(x)
     y = out_or_new("out", out, x.shape, dtype)
@@ -886,7 +914,7 @@ def huber_loss(pred, target, delta=1.0, sample_weight=None):
     LossOutput
         ``(loss, grad)``.
     """
-    delta = check_scalar("delta", delta, low=0.0, low_open=True)
+    delta = _parameter_checks["delta"]("delta", delta)
     return _elementwise_loss(_core.LossKind.huber, "pred", pred, target, sample_weight, delta)
 
 
@@ -1010,12 +1038,9 @@ def _weight_mask(weight_mask, n):
     return np.ascontiguousarray(m.view(np.uint8) if m.dtype == np.bool_ else m)
 
 
-def _hyper(lr, **values):
-    """The update's hyperparameters, checked: the learning rate > 0, the others >= 0."""
-    out = {"lr": check_learning_rate("lr", lr)}
-    for name, v in values.items():
-        out[name] = check_scalar(name, v, low=0.0)
-    return out
+def _hyper(**values):
+    """The update's hyperparameters, each checked by its constraint in ``_parameter_checks``."""
+    return check_params(_parameter_checks, values)
 
 
 def _optimizer_step(kind, params, grads, states, weight_mask, hyper, step=1):
@@ -1047,7 +1072,7 @@ def sgd_update(params, grads, lr, *, velocity=None, momentum=0.0, nesterov=False
     velocity : ndarray, optional
         Momentum buffer, params' shape, updated in place (needed with momentum).
     momentum : float, default 0.0
-        Momentum factor.
+        Momentum factor, in [0, 1].
     nesterov : bool, default False
         Nesterov momentum.
     l1 : float, default 0.0
@@ -1057,12 +1082,11 @@ def sgd_update(params, grads, lr, *, velocity=None, momentum=0.0, nesterov=False
     weight_mask : array-like of bool, optional
         The entries the penalties (and AdamW's decay) apply to; None: all.
     """
-    h = _hyper(lr=lr, momentum=momentum, l1=l1, l2=l2)
+    h = _hyper(lr=lr, momentum=momentum, l1=l1, l2=l2, nesterov=nesterov)
     if h["momentum"] > 0 and velocity is None:
         raise ValueError("momentum > 0 needs the velocity buffer (zeros, like params)")
-    if nesterov and h["momentum"] == 0:
+    if h["nesterov"] and h["momentum"] == 0:
         raise ValueError("nesterov=True needs momentum > 0")
-    h["nesterov"] = bool(nesterov)
     _optimizer_step(_core.OptimizerKind.sgd, params, grads,
                     [("velocity", velocity if h["momentum"] > 0 else None)], weight_mask, h)
 
@@ -1083,7 +1107,7 @@ def adagrad_update(params, grads, accumulator, lr=0.05, *, eps=1e-7, l1=0.0, l2=
     lr : float, default 0.05
         Learning rate.
     eps : float, default 1e-7
-        Added outside the square root.
+        Added outside the square root, > 0.
     l1 : float, default 0.0
         L1 penalty on the entries ``weight_mask`` marks.
     l2 : float, default 0.0
@@ -1121,7 +1145,7 @@ def adam_update(params, grads, m, v, step, lr=1e-3, *, beta1=0.9, beta2=0.999, e
     beta2 : float, default 0.999
         Decay of the second moment.
     eps : float, default 1e-7
-        Added to the square root of the bias-corrected second moment.
+        Added to the square root of the bias-corrected second moment, > 0.
     weight_decay : float, default 0.0
         AdamW's decoupled decay.
     l1 : float, default 0.0
@@ -1132,11 +1156,8 @@ def adam_update(params, grads, m, v, step, lr=1e-3, *, beta1=0.9, beta2=0.999, e
         The entries the penalties (and AdamW's decay) apply to; None: all.
     """
     h = _hyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, l1=l1, l2=l2)
-    for name in ("beta1", "beta2"):
-        if h[name] >= 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {h[name]}")
     step = check_seed("step", step)
-    if not 1 <= step < 2 ** 63:
+    if not 1 <= step < 2 ** 63:  # Adam's step is an update count (bias correction), narrower than a seed
         raise ValueError(f"step counts updates from 1 and must be below 2**63, got {step}")
     _optimizer_step(_core.OptimizerKind.adam, params, grads, [("m", m), ("v", v)], weight_mask, h, step)
 
@@ -1160,9 +1181,9 @@ def rmsprop_update(params, grads, square_avg, lr=1e-3, *, rho=0.9, eps=1e-7, mom
     rho : float, default 0.9
         Decay of the averages.
     eps : float, default 1e-7
-        Added outside the square root.
+        Added outside the square root, > 0.
     momentum : float, default 0.0
-        Momentum factor.
+        Momentum factor, in [0, 1].
     momentum_buffer : ndarray, optional
         Momentum buffer, params' shape (needed with momentum).
     centered : bool, default False
@@ -1176,14 +1197,11 @@ def rmsprop_update(params, grads, square_avg, lr=1e-3, *, rho=0.9, eps=1e-7, mom
     weight_mask : array-like of bool, optional
         The entries the penalties (and AdamW's decay) apply to; None: all.
     """
-    h = _hyper(lr=lr, rho=rho, eps=eps, momentum=momentum, l1=l1, l2=l2)
-    if h["rho"] >= 1.0:
-        raise ValueError(f"rho must be in [0, 1), got {h['rho']}")
+    h = _hyper(lr=lr, rho=rho, eps=eps, momentum=momentum, l1=l1, l2=l2, centered=centered)
     if h["momentum"] > 0 and momentum_buffer is None:
         raise ValueError("momentum > 0 needs momentum_buffer (zeros, like params)")
     if centered and grad_avg is None:
         raise ValueError("centered=True needs grad_avg (zeros, like params)")
-    h["centered"] = bool(centered)
     _optimizer_step(_core.OptimizerKind.rmsprop, params, grads,
                     [("square_avg", square_avg), ("momentum_buffer", momentum_buffer if h["momentum"] > 0 else None),
                      ("grad_avg", grad_avg if centered else None)], weight_mask, h)

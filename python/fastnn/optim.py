@@ -10,7 +10,23 @@ from typing import Sequence
 import numpy as np
 
 from fastnn import _core, ops
-from fastnn._checks import check_learning_rate, check_scalar
+from fastnn._checks import (
+    DECAY,
+    FRACTION,
+    MOMENTUM,
+    NON_NEGATIVE,
+    POSITIVE,
+    Interval,
+    ParameterChecked,
+    check_bool,
+    check_learning_rate,
+    check_params,
+)
+
+# The scalar arguments of the clipping functions, declared once (fastnn._checks); each
+# class below declares its own in ``_parameter_checks``.
+_parameter_checks = {"max_norm": NON_NEGATIVE, "error_if_nonfinite": check_bool, "lo": Interval(float),
+                     "hi": Interval(float)}
 
 __all__ = [
     "SGD", "Adagrad", "Adam", "AdamW", "RMSProp", "Optimizer",
@@ -68,7 +84,7 @@ def clip_by_global_norm(grads, max_norm, *, error_if_nonfinite=False) -> float:
     grads : ndarray or sequence of ndarray
         Float arrays, e.g. a model's flat gradient buffer; scaled in place.
     max_norm : float
-        The largest global norm allowed, >= 0.
+        The largest global norm allowed, >= 0 (0 zeroes every gradient).
     error_if_nonfinite : bool, default False
         Raise instead of returning a non-finite norm.
 
@@ -82,7 +98,8 @@ def clip_by_global_norm(grads, max_norm, *, error_if_nonfinite=False) -> float:
     FloatingPointError
         If the norm is not finite and ``error_if_nonfinite`` is True.
     """
-    max_norm = check_scalar("max_norm", max_norm, low=0.0)
+    max_norm, error_if_nonfinite = check_params(_parameter_checks, {"max_norm": max_norm,
+                                                                  "error_if_nonfinite": error_if_nonfinite}).values()
     buffers = _grad_buffers(grads)
     for g in buffers:
         if not g.flags.writeable:
@@ -116,8 +133,7 @@ def clip_by_value(grads, lo, hi) -> None:
     ValueError
         If ``lo > hi`` or a bound is NaN.
     """
-    lo = check_scalar("lo", lo)
-    hi = check_scalar("hi", hi)
+    lo, hi = check_params(_parameter_checks, {"lo": lo, "hi": hi}).values()
     if lo > hi:
         raise ValueError(f"lo must be <= hi, got lo={lo}, hi={hi}")
     buffers = _grad_buffers(grads)
@@ -130,7 +146,7 @@ def clip_by_value(grads, lo, hi) -> None:
 # ----------------------------------------------------------------------------- schedules
 
 
-class Schedule:
+class Schedule(ParameterChecked):
     """A learning rate as a function of the update count (0 for the first update).
 
     The built-in schedules have one implementation, the C++ one (``_core.Schedule``): the
@@ -169,8 +185,10 @@ class Constant(Schedule):
         The learning rate, >= 0.
     """
 
+    _parameter_checks = {"lr": check_learning_rate}
+
     def __init__(self, lr):
-        self.lr = check_learning_rate("lr", lr)
+        self._set_checked(lr=lr)
 
     def _kernel(self):
         return _core.Schedule(_core.ScheduleKind.constant, self.lr)
@@ -191,11 +209,11 @@ class ExponentialDecay(Schedule):
         Floor the exponent (the rate changes every ``decay_steps`` updates).
     """
 
+    _parameter_checks = {"lr": check_learning_rate, "decay_steps": POSITIVE, "decay_rate": POSITIVE,
+                         "staircase": check_bool}
+
     def __init__(self, lr, decay_steps, decay_rate, staircase=False):
-        self.lr = check_learning_rate("lr", lr)
-        self.decay_steps = check_scalar("decay_steps", decay_steps, low=0.0, low_open=True)
-        self.decay_rate = check_scalar("decay_rate", decay_rate, low=0.0, low_open=True)
-        self.staircase = bool(staircase)
+        self._set_checked(lr=lr, decay_steps=decay_steps, decay_rate=decay_rate, staircase=staircase)
 
     def _kernel(self):
         return _core.Schedule(_core.ScheduleKind.exponential, self.lr, self.decay_steps, self.decay_rate,
@@ -212,13 +230,14 @@ class StepDecay(Schedule):
     step_size : int
         Updates between two reductions.
     factor : float, default 0.1
-        The factor of each reduction.
+        The factor of each reduction, in (0, 1) (as ReduceLROnPlateau's).
     """
 
+    # factor: a reduction, as ReduceLROnPlateau's (and the estimators' lr_factor)
+    _parameter_checks = {"lr": check_learning_rate, "step_size": POSITIVE, "factor": FRACTION}
+
     def __init__(self, lr, step_size, factor=0.1):
-        self.lr = check_learning_rate("lr", lr)
-        self.step_size = check_scalar("step_size", step_size, low=0.0, low_open=True)
-        self.factor = check_scalar("factor", factor, low=0.0)
+        self._set_checked(lr=lr, step_size=step_size, factor=factor)
 
     def _kernel(self):
         return _core.Schedule(_core.ScheduleKind.step, self.lr, self.step_size, self.factor)
@@ -237,10 +256,11 @@ class CosineDecay(Schedule):
         The final rate as a fraction of ``lr``.
     """
 
+    # alpha: the final fraction of lr (a homonym of elu's alpha, which is > 0)
+    _parameter_checks = {"lr": check_learning_rate, "decay_steps": POSITIVE, "alpha": NON_NEGATIVE}
+
     def __init__(self, lr, decay_steps, alpha=0.0):
-        self.lr = check_learning_rate("lr", lr)
-        self.decay_steps = check_scalar("decay_steps", decay_steps, low=0.0, low_open=True)
-        self.alpha = check_scalar("alpha", alpha, low=0.0)
+        self._set_checked(lr=lr, decay_steps=decay_steps, alpha=alpha)
 
     def _kernel(self):
         return _core.Schedule(_core.ScheduleKind.cosine, self.lr, self.decay_steps, self.alpha)
@@ -258,7 +278,7 @@ def _schedule(lr) -> Schedule:
 # ----------------------------------------------------------------------------- optimizers
 
 
-class Optimizer:
+class Optimizer(ParameterChecked):
     """Base optimizer: one fused in-place update over a flat parameter buffer per step.
 
     ``step(model)`` updates ``model.params`` from ``model.grads`` (regularizing only the
@@ -278,11 +298,12 @@ class Optimizer:
     """
 
     _state_names: tuple = ()
+    # each optimizer's constructor arguments but lr: a Schedule, or a number that Constant checks
+    _parameter_checks: dict = {"l1": NON_NEGATIVE, "l2": NON_NEGATIVE}
 
     def __init__(self, lr, l1=0.0, l2=0.0) -> None:
         self.schedule = _schedule(lr)
-        self.l1 = check_scalar("l1", l1, low=0.0)
-        self.l2 = check_scalar("l2", l2, low=0.0)
+        self._set_checked(l1=l1, l2=l2)
         self.iterations = 0
         self.state: dict[str, np.ndarray] = {}
 
@@ -418,7 +439,7 @@ class SGD(Optimizer):
     lr : float or Schedule, default 0.01
         Learning rate, constant or a ``Schedule`` of the update count.
     momentum : float, default 0.0
-        Momentum factor, >= 0 (0: none).
+        Momentum factor, in [0, 1] (0: none): the weight of the old velocity.
     nesterov : bool, default False
         Nesterov momentum.
     l1 : float, default 0.0
@@ -427,10 +448,11 @@ class SGD(Optimizer):
         L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
     """
 
+    _parameter_checks = {**Optimizer._parameter_checks, "momentum": MOMENTUM, "nesterov": check_bool}
+
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, l1=0.0, l2=0.0):
         super().__init__(lr, l1, l2)
-        self.momentum = check_scalar("momentum", momentum, low=0.0)
-        self.nesterov = bool(nesterov)
+        self._set_checked(momentum=momentum, nesterov=nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self._state_names = ("velocity",) if self.momentum > 0 else ()
@@ -450,7 +472,7 @@ class Adagrad(Optimizer):
     initial_accumulator_value : float, default 0.1
         Starting value of the squared-gradient accumulator.
     eps : float, default 1e-7
-        Added outside the square root.
+        Added outside the square root, > 0.
     l1 : float, default 0.0
         L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
     l2 : float, default 0.0
@@ -459,10 +481,11 @@ class Adagrad(Optimizer):
 
     _state_names = ("accumulator",)
 
+    _parameter_checks = {**Optimizer._parameter_checks, "initial_accumulator_value": NON_NEGATIVE, "eps": POSITIVE}
+
     def __init__(self, lr=0.05, initial_accumulator_value=0.1, eps=1e-7, l1=0.0, l2=0.0):
         super().__init__(lr, l1, l2)
-        self.initial_accumulator_value = check_scalar("initial_accumulator_value", initial_accumulator_value, low=0.0)
-        self.eps = check_scalar("eps", eps, low=0.0)
+        self._set_checked(initial_accumulator_value=initial_accumulator_value, eps=eps)
 
     def _init_state(self, params):
         self.state["accumulator"] = np.full_like(params, self.initial_accumulator_value)
@@ -484,7 +507,7 @@ class Adam(Optimizer):
     beta2 : float, default 0.999
         Decay of the second moment.
     eps : float, default 1e-7
-        Added to the square root of the bias-corrected second moment.
+        Added to the square root of the bias-corrected second moment, > 0.
     l1 : float, default 0.0
         L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
     l2 : float, default 0.0
@@ -493,14 +516,11 @@ class Adam(Optimizer):
 
     _state_names = ("m", "v")
 
+    _parameter_checks = {**Optimizer._parameter_checks, "beta1": DECAY, "beta2": DECAY, "eps": POSITIVE}
+
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7, l1=0.0, l2=0.0):
         super().__init__(lr, l1, l2)
-        self.beta1 = check_scalar("beta1", beta1, low=0.0)
-        self.beta2 = check_scalar("beta2", beta2, low=0.0)
-        for name in ("beta1", "beta2"):
-            if getattr(self, name) >= 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        self.eps = check_scalar("eps", eps, low=0.0)
+        self._set_checked(beta1=beta1, beta2=beta2, eps=eps)
         self.weight_decay = 0.0
 
     def _kernel(self):
@@ -525,16 +545,18 @@ class AdamW(Adam):
     beta2 : float, default 0.999
         Decay of the second moment.
     eps : float, default 1e-7
-        Added to the square root of the bias-corrected second moment.
+        Added to the square root of the bias-corrected second moment, > 0.
     l1 : float, default 0.0
         L1 penalty ``l1 * sum(abs(w))`` on the weights (adds ``l1 * sign(w)`` to their gradient).
     l2 : float, default 0.0
         L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
     """
 
+    _parameter_checks = {**Adam._parameter_checks, "weight_decay": NON_NEGATIVE}
+
     def __init__(self, lr=1e-3, weight_decay=0.01, beta1=0.9, beta2=0.999, eps=1e-7, l1=0.0, l2=0.0):
         super().__init__(lr, beta1, beta2, eps, l1, l2)
-        self.weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
+        self._set_checked(weight_decay=weight_decay)
 
 
 class RMSProp(Optimizer):
@@ -547,9 +569,9 @@ class RMSProp(Optimizer):
     rho : float, default 0.9
         Decay of the squared-gradient average.
     eps : float, default 1e-7
-        Added outside the square root.
+        Added outside the square root, > 0.
     momentum : float, default 0.0
-        Momentum factor, >= 0 (0: none).
+        Momentum factor, in [0, 1] (0: none): the weight of the old velocity.
     centered : bool, default False
         Divide by the gradient's estimated variance instead of its second moment.
     l1 : float, default 0.0
@@ -558,14 +580,12 @@ class RMSProp(Optimizer):
         L2 penalty ``l2 * sum(w ** 2)`` on the weights (adds ``2 * l2 * w`` to their gradient).
     """
 
+    _parameter_checks = {**Optimizer._parameter_checks, "rho": DECAY, "eps": POSITIVE, "momentum": MOMENTUM,
+                         "centered": check_bool}
+
     def __init__(self, lr=1e-3, rho=0.9, eps=1e-7, momentum=0.0, centered=False, l1=0.0, l2=0.0):
         super().__init__(lr, l1, l2)
-        self.rho = check_scalar("rho", rho, low=0.0)
-        if self.rho >= 1:
-            raise ValueError(f"rho must be in [0, 1), got {self.rho}")
-        self.eps = check_scalar("eps", eps, low=0.0)
-        self.momentum = check_scalar("momentum", momentum, low=0.0)
-        self.centered = bool(centered)
+        self._set_checked(rho=rho, eps=eps, momentum=momentum, centered=centered)
         self._state_names = ("square_avg",) + (("momentum_buffer",) if self.momentum > 0 else ()) + \
             (("grad_avg",) if self.centered else ())
 

@@ -24,7 +24,7 @@ The oracle, per call:
 
 Anything else raises, which atheris reports as a crash and saves as ``crash-<sha1>``.
 Each bug found so far is fixed and pinned by a regression test in
-tests/test_fuzz_regressions.py; the harness has no skips for known bugs.
+tests/runtime/test_fuzz_regressions.py; the harness has no skips for known bugs.
 
 Run (normal build, or under the ASan build of tools/sanitize.sh with atheris'
 ``asan_with_fuzzer.so`` preloaded)::

@@ -1,4 +1,4 @@
-"""Write the model files of format 1 that tests/test_pipeline_persistence.py loads, to
+"""Write the model files of format 1 that tests/persistence/test_pipeline_persistence.py loads, to
 prove that files written before skops parts existed still load (RELIABILITY.md P1).
 
 The checked-in files were written by the Python sources of main 60c4ab6: ``git archive

@@ -1,6 +1,6 @@
 """Writes tests/golden/tiny_network.json: the loss trajectory of a tiny fixed network over
 10 training steps, computed with PyTorch (float64) from the same weights, data and
-optimizer settings that tests/test_golden.py gives fastnn.
+optimizer settings that tests/training/test_golden.py gives fastnn.
 
     python tests/golden/make_golden.py      # needs torch; rerun only if the case changes
 """

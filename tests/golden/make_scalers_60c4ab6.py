@@ -1,7 +1,7 @@
 """Writes scalers_60c4ab6.npz (a pipeline of every fastnn scaler and a small DNNRegressor)
 and scalers_60c4ab6_expected.npz (its input and predictions), with the fastnn of commit
 60c4ab6: the file format before the scalers took copy=, with_centering=, ... and before
-StandardScaler kept its moments about a shift. tests/test_pipeline_persistence.py checks
+StandardScaler kept its moments about a shift. tests/persistence/test_pipeline_persistence.py checks
 that today's fastnn loads the file and predicts the same.
 
 Run with fastnn 60c4ab6 importable (e.g. ``pip install --target DIR`` of that commit,

@@ -84,7 +84,7 @@ def test_keep_prob_is_refused_with_the_conversion(regression):
     (dict(loss="cross_entropy"), ValueError, "loss"),
     (dict(nan_policy="ignore"), ValueError, "nan_policy"),
     (dict(validation_fraction=1.0, early_stopping=True), ValueError, "validation_fraction"),
-    (dict(clip_norm=0.0), ValueError, "clip_norm"),
+    (dict(clip_norm=-1.0), ValueError, "clip_norm"),
 ])
 def test_bad_parameters_are_clear_errors_at_fit(kwargs, error, match, regression):
     X, y = regression

@@ -1,4 +1,4 @@
-"""Run under ``mpiexec -n 2 python tests/mpi_worker.py OUT_DIR`` by test_distributed.py.
+"""Run under ``mpiexec -n 2 python tests/training/mpi_worker.py OUT_DIR`` by test_distributed.py.
 
 Every rank trains the cases of ``CASES`` with ``fastnn.distributed.fit`` (debug mode: the
 ranks' checksums are compared every epoch) and writes ``OUT_DIR/<case>_rank<r>.npz`` with

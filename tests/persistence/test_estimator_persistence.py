@@ -293,7 +293,7 @@ def _fail_replacing(monkeypatch):
     def replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(P.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
 
 
 def _fail_writing(monkeypatch):
@@ -451,7 +451,7 @@ def test_classes_that_do_not_fit_the_outputs_are_format_errors(tmp_path, case, e
 
 def test_a_newer_format_asks_to_upgrade(saved_regressor, monkeypatch):
     est, _, path = saved_regressor
-    monkeypatch.setattr(P, "FORMAT_VERSION", P.FORMAT_VERSION + 1)
+    monkeypatch.setattr(P._container, "FORMAT_VERSION", P.FORMAT_VERSION + 1)  # what write_model writes
     est.save(path)
     monkeypatch.undo()
     bad_estimator_file(path, "upgrade")

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 import fastnn
+
+from support import ROOT
 from fastnn import _core
 
 PACKAGE = Path(fastnn.__file__).resolve().parent
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def stub_names() -> set[str]:

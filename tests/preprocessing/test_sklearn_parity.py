@@ -1,6 +1,6 @@
 """scikit-learn's own scaler tests pass with fastnn's scalers, except on sparse input.
 
-Runs tests/sklearn_scaler_parity.py (see its docstring): the installed scikit-learn's
+Runs tests/preprocessing/sklearn_scaler_parity.py (see its docstring): the installed scikit-learn's
 ``sklearn/preprocessing/tests/test_data.py`` with fastnn's ``StandardScaler``,
 ``MinMaxScaler`` and ``RobustScaler`` substituted, the expected failures
 (sklearn_scaler_parity_expected.py, each with its reason) as strict xfails. Skipped when

@@ -6,7 +6,6 @@ steps a ``TypeError``, an unfitted one ``NotFittedError``.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,8 @@ import fastnn
 from fastnn import persistence as P
 from fastnn import preprocessing as pre
 from fastnn._errors import ModelFormatError
+
+from support import GOLDEN
 
 SMALL = dict(hidden_units=(8,), epochs=2, batch_size=16, random_state=0)
 
@@ -134,7 +135,7 @@ def test_scaler_state_keeps_feature_names_and_not_the_rows(rng):
 
 
 def test_non_fastnn_steps_are_type_errors(tmp_path):
-    # scikit-learn steps before the estimator are saved through skops: tests/test_skops_persistence.py
+    # scikit-learn steps before the estimator are saved through skops: tests/persistence/test_skops_persistence.py
     X, y = data()
     with pytest.raises(TypeError, match="last pipeline step"):
         P.save_pipeline(make_pipeline(pre.StandardScaler(), LinearRegression()).fit(X, y), tmp_path / "b")
@@ -317,7 +318,6 @@ def test_fastnn_save_dispatches_on_the_object(tmp_path):
         fastnn.save(est, tmp_path / "x.npz", metadata={})
 
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 def test_file_of_60c4ab6_loads_and_predicts_the_same():

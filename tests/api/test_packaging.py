@@ -10,11 +10,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "wheelhouse", ".hypothesis",
                                     ".pytest_cache", ".mypy_cache", ".benchmarks", "fastnn-demo", "_build",
                                     "__pycache__", "*.so")

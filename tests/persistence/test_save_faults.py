@@ -37,7 +37,7 @@ SEED = 20261127      # the kill delays are drawn from random.Random(SEED)
 
 def _temp_files(directory, base="model.fnn"):
     """The temporary files a save of ``base`` makes (``tempfile.mkstemp(prefix="." + base,
-    suffix=".tmp")`` in persistence._atomic_write)."""
+    suffix=".tmp")`` in fastnn._files.atomic_write)."""
     return sorted(n for n in os.listdir(directory) if n.startswith("." + base) and n.endswith(".tmp"))
 
 

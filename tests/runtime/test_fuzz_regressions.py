@@ -25,7 +25,9 @@ import pytest
 import fastnn
 from fastnn import nn, ops, optim, persistence
 
-FUZZ_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz")
+from support import TESTS
+
+FUZZ_DIR = str(TESTS / "fuzz")
 
 
 # ----------------------------------------------------------------------------- fuzz_ops findings

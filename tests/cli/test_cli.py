@@ -15,7 +15,7 @@ import fastnn
 from fastnn._csv import CSVError, read_csv
 from fastnn.cli import _chart, _with_names
 
-from support import run_cli as run, write_csv
+from support import ROOT, run_cli as run, write_csv
 
 
 
@@ -272,9 +272,7 @@ def test_chart_and_feature_names():
 
 
 def test_the_shipped_example_csv_is_the_demo_data(tmp_path):
-    from pathlib import Path
-
     from fastnn._demo import write_soup
-    shipped = Path(__file__).resolve().parents[1] / "examples" / "soup.csv"
+    shipped = ROOT / "examples" / "soup.csv"
     write_soup(tmp_path / "soup.csv")
     assert shipped.read_bytes() == (tmp_path / "soup.csv").read_bytes()

@@ -1,6 +1,6 @@
 """fastnn.distributed: synchronous data-parallel training over MPI, on loopback.
 
-One ``mpiexec -n 2 python tests/mpi_worker.py OUT`` run (about 8 s) trains the worker's
+One ``mpiexec -n 2 python tests/training/mpi_worker.py OUT`` run (about 8 s) trains the worker's
 cases on 2 ranks; the tests read what each rank wrote:
 
 - the ranks agree BITWISE (parameters, batch-norm buffers, optimizer state, loss history,
@@ -34,7 +34,7 @@ import fastnn
 from fastnn import distributed, ops, optim
 
 import mpi_worker as W
-from support import subprocess_env
+from support import ROOT, subprocess_env
 
 HERE = Path(__file__).resolve().parent
 RANKS = 2
@@ -77,7 +77,7 @@ def runs(tmp_path_factory):
                               capture_output=True, text=True, timeout=180, env=env)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"mpiexec -n {RANKS} timed out after 180 s: {exc.stdout!r} {exc.stderr!r}")
-    print(f"\nmpiexec -n {RANKS} tests/mpi_worker.py: {time.perf_counter() - start:.1f} s")
+    print(f"\nmpiexec -n {RANKS} tests/training/mpi_worker.py: {time.perf_counter() - start:.1f} s")
     (out / "stdout.txt").write_text(proc.stdout)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     size = int(np.load(out / "sgd_rank0.npz")["size"])
@@ -92,7 +92,7 @@ def test_readme_mpi_example_runs_as_written(tmp_path):
     cmd, reason = _mpiexec()
     if cmd is None:
         pytest.skip(reason)
-    readme = (HERE.parent / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "mpiexec -n" in b]
     (tmp_path / "train.py").write_text(block)
     proc = subprocess.run(cmd + ["-n", str(RANKS), sys.executable, "train.py"], cwd=tmp_path, capture_output=True,

@@ -7,7 +7,7 @@ RLIMIT_AS.
 
 The leak figures (tracemalloc and RSS deltas per kernel) are recorded with
 ``record_property``; ``python tools/reliability_figures.py`` runs this file and prints them.
-tests/test_concurrency.py holds the basic GIL, thread and fork/spawn/forkserver checks of
+tests/runtime/test_concurrency.py holds the basic GIL, thread and fork/spawn/forkserver checks of
 single kernels; this file builds on them.
 """
 from __future__ import annotations

@@ -3,14 +3,15 @@ that tests/golden/make_golden.py computed with PyTorch (float64)."""
 from __future__ import annotations
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
 from fastnn import nn, optim
 
-GOLDEN = json.loads((pathlib.Path(__file__).parent / "golden" / "tiny_network.json").read_text())
+import support
+
+GOLDEN = json.loads((support.GOLDEN / "tiny_network.json").read_text())
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN["losses"]))

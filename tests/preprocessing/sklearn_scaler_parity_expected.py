@@ -1,4 +1,4 @@
-"""Expected failures of tests/sklearn_scaler_parity.py, one per test id, with the reason.
+"""Expected failures of tests/preprocessing/sklearn_scaler_parity.py, one per test id, with the reason.
 
 scikit-learn 1.9.1's sklearn/preprocessing/tests/test_data.py with fastnn's StandardScaler,
 MinMaxScaler and RobustScaler substituted. Every entry is sparse input: fastnn's scalers

@@ -22,9 +22,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, PolynomialFeatures
 
+import support
 from support import flats_table
 
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+GOLDEN = str(support.GOLDEN)
 
 
 # ----------------------------------------------------------------------------- files of 60c4ab6
