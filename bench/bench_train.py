@@ -1,6 +1,7 @@
 """Training epochs W1, W1R and W2 (fastnn._quickbench.W_WORKLOADS, the one definition):
 fastnn's ``Sequential.train_epoch`` against a PyTorch eager loop, scikit-learn's
-``MLPRegressor.partial_fit`` and a jitted JAX step, each in the group of its workload and
+``MLPRegressor.partial_fit``, a jitted JAX step per batch and a JAX epoch compiled as one
+``lax.scan`` (``jax_scan``), each in the group of its workload and
 thread count. A library that is not installed is skipped with the reason; so is one that
 cannot run a workload (scikit-learn and the plain-JAX baseline have no batch norm or
 dropout, so no W1R). JAX's XLA thread pool is fixed when jax is imported: its rows record
@@ -17,7 +18,7 @@ from workloads import QUICK, THREAD_COUNTS
 ROWS = 20_000 if QUICK else 100_000
 # The warm-up epoch runs before the timing (below), so the MSE check has a trained start.
 PEDANTIC = dict(rounds=1 if QUICK else 3, iterations=1, warmup_rounds=0)
-LIBS = ("fastnn", "torch", "sklearn", "jax")
+LIBS = ("fastnn", "torch", "sklearn", "jax", "jax_scan")
 
 cases = pytest.mark.parametrize(
     "workload,n_threads",
@@ -29,7 +30,7 @@ cases = pytest.mark.parametrize(
 @pytest.mark.parametrize("lib", LIBS)
 def test_train_epoch(benchmark, request, lib, workload, n_threads):
     if lib != "fastnn":
-        pytest.importorskip(lib if lib != "sklearn" else "sklearn.neural_network")
+        pytest.importorskip({"sklearn": "sklearn.neural_network", "jax_scan": "jax"}.get(lib, lib))
     if lib == "torch":
         request.getfixturevalue("torch").set_num_threads(n_threads)
     benchmark.group = f"{workload.title}, {n_threads} thread{'s' * (n_threads > 1)}"
@@ -41,7 +42,7 @@ def test_train_epoch(benchmark, request, lib, workload, n_threads):
     t.epoch()  # warm-up: JIT compilation, thread pools, first allocations
     before = t.mse()
     benchmark.extra_info.update(lib=lib, workload=workload.name, rows=ROWS, threads=n_threads,
-                                threads_limited=lib != "jax")
+                                threads_limited=not lib.startswith("jax"))
     benchmark.pedantic(t.epoch, **PEDANTIC)
     after = t.mse()
     benchmark.extra_info.update(mse_before=round(before, 5), mse_after=round(after, 5))

@@ -1,8 +1,13 @@
 """W1, W1R, W2 (fastnn._quickbench.W_WORKLOADS): seconds per epoch and train MSE after 3 epochs for fastnn
-(Sequential.train_epoch), PyTorch eager and scikit-learn's MLPRegressor, 1 and 2 threads.
+(Sequential.train_epoch), JAX (the whole epoch as one jitted lax.scan, and a jitted step per
+batch), PyTorch eager and scikit-learn's MLPRegressor, 1 and 2 threads, in rounds.
 
-    python bench/train_report.py [--threads 1 2] [--no-torch] [--no-sklearn]
+    python bench/train_report.py [--threads 1 2] [--rounds 3] [--no-torch] [--no-sklearn] [--no-jax]
     python bench/train_report.py --overhead [--threads 1]
+
+Each cell runs pinned (taskset) to the first n CPUs of this process's affinity mask; JAX's
+XLA pool is limited to one thread at n = 1 (XLA_FLAGS, fixed when jax is imported). The
+libraries take turns within each round and every cell keeps its best round.
 
 ``--overhead`` measures, in one process per thread count, what the per-layer statistics
 cost a W1/W2 epoch (train_epoch with statistics on against off, alternated 16 times, the
@@ -64,7 +69,14 @@ def child(lib, name, n):
 
 
 def cell(lib, name, n):
-    r = subprocess.run([sys.executable, __file__, "--child", lib, name, str(n)], capture_output=True, text=True)
+    import os
+    cpus = sorted(os.sched_getaffinity(0))[-n:]
+    env = dict(os.environ)
+    if lib.startswith("jax") and n == 1:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                            "intra_op_parallelism_threads=1").strip()
+    r = subprocess.run(["taskset", "-c", ",".join(map(str, cpus)), sys.executable, __file__, "--child", lib, name,
+                        str(n)], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         if "No module named" in r.stderr:
             return None
@@ -98,6 +110,8 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-sklearn", action="store_true")
+    parser.add_argument("--no-jax", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every cell, best kept")
     parser.add_argument("--overhead", action="store_true", help="cost of the statistics and of the estimator")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,18 +130,27 @@ def main():
         child(lib, name, int(n))
         return
     cfg = fastnn.show_config(print_=False)
-    print(f"fastnn {cfg['version']} ({cfg['simd_path']}), CPU {cfg['cpu']['brand']}; "
-          f"seconds per epoch (best of 3), train MSE after 3 epochs in brackets; W1 floor 26 ms at Zen 5 peak")
-    print("| workload | threads | fastnn | torch | sklearn | vs torch | vs sklearn |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    libs = ["fastnn"] + (["torch"] if not args.no_torch else []) + (["sklearn"] if not args.no_sklearn else [])
+    print(f"fastnn {cfg['version']} ({cfg['simd_path']} path), CPU {cfg['cpu']['brand']}; seconds per epoch "
+          f"(best of {args.rounds} rounds of 3 epochs), train MSE after 3 epochs in brackets")
+    libs = ["fastnn"] + ([] if args.no_jax else ["jax_scan", "jax"]) + ([] if args.no_torch else ["torch"]) \
+        + ([] if args.no_sklearn else ["sklearn"])
+    names = {"fastnn": "fastnn", "jax_scan": "JAX scan", "jax": "JAX step", "torch": "torch", "sklearn": "sklearn"}
+    others = libs[1:]
+    print("| workload | threads | " + " | ".join(names[lib] for lib in libs) + " | "
+          + " | ".join(f"{names[lib]} / fastnn" for lib in others) + " |")
+    print("|---|---:|" + "---:|" * (len(libs) + len(others)))
     for name in WORKLOADS:
         for n in args.threads:
-            cells = {lib: cell(lib, name, n) for lib in libs}
+            cells = {}
+            for _ in range(args.rounds):
+                for lib in libs:
+                    c = cell(lib, name, n)
+                    if c is not None and (lib not in cells or c[0] < cells[lib][0]):
+                        cells[lib] = c
             fmt = lambda c: "-" if not c else f"{c[0]:.3f} s ({c[1]:.4f})"
-            ratio = lambda c: "-" if not c else f"{c[0] / cells['fastnn'][0]:.1f}x"
-            print(f"| {name} | {n} | {fmt(cells['fastnn'])} | {fmt(cells.get('torch'))} | {fmt(cells.get('sklearn'))} "
-                  f"| {ratio(cells.get('torch'))} | {ratio(cells.get('sklearn'))} |", flush=True)
+            ratio = lambda c: "-" if not c else f"{c[0] / cells['fastnn'][0]:.2f}x"
+            print(f"| {name} | {n} | " + " | ".join(fmt(cells.get(lib)) for lib in libs) + " | "
+                  + " | ".join(ratio(cells.get(lib)) for lib in others) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 from fastnn import nn, ops, optim
 from fastnn._config import threads
 
-LIBRARIES = ("fastnn", "numpy", "torch", "sklearn", "jax")
+LIBRARIES = ("fastnn", "numpy", "torch", "sklearn", "jax", "jax_scan")
 W_ROWS = 100_000
 
 # The kernel workloads' shapes, defined here once (bench/workloads.py builds its suites'
@@ -262,9 +262,11 @@ class Trainer:
 
 
 def trainer(lib: str, wl: TrainingWorkload, X, y) -> Trainer:
-    """A ``Trainer`` for ``lib`` ("fastnn", "torch", "sklearn" or "jax"); raises
+    """A ``Trainer`` for ``lib`` ("fastnn", "torch", "sklearn", "jax": a jitted step per
+    batch, or "jax_scan": the whole epoch in one jitted ``lax.scan``); raises
     ``Unsupported`` (with the reason) or ImportError (library missing)."""
-    makers = {"fastnn": _fastnn_trainer, "torch": _torch_trainer, "sklearn": _sklearn_trainer, "jax": _jax_trainer}
+    makers = {"fastnn": _fastnn_trainer, "torch": _torch_trainer, "sklearn": _sklearn_trainer, "jax": _jax_trainer,
+              "jax_scan": _jax_scan_trainer}
     if lib not in makers:
         raise ValueError(f"lib must be one of {sorted(makers)}, got {lib!r}")
     return makers[lib](wl, X, y)
@@ -341,18 +343,23 @@ def _sklearn_trainer(wl, X, y):
     return Trainer(epoch, lambda: float(((mlp.predict(X) - y) ** 2).mean()))
 
 
-def _jax_trainer(wl, X, y):
+def _jax_model(wl):
+    """The plain-JAX W network: torch-like uniform init (weights and biases drawn from
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as torch.nn.Linear), the MSE loss and fastnn's
+    Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7, bias correction as optim.Adam) as one pure
+    update function of (params, m, v, t, xb, yb)."""
     if wl.regularized:
         raise Unsupported("the JAX baseline (plain jax, no Flax) has no batch norm or dropout")
     import jax
     import jax.numpy as jnp
 
     widths = (16,) + wl.hidden + (1,)
-    keys = jax.random.split(jax.random.PRNGKey(0), len(widths) - 1)
-    params = [(jax.random.uniform(k, (a, b), jnp.float32, -1.0, 1.0) * jnp.sqrt(6.0 / (a + b)), jnp.zeros(b))
-              for k, a, b in zip(keys, widths[:-1], widths[1:])]
-    state = {"params": params, "m": jax.tree_util.tree_map(jnp.zeros_like, params),
-             "v": jax.tree_util.tree_map(jnp.zeros_like, params), "t": 0}
+    keys = jax.random.split(jax.random.PRNGKey(0), 2 * (len(widths) - 1))
+    params = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        bound = 1.0 / np.sqrt(a)
+        params.append((jax.random.uniform(keys[2 * i], (a, b), jnp.float32, -bound, bound),
+                       jax.random.uniform(keys[2 * i + 1], (b,), jnp.float32, -bound, bound)))
 
     def predict(p, x):
         for w, b in p[:-1]:
@@ -362,15 +369,27 @@ def _jax_trainer(wl, X, y):
     def loss(p, xb, yb):
         return jnp.mean((predict(p, xb) - yb) ** 2)
 
-    @jax.jit
-    def step(p, m, v, t, xb, yb):  # Adam, lr 1e-3, betas (0.9, 0.999), eps 1e-7
+    def update(p, m, v, t, xb, yb):
         g = jax.grad(loss)(p, xb, yb)
         m = jax.tree_util.tree_map(lambda m_, g_: 0.9 * m_ + 0.1 * g_, m, g)
         v = jax.tree_util.tree_map(lambda v_, g_: 0.999 * v_ + 0.001 * g_ * g_, v, g)
-        lr = 1e-3 * jnp.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
-        p = jax.tree_util.tree_map(lambda p_, m_, v_: p_ - lr * m_ / (jnp.sqrt(v_) + 1e-7), p, m, v)
+        step_size = 1e-3 / (1 - 0.9 ** t)
+        inv_sqrt_bc2 = 1 / jnp.sqrt(1 - 0.999 ** t)
+        p = jax.tree_util.tree_map(lambda p_, m_, v_: p_ - step_size * m_ / (jnp.sqrt(v_) * inv_sqrt_bc2 + 1e-7),
+                                   p, m, v)
         return p, m, v
 
+    zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)
+    return {"params": params, "m": zeros(), "v": zeros(), "t": 0}, update, loss
+
+
+def _jax_trainer(wl, X, y):
+    """JAX with one jitted step per batch, driven from Python (the usual training loop)."""
+    import jax
+    import jax.numpy as jnp
+
+    state, update, loss = _jax_model(wl)
+    step = jax.jit(update)
     jX, jy = jnp.asarray(X), jnp.asarray(y)
     rng = np.random.default_rng(0)
 
@@ -380,10 +399,44 @@ def _jax_trainer(wl, X, y):
         for start in range(0, len(X), wl.batch):
             idx = order[start:start + wl.batch]
             t += 1
-            p, m, v = step(p, m, v, t, jX[idx], jy[idx])
+            p, m, v = step(p, m, v, jnp.float32(t), jX[idx], jy[idx])
         jax.block_until_ready(p)
         state.update(params=p, m=m, v=v, t=t)
 
+    return Trainer(epoch, lambda: float(loss(state["params"], jX, jy)))
+
+
+def _jax_scan_trainer(wl, X, y):
+    """JAX with the whole epoch compiled: the shuffle, the gathers and every update in one
+    jitted ``lax.scan`` over the full batches (the remainder rows sit the epoch out)."""
+    import jax
+    import jax.numpy as jnp
+
+    state, update, loss = _jax_model(wl)
+    batches = len(X) // wl.batch
+    jX, jy = jnp.asarray(X), jnp.asarray(y)
+
+    @jax.jit
+    def epoch_fn(p, m, v, t, key):
+        order = jax.random.permutation(key, len(X))[:batches * wl.batch].reshape(batches, wl.batch)
+
+        def body(carry, idx):
+            p, m, v, t = carry
+            t = t + 1.0
+            p, m, v = update(p, m, v, t, jX[idx], jy[idx])
+            return (p, m, v, t), None
+
+        (p, m, v, t), _ = jax.lax.scan(body, (p, m, v, t), order)
+        return p, m, v, t
+
+    keys = iter(jax.random.split(jax.random.PRNGKey(1), 1000))
+
+    def epoch():
+        p, m, v, t = epoch_fn(state["params"], state["m"], state["v"], jnp.float32(state["t"]), next(keys))
+        jax.block_until_ready(p)
+        state.update(params=p, m=m, v=v, t=t)
+
+    epoch_fn.lower(state["params"], state["m"], state["v"], jnp.float32(0), next(keys)).compile()
     return Trainer(epoch, lambda: float(loss(state["params"], jX, jy)))
 
 
@@ -434,7 +487,7 @@ def run(thread_counts=(1,), budget: float = 0.25, out=print, libraries=None, jso
     """Time every workload with each library present, at each thread count (capped at the
     CPUs this process may use); print a Markdown table (milliseconds, and each baseline's
     time over fastnn's); return the rows, and write them as JSON to ``json_path`` if given."""
-    libs = [lib for lib in (libraries or LIBRARIES) if lib in ("fastnn", "numpy") or _have(lib)]
+    libs = [lib for lib in (libraries or LIBRARIES) if lib in ("fastnn", "numpy") or _have(lib.split("_")[0])]
     others = [lib for lib in libs if lib != "fastnn"]
     counts = capped_thread_counts(thread_counts)
     if counts != tuple(sorted(set(thread_counts))):

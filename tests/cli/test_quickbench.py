@@ -15,7 +15,7 @@ from fastnn import _quickbench as qb
 from fastnn.cli import _parser
 from support import subprocess_env
 
-BASELINES = {"torch": "torch", "sklearn": "sklearn", "jax": "jax"}
+BASELINES = {"torch": "torch", "sklearn": "sklearn", "jax": "jax", "jax_scan": "jax"}
 
 
 def test_w_workloads_are_the_reference_ones():
@@ -57,7 +57,7 @@ def test_every_library_trains_every_workload_it_can(lib, name):
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
     if "unsupported" in result:
-        assert lib in ("sklearn", "jax") and name == "W1R", result
+        assert lib in ("sklearn", "jax", "jax_scan") and name == "W1R", result
         return
     assert np.isfinite(result["first"]) and result["last"] < result["first"], result
 
