@@ -10,6 +10,7 @@
 #endif
 
 #include "isa_kernels.hpp"
+#include "stream.hpp"
 #include "workspace.hpp"
 
 namespace fastnn {
@@ -35,6 +36,64 @@ struct TileJob {
   double* mx;
 };
 
+// The first pass of stats_tile over a full tile, kTileCols columns in f64 vectors kept in
+// registers: s += w * (x - k) (or x - k), lo = min(x, lo), hi = max(x, hi), each column
+// adding its rows in order exactly as the scalar loop does (min/max keep lo/hi on NaN).
+template <typename T, bool Weighted, bool Moments, bool Extrema>
+void first_pass_vectors(const TileJob<T>& t, const double* k, double* s, double* lo, double* hi) {
+  using V = f64v;
+  constexpr int NV = kTileCols / V::W;
+  typename V::R vs[NV], vlo[NV], vhi[NV], vk[NV];
+  for (int v = 0; v < NV; ++v) {
+    vs[v] = V::load(s + v * V::W);
+    vlo[v] = V::load(lo + v * V::W);
+    vhi[v] = V::load(hi + v * V::W);
+    vk[v] = V::load(k + v * V::W);
+  }
+  for (index_t r = t.r0; r < t.r1; ++r) {
+    const T* xr = t.x + r * t.c + t.j0;
+    const typename V::R wr = V::set1(Weighted ? t.w[r] : 1.0);
+    for (int v = 0; v < NV; ++v) {
+      const typename V::R x = V::widen(xr + v * V::W);
+      if (Moments) {
+        const typename V::R d = V::sub(x, vk[v]);
+        vs[v] = V::add(vs[v], Weighted ? V::mul(wr, d) : d);
+      }
+      if (Extrema) {
+        vlo[v] = V::min(x, vlo[v]);
+        vhi[v] = V::max(x, vhi[v]);
+      }
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    V::store(s + v * V::W, vs[v]);
+    V::store(lo + v * V::W, vlo[v]);
+    V::store(hi + v * V::W, vhi[v]);
+  }
+}
+
+// The second pass of stats_tile over a full tile: q += w * (d * d) (or d * d), d = x - center.
+template <typename T, bool Weighted>
+void second_pass_vectors(const TileJob<T>& t, const double* center, double* q) {
+  using V = f64v;
+  constexpr int NV = kTileCols / V::W;
+  typename V::R vq[NV], vc[NV];
+  for (int v = 0; v < NV; ++v) {
+    vq[v] = V::load(q + v * V::W);
+    vc[v] = V::load(center + v * V::W);
+  }
+  for (index_t r = t.r0; r < t.r1; ++r) {
+    const T* xr = t.x + r * t.c + t.j0;
+    const typename V::R wr = V::set1(Weighted ? t.w[r] : 1.0);
+    for (int v = 0; v < NV; ++v) {
+      const typename V::R d = V::sub(V::widen(xr + v * V::W), vc[v]);
+      const typename V::R d2 = V::mul(d, d);
+      vq[v] = V::add(vq[v], Weighted ? V::mul(wr, d2) : d2);
+    }
+  }
+  for (int v = 0; v < NV; ++v) V::store(q + v * V::W, vq[v]);
+}
+
 // One tile of columns over one block of rows. Width > 0: exactly Width columns (a
 // compile-time trip count, so the accumulators live in registers); Width == 0: nj columns.
 // The first pass accumulates w * (x - k), min and max as plain loops (a NaN just propagates
@@ -52,16 +111,22 @@ void stats_tile(const TileJob<T>& t, index_t nj) {
     k[j] = Moments ? t.k[t.j0 + j] : 0.0;
   }
   double wsum = 0.0;
-  for (index_t r = t.r0; r < t.r1; ++r) {
-    const T* __restrict xr = t.x + r * t.c + t.j0;
-    const double wr = Weighted ? t.w[r] : 1.0;
-    if (Weighted) wsum += wr;
-    for (index_t j = 0; j < m; ++j) {
-      const double v = double(xr[j]);
-      if (Moments) s[j] += Weighted ? wr * (v - k[j]) : v - k[j];
-      if (Extrema) {
-        lo[j] = v < lo[j] ? v : lo[j];  // comparisons with NaN are false: it is skipped
-        hi[j] = v > hi[j] ? v : hi[j];
+  if constexpr (Width > 0) {
+    first_pass_vectors<T, Weighted, Moments, Extrema>(t, k, s, lo, hi);
+    if (Weighted)
+      for (index_t r = t.r0; r < t.r1; ++r) wsum += t.w[r];
+  } else {
+    for (index_t r = t.r0; r < t.r1; ++r) {
+      const T* __restrict xr = t.x + r * t.c + t.j0;
+      const double wr = Weighted ? t.w[r] : 1.0;
+      if (Weighted) wsum += wr;
+      for (index_t j = 0; j < m; ++j) {
+        const double v = double(xr[j]);
+        if (Moments) s[j] += Weighted ? wr * (v - k[j]) : v - k[j];
+        if (Extrema) {
+          lo[j] = v < lo[j] ? v : lo[j];  // comparisons with NaN are false: it is skipped
+          hi[j] = v > hi[j] ? v : hi[j];
+        }
       }
     }
   }
@@ -102,12 +167,16 @@ void stats_tile(const TileJob<T>& t, index_t nj) {
   }
   double q[kTileCols];
   for (index_t j = 0; j < m; ++j) q[j] = 0.0;
-  for (index_t r = t.r0; r < t.r1; ++r) {
-    const T* __restrict xr = t.x + r * t.c + t.j0;
-    const double wr = Weighted ? t.w[r] : 1.0;
-    for (index_t j = 0; j < m; ++j) {
-      const double d = double(xr[j]) - center[j];
-      q[j] += Weighted ? wr * (d * d) : d * d;
+  if constexpr (Width > 0) {
+    second_pass_vectors<T, Weighted>(t, center, q);
+  } else {
+    for (index_t r = t.r0; r < t.r1; ++r) {
+      const T* __restrict xr = t.x + r * t.c + t.j0;
+      const double wr = Weighted ? t.w[r] : 1.0;
+      for (index_t j = 0; j < m; ++j) {
+        const double d = double(xr[j]) - center[j];
+        q[j] += Weighted ? wr * (d * d) : d * d;
+      }
     }
   }
   for (index_t j = 0; j < m; ++j) {
@@ -235,25 +304,26 @@ void column_stats(const ColumnStatsArgs<T>& a) {
   else if (a.extrema) column_stats_impl<T, false, false, true>(a);
 }
 
-// Rows [r0, r1): y = T(((x - s) * m + o) clamped); returns the flat index of the first element
-// whose result is infinite in T, or -1. Store == false only checks.
+// Rows [r0, r1): out rows = T(((x - s) * m + o) clamped), out pointing at row r0's output;
+// returns the flat index (in x) of the first element whose result is infinite in T, or -1.
+// Store == false only checks.
 template <typename T, bool Clip, bool Store>
 index_t affine_block(const AffineArgs<T>& a, index_t r0, index_t r1, const double* s, const double* m,
-                     const double* o) {
+                     const double* o, T* out) {
   const index_t c = a.c;
   const double* lo = a.lo;
   const double* hi = a.hi;
   const T tinf = std::numeric_limits<T>::infinity();
   for (index_t r = r0; r < r1; ++r) {
     const T* xr = a.x + r * c;
-    T* yr = a.y + r * c;
+    T* yr = out + (r - r0) * c;
     int row_inf = 0;
     for (index_t j = 0; j < c; ++j) {
       double v = (double(xr[j]) - s[j]) * m[j] + o[j];
       if (Clip) v = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);  // NaN stays NaN
-      const T out = T(v);
-      row_inf |= int(std::fabs(out) == tinf);
-      if (Store) yr[j] = out;
+      const T out_v = T(v);
+      row_inf |= int(std::fabs(out_v) == tinf);
+      if (Store) yr[j] = out_v;
     }
     if (row_inf) {
       for (index_t j = 0; j < c; ++j) {
@@ -266,15 +336,50 @@ index_t affine_block(const AffineArgs<T>& a, index_t r0, index_t r1, const doubl
   return -1;
 }
 
+// Bytes of the per-thread staging rows of a streamed affine pass (L1-resident).
+constexpr std::size_t kStageBytes = std::size_t(16) << 10;
+
+// affine_block over rows [r0, r1) for an output streamed to memory: each few rows are
+// computed into this thread's staging rows, then stream-copied to y. Stops at the first
+// block with an infinite result, as affine_block stops at its row.
+template <typename T, bool Clip>
+index_t affine_block_streamed(const AffineArgs<T>& a, index_t r0, index_t r1, const double* s, const double* m,
+                              const double* o, T* stage, index_t stage_rows) {
+  const index_t c = a.c;
+  index_t bad = -1;
+  for (index_t b = r0; b < r1 && bad < 0; b += stage_rows) {
+    const index_t e = std::min(r1, b + stage_rows);
+    bad = affine_block<T, Clip, true>(a, b, e, s, m, o, stage);
+    stream_copy(a.y + b * c, stage, (e - b) * c);
+  }
+  stream_fence();
+  return bad;
+}
+
 template <typename T, bool Clip, bool Store>
 index_t affine_rows(const AffineArgs<T>& a, const double* s, const double* m, const double* o) {
-  const index_t n = a.n;
+  const index_t n = a.n, c = a.c;
   const index_t chunks = (n + kScalerChunkRows - 1) / kScalerChunkRows;
   index_t* first_bad = static_cast<index_t*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(index_t)));
+  const bool stream = Store && kHasStreamingStores && size_t(n * c) * sizeof(T) >= kStreamMinBytes;
+  const index_t stage_rows = std::max<index_t>(1, index_t(kStageBytes / (size_t(c) * sizeof(T))));
+  // one block of staging rows per thread, allocated here: nothing may throw inside the region
+  T* stage = stream ? static_cast<T*>(thread_scratch(ScratchSlot::reduction_result2,
+                                                     size_t(a.nthreads) * size_t(stage_rows * c) * sizeof(T)))
+                    : nullptr;
 #pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
   for (index_t ch = 0; ch < chunks; ++ch) {
     const index_t r0 = ch * kScalerChunkRows, r1 = std::min(n, r0 + kScalerChunkRows);
-    first_bad[ch] = affine_block<T, Clip, Store>(a, r0, r1, s, m, o);
+    if (!stream) {
+      first_bad[ch] = affine_block<T, Clip, Store>(a, r0, r1, s, m, o, a.y + r0 * c);
+      continue;
+    }
+#ifdef _OPENMP
+    T* my_stage = stage + index_t(omp_get_thread_num()) * stage_rows * c;
+#else
+    T* my_stage = stage;
+#endif
+    first_bad[ch] = affine_block_streamed<T, Clip>(a, r0, r1, s, m, o, my_stage, stage_rows);
   }
   for (index_t ch = 0; ch < chunks; ++ch)
     if (first_bad[ch] >= 0) return first_bad[ch];
