@@ -360,3 +360,54 @@ def test_misaligned_output_buffer_is_refused():
     out = _misaligned_copy(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="out must be aligned"):
         _core.scaler_affine(x, out, None, None, None, None, None)
+
+
+# ----------------------------------------------------------------------------- streamed output
+# Outputs of 8 MiB and more are written with non-temporal stores through per-thread staging
+# rows (AVX2/AVX-512 paths). The values must be those of the ordinary path, at any alignment
+# of the output, and the first overflowing element must still be found.
+STREAMED_ROWS = 70_001  # x 33 float32 columns: 9.2 MB, past the 8 MiB threshold
+
+
+def affine_in_pieces(x, *vectors, rows=4000):
+    """The same affine transform on small row blocks (below the streaming threshold)."""
+    out = np.empty_like(x)
+    for r in range(0, x.shape[0], rows):
+        assert _core.scaler_affine(x[r:r + rows], out[r:r + rows], *vectors) == -1
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_affine_equals_the_ordinary_path_at_any_alignment(simd, dtype, rng):
+    x = (rng.standard_normal((STREAMED_ROWS, 33)) * 4 + 1).astype(dtype)
+    shift, scale, offset = (rng.standard_normal(33) for _ in range(3))
+    lo, hi = np.full(33, -1.5), np.full(33, 2.0)
+    for vectors in ((shift, scale, offset, None, None), (None, scale, offset, lo, hi)):
+        want = affine_in_pieces(x, *vectors)
+        buf = np.empty(x.size + 16, dtype)
+        for start in (0, 1, 3):  # output at 64-byte lines plus 0, 1 and 3 elements
+            out = buf[start:start + x.size].reshape(x.shape)
+            for threads in (1, 2, 3):
+                out.fill(np.nan)
+                with fastnn_threads(threads):
+                    assert _core.scaler_affine(x, out, *vectors) == -1
+                assert np.array_equal(out, want, equal_nan=True)
+
+
+def test_streamed_affine_reports_the_first_overflow(simd, rng):
+    x = rng.standard_normal((STREAMED_ROWS, 33)).astype(np.float32)
+    x[50_003, 7] = 1e30
+    x[60_000, 2] = -1e30
+    scale = np.full(33, 1e10)
+    for threads in (1, 2, 3):
+        with fastnn_threads(threads):
+            assert _core.scaler_affine(x, np.empty_like(x), None, scale) == 50_003 * 33 + 7
+
+
+def test_streamed_fit_transform_equals_transform_in_pieces(rng):
+    X = (rng.standard_normal((STREAMED_ROWS, 33)) * 3 - 2).astype(np.float32)
+    X[17, 4] = np.nan
+    for est in (fp.StandardScaler(), fp.MinMaxScaler(clip=True)):
+        Y = est.fit_transform(X)
+        pieces = np.concatenate([est.transform(X[r:r + 5000]) for r in range(0, len(X), 5000)])
+        assert np.array_equal(Y, pieces, equal_nan=True)

@@ -17,7 +17,7 @@ constexpr index_t kChunk = 16384;  // elements per reduction chunk and per paral
 // add latency; kChunksAtOnce full chunks are therefore summed side by side (each still its
 // own lanes, its own partial), which keeps the result bitwise the same for any grouping.
 constexpr int kLanes = 16;
-constexpr int kChunksAtOnce = 4;
+constexpr int kChunksAtOnce = 4;  // chunk_squares<K> is instantiated for K = 1..4
 static_assert(kLanes % f64v::W == 0, "a chunk's lanes fill whole f64 vectors");
 
 // acc + x * x with x widened to double. A float's square is exact in double, so the fused
@@ -65,12 +65,15 @@ double sum_squares_impl(const T* x, index_t n, int nthreads) {
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && groups > 1)
   for (index_t g = 0; g < groups; ++g) {
     const index_t first = g * kChunksAtOnce;
-    if (first + kChunksAtOnce <= n / kChunk) {  // all full
-      chunk_squares<kChunksAtOnce>(x + first * kChunk, kChunk, partial + first);
-      continue;
-    }
-    for (index_t c = first; c < std::min(chunks, first + kChunksAtOnce); ++c)
-      chunk_squares<1>(x + c * kChunk, std::min(n, (c + 1) * kChunk) - c * kChunk, partial + c);
+    const index_t full = std::min<index_t>(kChunksAtOnce, n / kChunk - first);  // full chunks in this group
+    const T* xg = x + first * kChunk;
+    if (full == 4) chunk_squares<4>(xg, kChunk, partial + first);
+    else if (full == 3) chunk_squares<3>(xg, kChunk, partial + first);
+    else if (full == 2) chunk_squares<2>(xg, kChunk, partial + first);
+    else if (full == 1) chunk_squares<1>(xg, kChunk, partial + first);
+    const index_t short_chunk = std::max<index_t>(full, 0);
+    if (short_chunk < kChunksAtOnce && first + short_chunk < chunks)  // the last, short chunk
+      chunk_squares<1>(xg + short_chunk * kChunk, n - (first + short_chunk) * kChunk, partial + first + short_chunk);
   }
   double total = 0.0;
   for (index_t c = 0; c < chunks; ++c) total += partial[c];

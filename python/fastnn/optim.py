@@ -94,7 +94,7 @@ def clip_by_global_norm(grads, max_norm, *, error_if_nonfinite=False) -> float:
     for g in buffers:
         if not g.flags.writeable:
             raise ValueError("grads must be writeable (they are scaled in place)")
-    norm = math.sqrt(sum(_core.sum_squares(g) for g in buffers))
+    norm = math.sqrt(sum([_core.sum_squares(g) for g in buffers]))
     if not math.isfinite(norm):
         if error_if_nonfinite:
             raise FloatingPointError(f"the global gradient norm is {norm}: a gradient holds NaN or Inf")
