@@ -10,7 +10,6 @@
 #endif
 
 #include "isa_kernels.hpp"
-#include "stream.hpp"
 #include "workspace.hpp"
 
 namespace fastnn {
@@ -304,26 +303,25 @@ void column_stats(const ColumnStatsArgs<T>& a) {
   else if (a.extrema) column_stats_impl<T, false, false, true>(a);
 }
 
-// Rows [r0, r1): out rows = T(((x - s) * m + o) clamped), out pointing at row r0's output;
-// returns the flat index (in x) of the first element whose result is infinite in T, or -1.
-// Store == false only checks.
+// Rows [r0, r1): y = T(((x - s) * m + o) clamped); returns the flat index of the first element
+// whose result is infinite in T, or -1. Store == false only checks.
 template <typename T, bool Clip, bool Store>
 index_t affine_block(const AffineArgs<T>& a, index_t r0, index_t r1, const double* s, const double* m,
-                     const double* o, T* out) {
+                     const double* o) {
   const index_t c = a.c;
   const double* lo = a.lo;
   const double* hi = a.hi;
   const T tinf = std::numeric_limits<T>::infinity();
   for (index_t r = r0; r < r1; ++r) {
     const T* xr = a.x + r * c;
-    T* yr = out + (r - r0) * c;
+    T* yr = a.y + r * c;
     int row_inf = 0;
     for (index_t j = 0; j < c; ++j) {
       double v = (double(xr[j]) - s[j]) * m[j] + o[j];
       if (Clip) v = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);  // NaN stays NaN
-      const T out_v = T(v);
-      row_inf |= int(std::fabs(out_v) == tinf);
-      if (Store) yr[j] = out_v;
+      const T out = T(v);
+      row_inf |= int(std::fabs(out) == tinf);
+      if (Store) yr[j] = out;
     }
     if (row_inf) {
       for (index_t j = 0; j < c; ++j) {
@@ -336,50 +334,15 @@ index_t affine_block(const AffineArgs<T>& a, index_t r0, index_t r1, const doubl
   return -1;
 }
 
-// Bytes of the per-thread staging rows of a streamed affine pass (L1-resident).
-constexpr std::size_t kStageBytes = std::size_t(16) << 10;
-
-// affine_block over rows [r0, r1) for an output streamed to memory: each few rows are
-// computed into this thread's staging rows, then stream-copied to y. Stops at the first
-// block with an infinite result, as affine_block stops at its row.
-template <typename T, bool Clip>
-index_t affine_block_streamed(const AffineArgs<T>& a, index_t r0, index_t r1, const double* s, const double* m,
-                              const double* o, T* stage, index_t stage_rows) {
-  const index_t c = a.c;
-  index_t bad = -1;
-  for (index_t b = r0; b < r1 && bad < 0; b += stage_rows) {
-    const index_t e = std::min(r1, b + stage_rows);
-    bad = affine_block<T, Clip, true>(a, b, e, s, m, o, stage);
-    stream_copy(a.y + b * c, stage, (e - b) * c);
-  }
-  stream_fence();
-  return bad;
-}
-
 template <typename T, bool Clip, bool Store>
 index_t affine_rows(const AffineArgs<T>& a, const double* s, const double* m, const double* o) {
-  const index_t n = a.n, c = a.c;
+  const index_t n = a.n;
   const index_t chunks = (n + kScalerChunkRows - 1) / kScalerChunkRows;
   index_t* first_bad = static_cast<index_t*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(index_t)));
-  const bool stream = Store && kHasStreamingStores && size_t(n * c) * sizeof(T) >= kStreamMinBytes;
-  const index_t stage_rows = std::max<index_t>(1, index_t(kStageBytes / (size_t(c) * sizeof(T))));
-  // one block of staging rows per thread, allocated here: nothing may throw inside the region
-  T* stage = stream ? static_cast<T*>(thread_scratch(ScratchSlot::reduction_result2,
-                                                     size_t(a.nthreads) * size_t(stage_rows * c) * sizeof(T)))
-                    : nullptr;
 #pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
   for (index_t ch = 0; ch < chunks; ++ch) {
     const index_t r0 = ch * kScalerChunkRows, r1 = std::min(n, r0 + kScalerChunkRows);
-    if (!stream) {
-      first_bad[ch] = affine_block<T, Clip, Store>(a, r0, r1, s, m, o, a.y + r0 * c);
-      continue;
-    }
-#ifdef _OPENMP
-    T* my_stage = stage + index_t(omp_get_thread_num()) * stage_rows * c;
-#else
-    T* my_stage = stage;
-#endif
-    first_bad[ch] = affine_block_streamed<T, Clip>(a, r0, r1, s, m, o, my_stage, stage_rows);
+    first_bad[ch] = affine_block<T, Clip, Store>(a, r0, r1, s, m, o);
   }
   for (index_t ch = 0; ch < chunks; ++ch)
     if (first_bad[ch] >= 0) return first_bad[ch];
