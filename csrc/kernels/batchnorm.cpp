@@ -11,12 +11,33 @@ namespace fastnn {
 namespace FASTNN_ISA {
 namespace {
 
+// Calls op(j, m) over the columns [0, c) of a row, W at a time (m = W) and then the last
+// m < W columns once: the elementwise passes below use full vectors and one masked tail.
+template <typename V, class Op>
+inline void for_row_vectors(index_t c, Op op) {
+  index_t j = 0;
+  for (; j + V::W <= c; j += V::W) op(j, index_t(V::W));
+  if (j < c) op(j, c - j);
+}
+
+template <typename V>
+inline typename V::R load_part(const typename V::T* p, index_t m) {
+  return m == V::W ? V::load(p) : V::load_n(p, m);
+}
+
+template <typename V>
+inline void store_part(typename V::T* p, typename V::R v, index_t m) {
+  if (m == V::W) V::store(p, v);
+  else V::store_n(p, v, m);
+}
+
 // y = ((x - center_hi) - center_lo) * scale + shift, per column, parallel over rows. The
 // float64 center is split into two T parts so that x - center keeps T's relative accuracy
 // even when |mean| >> std (x * scale - mean * scale would cancel).
 template <typename T>
 void normalize_rows(index_t n, index_t c, const T* x, const double* center, const double* scale, const T* shift, T* y,
                     int nthreads, T* work) {
+  using V = vec_of<T>;
   T* hi = work;
   T* lo = work + c;
   T* scale_t = work + 2 * c;
@@ -29,14 +50,73 @@ void normalize_rows(index_t n, index_t c, const T* x, const double* center, cons
   for (index_t r = 0; r < n; ++r) {
     const T* xr = x + r * c;
     T* yr = y + r * c;
-    for (index_t j = 0; j < c; ++j) yr[j] = ((xr[j] - hi[j]) - lo[j]) * scale_t[j] + shift[j];
+    for_row_vectors<V>(c, [&](index_t j, index_t m) {
+      const auto centered = V::sub(V::sub(load_part<V>(xr + j, m), load_part<V>(hi + j, m)), load_part<V>(lo + j, m));
+      store_part<V>(yr + j, V::add(V::mul(centered, load_part<V>(scale_t + j, m)), load_part<V>(shift + j, m)), m);
+    });
+  }
+}
+
+// Rows [r0, r1) of one strip of columns added into acc: acc[j] += d, acc[c + j] += d * d with
+// d = x - x0 (x0 the first row) in float64.
+template <int NV, bool Partial, typename T>
+void shifted_sums_strip(const T* x, index_t c, index_t r0, index_t r1, index_t j0, index_t last, double* acc) {
+  using V = f64v;
+  constexpr index_t W = V::W;
+  typename V::R x0[NV], s1[NV], s2[NV];
+  for (int v = 0; v < NV; ++v) {
+    x0[v] = wide_load<Partial>(x + j0 + v * W, last);
+    s1[v] = wide_load<Partial>(acc + j0 + v * W, last);
+    s2[v] = wide_load<Partial>(acc + c + j0 + v * W, last);
+  }
+  for (index_t r = r0; r < r1; ++r) {
+    const T* xr = x + r * c + j0;
+    for (int v = 0; v < NV; ++v) {
+      const typename V::R d = V::sub(wide_load<Partial>(xr + v * W, last), x0[v]);
+      s1[v] = V::add(s1[v], d);
+      s2[v] = V::add(s2[v], V::mul(d, d));
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    wide_store<Partial>(acc + j0 + v * W, s1[v], last);
+    wide_store<Partial>(acc + c + j0 + v * W, s2[v], last);
+  }
+}
+
+// Rows [r0, r1) of one strip added into acc: acc[j] += dy, acc[c + j] += dy * (x - mean) *
+// invstd, in float64.
+template <int NV, bool Partial, typename T>
+void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t r1, index_t j0, index_t last,
+                         double* acc) {
+  using V = f64v;
+  constexpr index_t W = V::W;
+  const index_t c = a.c;
+  typename V::R mean[NV], invstd[NV], s1[NV], s2[NV];
+  for (int v = 0; v < NV; ++v) {
+    mean[v] = wide_load<Partial>(a.mean + j0 + v * W, last);
+    invstd[v] = wide_load<Partial>(a.invstd + j0 + v * W, last);
+    s1[v] = wide_load<Partial>(acc + j0 + v * W, last);
+    s2[v] = wide_load<Partial>(acc + c + j0 + v * W, last);
+  }
+  for (index_t r = r0; r < r1; ++r) {
+    const T* dyr = a.dy + r * c + j0;
+    const T* xr = a.x + r * c + j0;
+    for (int v = 0; v < NV; ++v) {
+      const typename V::R dy = wide_load<Partial>(dyr + v * W, last);
+      const typename V::R xc = V::sub(wide_load<Partial>(xr + v * W, last), mean[v]);
+      s1[v] = V::add(s1[v], dy);
+      s2[v] = V::add(s2[v], V::mul(V::mul(dy, xc), invstd[v]));
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    wide_store<Partial>(acc + j0 + v * W, s1[v], last);
+    wide_store<Partial>(acc + c + j0 + v * W, s2[v], last);
   }
 }
 
 template <typename T>
 void forward(const BatchNormForwardArgs<T>& a) {
   const index_t n = a.n, c = a.c;
-  // doubles: mean/var or the per-column scale and shift, then their T copies
   // doubles: the per-column center and scale, then 3 x C values of T for normalize_rows
   double* work = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
   double* center = work;
@@ -50,20 +130,14 @@ void forward(const BatchNormForwardArgs<T>& a) {
     normalize_rows(n, c, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
     return;
   }
-  // Two passes for accuracy: the mean, then the sum of squared deviations from it.
   // One pass: sums of d = x - x[0] and of d^2 per column. Shifting by the first row keeps
   // the variance S2/n - (S1/n)^2 free of cancellation when |mean| >> std.
   double* sums = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result2, size_t(2 * c) * sizeof(double)));
   const T* x0 = a.x;
   ordered_column_sums(n, c, 2, a.nthreads, sums, [&](index_t r0, index_t r1, double* acc) {
-    for (index_t r = r0; r < r1; ++r) {
-      const T* xr = a.x + r * c;
-      for (index_t j = 0; j < c; ++j) {
-        const double d = double(xr[j]) - double(x0[j]);
-        acc[j] += d;
-        acc[c + j] += d * d;
-      }
-    }
+    for_column_strips(c, [&](auto nv, auto partial, index_t j0, index_t last) {
+      shifted_sums_strip<decltype(nv)::value, decltype(partial)::value>(a.x, c, r0, r1, j0, last, acc);
+    });
   });
   for (index_t j = 0; j < c; ++j) {
     const double m1 = sums[j] / double(n);
@@ -92,15 +166,9 @@ void backward(const BatchNormBackwardArgs<T>& a) {
   double* sums = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
   // sums[0:c] = sum dy, sums[c:2c] = sum dy * xhat
   ordered_column_sums(n, c, 2, a.nthreads, sums, [&](index_t r0, index_t r1, double* acc) {
-    for (index_t r = r0; r < r1; ++r) {
-      const T* dyr = a.dy + r * c;
-      const T* xr = a.x + r * c;
-      for (index_t j = 0; j < c; ++j) {
-        const double dy = double(dyr[j]);
-        acc[j] += dy;
-        acc[c + j] += dy * (double(xr[j]) - double(a.mean[j])) * double(a.invstd[j]);
-      }
-    }
+    for_column_strips(c, [&](auto nv, auto partial, index_t j0, index_t last) {
+      backward_sums_strip<decltype(nv)::value, decltype(partial)::value>(a, r0, r1, j0, last, acc);
+    });
   });
   // dx = k_dy * dy + k_xc * (x - mean) + k_0, per column
   T* k_dy = reinterpret_cast<T*>(sums + 2 * c);
@@ -117,13 +185,18 @@ void backward(const BatchNormBackwardArgs<T>& a) {
     k_0[j] = T(-coef * sum_dy);
   }
   if (!a.dx) return;
+  using V = vec_of<T>;
   const T* mean = a.mean;
 #pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
   for (index_t r = 0; r < n; ++r) {
     const T* dyr = a.dy + r * c;
     const T* xr = a.x + r * c;
     T* dxr = a.dx + r * c;
-    for (index_t j = 0; j < c; ++j) dxr[j] = k_dy[j] * dyr[j] + (k_xc[j] * (xr[j] - mean[j]) + k_0[j]);
+    for_row_vectors<V>(c, [&](index_t j, index_t m) {
+      const auto xc = V::sub(load_part<V>(xr + j, m), load_part<V>(mean + j, m));
+      const auto rest = V::add(V::mul(load_part<V>(k_xc + j, m), xc), load_part<V>(k_0 + j, m));
+      store_part<V>(dxr + j, V::add(V::mul(load_part<V>(k_dy + j, m), load_part<V>(dyr + j, m)), rest), m);
+    });
   }
 }
 

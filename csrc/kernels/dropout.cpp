@@ -38,47 +38,61 @@ std::uint32_t drop_threshold(double rate) {
 }
 
 #if defined(FASTNN_ISA_IS_avx512)
-// 16 blocks in the 16 lanes of a zmm register; unsigned 16-bit compares give mask bits
-// directly, and pdep (fast on every CPU with AVX-512) interleaves them into element order.
+// 16 blocks in two zmm registers, one block per 64-bit lane with its 32-bit counter word in
+// the low half: _mm512_mul_epu32 then gives the full 64-bit product in place, its low half
+// is the next c1/c3 and a 64-bit shift brings the high half down. The high halves of the
+// lanes carry garbage that nothing reads (mul_epu32 ignores them, the output takes low
+// halves only). Register `a` holds blocks 0,1, 4,5, 8,9, 12,13 and `b` blocks 2,3, 6,7,
+// 10,11, 14,15, so one shuffle_ps per word puts blocks 0..15 in the 16 dword lanes.
 constexpr index_t kGroup512 = 128;
 
-inline void mulhilo16(__m512i a, __m512i m, __m512i& hi, __m512i& lo) {
-  const __m512i even = _mm512_mul_epu32(a, m);
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
-  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+struct PhiloxLanes512 {
+  __m512i c0, c1, c2, c3;
+};
+
+inline PhiloxLanes512 philox_start512(std::uint64_t block, const __m512i lane_blocks, std::uint64_t step) {
+  const __m512i b = _mm512_add_epi64(_mm512_set1_epi64(std::int64_t(block)), lane_blocks);
+  return {b, _mm512_srli_epi64(b, 32), _mm512_set1_epi64(std::int64_t(step)),
+          _mm512_set1_epi64(std::int64_t(step >> 32))};
+}
+
+inline void philox_round512(PhiloxLanes512& s, __m512i m0, __m512i m1, __m512i k0, __m512i k1) {
+  const __m512i p0 = _mm512_mul_epu32(s.c0, m0);
+  const __m512i p1 = _mm512_mul_epu32(s.c2, m1);
+  s.c0 = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p1, 32), s.c1, k0, 0x96);  // three-way xor
+  s.c2 = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p0, 32), s.c3, k1, 0x96);
+  s.c1 = p1;
+  s.c3 = p0;
+}
+
+// The low dwords of a (blocks 4k, 4k+1 in 128-bit lane k) and b (blocks 4k+2, 4k+3): blocks
+// 0..15 in dword order.
+inline __m512i low_dwords512(__m512i a, __m512i b) {
+  return _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b), 0x88));
 }
 
 // Keep bits of the 128 elements from element `first` (a multiple of 128) into bits[0..1].
 inline void keep_bits128(index_t first, std::uint64_t step, std::uint64_t seed, std::uint32_t threshold,
                          std::uint64_t bits[2]) {
   const std::uint64_t block = std::uint64_t(first) / 8;
-  const __m512i base_lo = _mm512_set1_epi32(int(std::uint32_t(block)));
-  __m512i c0 = _mm512_add_epi32(base_lo, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-  const __mmask16 wrapped = _mm512_cmplt_epu32_mask(c0, base_lo);  // the low word wrapped: carry
-  __m512i c1 = _mm512_mask_add_epi32(_mm512_set1_epi32(int(std::uint32_t(block >> 32))), wrapped,
-                                     _mm512_set1_epi32(int(std::uint32_t(block >> 32))), _mm512_set1_epi32(1));
-  __m512i c2 = _mm512_set1_epi32(int(std::uint32_t(step)));
-  __m512i c3 = _mm512_set1_epi32(int(std::uint32_t(step >> 32)));
+  PhiloxLanes512 a = philox_start512(block, _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13), step);
+  PhiloxLanes512 b = philox_start512(block, _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15), step);
   std::uint32_t k0 = std::uint32_t(seed), k1 = std::uint32_t(seed >> 32);
-  const __m512i m0 = _mm512_set1_epi32(int(kPhiloxM0)), m1 = _mm512_set1_epi32(int(kPhiloxM1));
+  const __m512i m0 = _mm512_set1_epi64(kPhiloxM0), m1 = _mm512_set1_epi64(kPhiloxM1);
   for (int round = 0; round < 10; ++round) {
     if (round > 0) {
       k0 += kPhiloxW0;
       k1 += kPhiloxW1;
     }
-    __m512i hi0, lo0, hi1, lo1;
-    mulhilo16(c0, m0, hi0, lo0);
-    mulhilo16(c2, m1, hi1, lo1);
-    c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32(int(k0)), 0x96);  // three-way xor
-    c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32(int(k1)), 0x96);
-    c1 = lo1;
-    c3 = lo0;
+    const __m512i key0 = _mm512_set1_epi32(int(k0)), key1 = _mm512_set1_epi32(int(k1));
+    philox_round512(a, m0, m1, key0, key1);
+    philox_round512(b, m0, m1, key0, key1);
   }
   // Word w of block b holds elements 8b + 2w + h (h = 16-bit half): its compare mask has bit
   // 2b + h; spread those bit pairs to positions 8b + 2w + h.
   const __m512i thr = _mm512_set1_epi16(short(threshold));
-  const __m512i words[4] = {c0, c1, c2, c3};
+  const __m512i words[4] = {low_dwords512(a.c0, b.c0), low_dwords512(a.c1, b.c1), low_dwords512(a.c2, b.c2),
+                            low_dwords512(a.c3, b.c3)};
   bits[0] = bits[1] = 0;
   for (int w = 0; w < 4; ++w) {
     const std::uint32_t m = _mm512_cmpge_epu16_mask(words[w], thr);
@@ -87,45 +101,70 @@ inline void keep_bits128(index_t first, std::uint64_t step, std::uint64_t seed, 
     bits[1] |= _pdep_u64(m >> 16, spread);
   }
 }
+
+// y[0:64] = x[0:64] * (bit ? scale : 0): the mask bits select scale or +0 directly.
+inline void apply_group512(const float* x, float* y, std::uint64_t bits, float scale) {
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int v = 0; v < 4; ++v) {
+    const __m512 factor = _mm512_maskz_mov_ps(__mmask16(bits >> (16 * v)), s);
+    _mm512_storeu_ps(y + 16 * v, _mm512_mul_ps(_mm512_loadu_ps(x + 16 * v), factor));
+  }
+}
+
+inline void apply_group512(const double* x, double* y, std::uint64_t bits, double scale) {
+  const __m512d s = _mm512_set1_pd(scale);
+  for (int v = 0; v < 8; ++v) {
+    const __m512d factor = _mm512_maskz_mov_pd(__mmask8(bits >> (8 * v)), s);
+    _mm512_storeu_pd(y + 8 * v, _mm512_mul_pd(_mm512_loadu_pd(x + 8 * v), factor));
+  }
+}
 #endif
 
 #if defined(FASTNN_ISA_IS_avx2) || defined(FASTNN_ISA_IS_avx512)
-// 8 blocks in the 8 lanes of AVX2 registers. 32x32->64-bit products come from
-// _mm256_mul_epu32 on the even lanes and on the odd lanes shifted down.
-inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
-  const __m256i even = _mm256_mul_epu32(a, m);
-  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+// 8 blocks in two ymm registers, one block per 64-bit lane (as the AVX-512 code above):
+// `a` holds blocks 0,1, 4,5 and `b` blocks 2,3, 6,7, so one shuffle_ps per word puts blocks
+// 0..7 in the 8 dword lanes.
+struct PhiloxLanes256 {
+  __m256i c0, c1, c2, c3;
+};
+
+inline PhiloxLanes256 philox_start256(std::uint64_t block, const __m256i lane_blocks, std::uint64_t step) {
+  const __m256i b = _mm256_add_epi64(_mm256_set1_epi64x(std::int64_t(block)), lane_blocks);
+  return {b, _mm256_srli_epi64(b, 32), _mm256_set1_epi64x(std::int64_t(step)),
+          _mm256_set1_epi64x(std::int64_t(step >> 32))};
+}
+
+inline void philox_round256(PhiloxLanes256& s, __m256i m0, __m256i m1, __m256i k0, __m256i k1) {
+  const __m256i p0 = _mm256_mul_epu32(s.c0, m0);
+  const __m256i p1 = _mm256_mul_epu32(s.c2, m1);
+  s.c0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), s.c1), k0);
+  s.c2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), s.c3), k1);
+  s.c1 = p1;
+  s.c3 = p0;
+}
+
+inline __m256i low_dwords256(__m256i a, __m256i b) {
+  return _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0x88));
 }
 
 // Keep bits of the 64 elements from element `first` (a multiple of 64): bit e = element first + e.
 inline std::uint64_t keep_bits64(index_t first, std::uint64_t step, std::uint64_t seed, std::uint32_t threshold) {
   const std::uint64_t block = std::uint64_t(first) / 8;
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i sign = _mm256_set1_epi32(INT32_MIN);
-  // 64-bit block numbers block + lane: where the low word wraps, carry into the high word.
-  const __m256i base_lo = _mm256_set1_epi32(int(std::uint32_t(block)));
-  __m256i c0 = _mm256_add_epi32(base_lo, lane);
-  const __m256i wrapped = _mm256_cmpgt_epi32(_mm256_xor_si256(base_lo, sign), _mm256_xor_si256(c0, sign));
-  __m256i c1 = _mm256_sub_epi32(_mm256_set1_epi32(int(std::uint32_t(block >> 32))), wrapped);
-  __m256i c2 = _mm256_set1_epi32(int(std::uint32_t(step)));
-  __m256i c3 = _mm256_set1_epi32(int(std::uint32_t(step >> 32)));
+  PhiloxLanes256 a = philox_start256(block, _mm256_setr_epi64x(0, 1, 4, 5), step);
+  PhiloxLanes256 b = philox_start256(block, _mm256_setr_epi64x(2, 3, 6, 7), step);
   std::uint32_t k0 = std::uint32_t(seed), k1 = std::uint32_t(seed >> 32);
-  const __m256i m0 = _mm256_set1_epi32(int(kPhiloxM0)), m1 = _mm256_set1_epi32(int(kPhiloxM1));
+  const __m256i m0 = _mm256_set1_epi64x(kPhiloxM0), m1 = _mm256_set1_epi64x(kPhiloxM1);
   for (int round = 0; round < 10; ++round) {
     if (round > 0) {
       k0 += kPhiloxW0;
       k1 += kPhiloxW1;
     }
-    __m256i hi0, lo0, hi1, lo1;
-    mulhilo8(c0, m0, hi0, lo0);
-    mulhilo8(c2, m1, hi1, lo1);
-    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(int(k0)));
-    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(int(k1)));
-    c1 = lo1;
-    c3 = lo0;
+    const __m256i key0 = _mm256_set1_epi32(int(k0)), key1 = _mm256_set1_epi32(int(k1));
+    philox_round256(a, m0, m1, key0, key1);
+    philox_round256(b, m0, m1, key0, key1);
   }
+  const __m256i c0 = low_dwords256(a.c0, b.c0), c1 = low_dwords256(a.c1, b.c1);
+  const __m256i c2 = low_dwords256(a.c2, b.c2), c3 = low_dwords256(a.c3, b.c3);
   // Transpose (word, block) into (block, word) order: e[v] holds words of blocks v, v + 4
   // arranged so that, read as 16-bit lanes, they are elements in order (see below).
   const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
@@ -147,14 +186,19 @@ inline std::uint64_t keep_bits64(index_t first, std::uint64_t step, std::uint64_
   return bits;
 }
 
-// y[0:64] = x[0:64] * (bit ? scale : 0) for a full group of floats.
+// y[0:64] = x[0:64] * (bit ? scale : 0) for a full group of floats: a variable shift moves
+// each lane's mask bit to its sign, which blendv reads.
 inline void apply_group(const float* x, float* y, std::uint64_t bits, float scale) {
-  const __m256i select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-  const __m256 s = _mm256_set1_ps(scale);
-  for (int v = 0; v < 8; ++v) {
-    const __m256i byte = _mm256_set1_epi32(int((bits >> (8 * v)) & 0xFFu));
-    const __m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(byte, select), select);
-    _mm256_storeu_ps(y + 8 * v, _mm256_mul_ps(_mm256_loadu_ps(x + 8 * v), _mm256_and_ps(_mm256_castsi256_ps(on), s)));
+  const __m256 s = _mm256_set1_ps(scale), zero = _mm256_setzero_ps();
+  for (int half = 0; half < 2; ++half) {
+    const __m256i word = _mm256_set1_epi32(int(std::uint32_t(bits >> (32 * half))));
+    for (int v = 0; v < 4; ++v) {
+      const __m256i to_sign = _mm256_setr_epi32(31 - 8 * v, 30 - 8 * v, 29 - 8 * v, 28 - 8 * v, 27 - 8 * v,
+                                                26 - 8 * v, 25 - 8 * v, 24 - 8 * v);
+      const __m256 factor = _mm256_blendv_ps(zero, s, _mm256_castsi256_ps(_mm256_sllv_epi32(word, to_sign)));
+      const index_t e = 32 * half + 8 * v;
+      _mm256_storeu_ps(y + e, _mm256_mul_ps(_mm256_loadu_ps(x + e), factor));
+    }
   }
 }
 #else
@@ -193,12 +237,19 @@ inline void apply_bits(const DropoutArgs<T>& a, index_t e0, index_t m, std::uint
   if (a.mask_bits)
     for (index_t b = 0; b < (m + 7) / 8; ++b) a.mask_bits[e0 / 8 + b] = std::uint8_t(bits >> (8 * b));
   if (!a.x) return;
+#if defined(FASTNN_ISA_IS_avx512)
+  if (m == kGroup) {
+    apply_group512(a.x + e0, a.y + e0, bits, scale);
+    return;
+  }
+#else
   if constexpr (sizeof(T) == 4) {
     if (m == kGroup) {
       apply_group(a.x + e0, a.y + e0, bits, scale);
       return;
     }
   }
+#endif
   for (index_t e = 0; e < m; ++e) a.y[e0 + e] = a.x[e0 + e] * (((bits >> e) & 1u) ? scale : T(0));
 }
 

@@ -3,6 +3,7 @@
 // The result is therefore bitwise identical for any number of threads (RELIABILITY.md 5).
 #pragma once
 #include <algorithm>
+#include <type_traits>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -51,6 +52,36 @@ void ordered_column_sums(index_t rows, index_t cols, int sums, int nthreads, dou
       out[j] = s;
     }
   }
+}
+
+// Register-blocked column sums walk the columns in strips of f64 vectors: strip(nv, partial,
+// j0, last) gets nv (a std::integral_constant) vectors from column j0; partial (a
+// std::bool_constant, only with nv == 1) says the one vector holds just the `last`
+// remaining columns. A strip's accumulators stay in registers over a block of rows, and
+// each column still adds its rows one after another, in row order, as a scalar loop would.
+constexpr int kStripVectors = 4;
+
+template <class Strip>
+void for_column_strips(index_t c, Strip&& strip) {
+  constexpr index_t W = f64v::W;
+  index_t j0 = 0;
+  for (; j0 + kStripVectors * W <= c; j0 += kStripVectors * W)
+    strip(std::integral_constant<int, kStripVectors>(), std::false_type(), j0, W);
+  for (; j0 + W <= c; j0 += W) strip(std::integral_constant<int, 1>(), std::false_type(), j0, W);
+  if (j0 < c) strip(std::integral_constant<int, 1>(), std::true_type(), j0, c - j0);
+}
+
+// f64v::W values from p (only the first n when Partial, the rest 0), widened to double.
+template <bool Partial, typename S>
+inline typename f64v::R wide_load(const S* p, index_t n) {
+  if constexpr (Partial) return f64v::widen_n(p, n);
+  else return f64v::widen(p);
+}
+
+template <bool Partial>
+inline void wide_store(double* p, typename f64v::R v, index_t n) {
+  if constexpr (Partial) f64v::store_n(p, v, n);
+  else f64v::store(p, v);
 }
 
 }  // namespace FASTNN_ISA

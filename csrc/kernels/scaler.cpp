@@ -35,6 +35,64 @@ struct TileJob {
   double* mx;
 };
 
+// The first pass of stats_tile over a full tile, kTileCols columns in f64 vectors kept in
+// registers: s += w * (x - k) (or x - k), lo = min(x, lo), hi = max(x, hi), each column
+// adding its rows in order exactly as the scalar loop does (min/max keep lo/hi on NaN).
+template <typename T, bool Weighted, bool Moments, bool Extrema>
+void first_pass_vectors(const TileJob<T>& t, const double* k, double* s, double* lo, double* hi) {
+  using V = f64v;
+  constexpr int NV = kTileCols / V::W;
+  typename V::R vs[NV], vlo[NV], vhi[NV], vk[NV];
+  for (int v = 0; v < NV; ++v) {
+    vs[v] = V::load(s + v * V::W);
+    vlo[v] = V::load(lo + v * V::W);
+    vhi[v] = V::load(hi + v * V::W);
+    vk[v] = V::load(k + v * V::W);
+  }
+  for (index_t r = t.r0; r < t.r1; ++r) {
+    const T* xr = t.x + r * t.c + t.j0;
+    const typename V::R wr = V::set1(Weighted ? t.w[r] : 1.0);
+    for (int v = 0; v < NV; ++v) {
+      const typename V::R x = V::widen(xr + v * V::W);
+      if (Moments) {
+        const typename V::R d = V::sub(x, vk[v]);
+        vs[v] = V::add(vs[v], Weighted ? V::mul(wr, d) : d);
+      }
+      if (Extrema) {
+        vlo[v] = V::min(x, vlo[v]);
+        vhi[v] = V::max(x, vhi[v]);
+      }
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    V::store(s + v * V::W, vs[v]);
+    V::store(lo + v * V::W, vlo[v]);
+    V::store(hi + v * V::W, vhi[v]);
+  }
+}
+
+// The second pass of stats_tile over a full tile: q += w * (d * d) (or d * d), d = x - center.
+template <typename T, bool Weighted>
+void second_pass_vectors(const TileJob<T>& t, const double* center, double* q) {
+  using V = f64v;
+  constexpr int NV = kTileCols / V::W;
+  typename V::R vq[NV], vc[NV];
+  for (int v = 0; v < NV; ++v) {
+    vq[v] = V::load(q + v * V::W);
+    vc[v] = V::load(center + v * V::W);
+  }
+  for (index_t r = t.r0; r < t.r1; ++r) {
+    const T* xr = t.x + r * t.c + t.j0;
+    const typename V::R wr = V::set1(Weighted ? t.w[r] : 1.0);
+    for (int v = 0; v < NV; ++v) {
+      const typename V::R d = V::sub(V::widen(xr + v * V::W), vc[v]);
+      const typename V::R d2 = V::mul(d, d);
+      vq[v] = V::add(vq[v], Weighted ? V::mul(wr, d2) : d2);
+    }
+  }
+  for (int v = 0; v < NV; ++v) V::store(q + v * V::W, vq[v]);
+}
+
 // One tile of columns over one block of rows. Width > 0: exactly Width columns (a
 // compile-time trip count, so the accumulators live in registers); Width == 0: nj columns.
 // The first pass accumulates w * (x - k), min and max as plain loops (a NaN just propagates
@@ -52,16 +110,22 @@ void stats_tile(const TileJob<T>& t, index_t nj) {
     k[j] = Moments ? t.k[t.j0 + j] : 0.0;
   }
   double wsum = 0.0;
-  for (index_t r = t.r0; r < t.r1; ++r) {
-    const T* __restrict xr = t.x + r * t.c + t.j0;
-    const double wr = Weighted ? t.w[r] : 1.0;
-    if (Weighted) wsum += wr;
-    for (index_t j = 0; j < m; ++j) {
-      const double v = double(xr[j]);
-      if (Moments) s[j] += Weighted ? wr * (v - k[j]) : v - k[j];
-      if (Extrema) {
-        lo[j] = v < lo[j] ? v : lo[j];  // comparisons with NaN are false: it is skipped
-        hi[j] = v > hi[j] ? v : hi[j];
+  if constexpr (Width > 0) {
+    first_pass_vectors<T, Weighted, Moments, Extrema>(t, k, s, lo, hi);
+    if (Weighted)
+      for (index_t r = t.r0; r < t.r1; ++r) wsum += t.w[r];
+  } else {
+    for (index_t r = t.r0; r < t.r1; ++r) {
+      const T* __restrict xr = t.x + r * t.c + t.j0;
+      const double wr = Weighted ? t.w[r] : 1.0;
+      if (Weighted) wsum += wr;
+      for (index_t j = 0; j < m; ++j) {
+        const double v = double(xr[j]);
+        if (Moments) s[j] += Weighted ? wr * (v - k[j]) : v - k[j];
+        if (Extrema) {
+          lo[j] = v < lo[j] ? v : lo[j];  // comparisons with NaN are false: it is skipped
+          hi[j] = v > hi[j] ? v : hi[j];
+        }
       }
     }
   }
@@ -102,12 +166,16 @@ void stats_tile(const TileJob<T>& t, index_t nj) {
   }
   double q[kTileCols];
   for (index_t j = 0; j < m; ++j) q[j] = 0.0;
-  for (index_t r = t.r0; r < t.r1; ++r) {
-    const T* __restrict xr = t.x + r * t.c + t.j0;
-    const double wr = Weighted ? t.w[r] : 1.0;
-    for (index_t j = 0; j < m; ++j) {
-      const double d = double(xr[j]) - center[j];
-      q[j] += Weighted ? wr * (d * d) : d * d;
+  if constexpr (Width > 0) {
+    second_pass_vectors<T, Weighted>(t, center, q);
+  } else {
+    for (index_t r = t.r0; r < t.r1; ++r) {
+      const T* __restrict xr = t.x + r * t.c + t.j0;
+      const double wr = Weighted ? t.w[r] : 1.0;
+      for (index_t j = 0; j < m; ++j) {
+        const double d = double(xr[j]) - center[j];
+        q[j] += Weighted ? wr * (d * d) : d * d;
+      }
     }
   }
   for (index_t j = 0; j < m; ++j) {

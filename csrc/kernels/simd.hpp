@@ -4,6 +4,7 @@
 // The sub-headers include nothing themselves: every system header is included above.
 #pragma once
 #include <cmath>
+#include <type_traits>
 
 #include "common.hpp"
 #if defined(FASTNN_ISA_IS_avx512) || defined(FASTNN_ISA_IS_avx2)
@@ -23,5 +24,8 @@ namespace FASTNN_ISA {
 #else
 #include "simd/simd_generic.hpp"
 #endif
+// The vector type of element type T (float or double).
+template <typename T>
+using vec_of = std::conditional_t<sizeof(T) == sizeof(float), f32v, f64v>;
 }  // namespace FASTNN_ISA
 }  // namespace fastnn

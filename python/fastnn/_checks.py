@@ -221,9 +221,10 @@ def check_scalar(name: str, value, *, low: float | None = None, high: float | No
                  high_open: bool = False) -> float:
     """A finite real number within the bounds (TypeError for a non-number, ValueError
     for a bound or a non-finite value), as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
+    if type(value) is not float:  # the common case skips the slower abstract-class check
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if ((low is not None and (value <= low if low_open else value < low))

@@ -35,21 +35,28 @@ __all__ = [
 ]
 
 
+_GRAD_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _grad_buffers(grads) -> list[np.ndarray]:
     """The arrays clipped in place: one float array or a sequence of them (any shape),
     each the caller's own contiguous, writeable float32/float64 array."""
-    arrays: Sequence = [grads] if isinstance(grads, np.ndarray) else list(grads)
+    one = isinstance(grads, np.ndarray)
+    arrays: Sequence = [grads] if one else list(grads)
     out = []
     for i, g in enumerate(arrays):
-        name = f"grads[{i}]" if not isinstance(grads, np.ndarray) else "grads"
         if not isinstance(g, np.ndarray):
-            raise TypeError(f"{name} must be a numpy array (clipped in place), got {type(g).__name__}")
-        if g.dtype not in (np.float32, np.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {g.dtype}")
+            raise TypeError(f"{_grad_name(one, i)} must be a numpy array (clipped in place), got {type(g).__name__}")
+        if g.dtype not in _GRAD_DTYPES:
+            raise TypeError(f"{_grad_name(one, i)} must be float32 or float64, got {g.dtype}")
         if not g.flags.c_contiguous:
-            raise ValueError(f"{name} must be contiguous (it is scaled in place)")
-        out.append(g.reshape(-1))
+            raise ValueError(f"{_grad_name(one, i)} must be contiguous (it is scaled in place)")
+        out.append(g if g.ndim == 1 else g.reshape(-1))
     return out
+
+
+def _grad_name(one: bool, i: int) -> str:
+    return "grads" if one else f"grads[{i}]"
 
 
 def global_norm(grads) -> float:
@@ -104,7 +111,7 @@ def clip_by_global_norm(grads, max_norm, *, error_if_nonfinite=False) -> float:
     for g in buffers:
         if not g.flags.writeable:
             raise ValueError("grads must be writeable (they are scaled in place)")
-    norm = math.sqrt(sum(_core.sum_squares(g) for g in buffers))
+    norm = math.sqrt(sum([_core.sum_squares(g) for g in buffers]))
     if not math.isfinite(norm):
         if error_if_nonfinite:
             raise FloatingPointError(f"the global gradient norm is {norm}: a gradient holds NaN or Inf")

@@ -225,3 +225,31 @@ def test_bitwise_identical_for_any_thread_count(simd, dtype, rng):
         assert norm0 == results[0][0] and norm == results[0][1]
         assert all(np.array_equal(a, b) for a, b in zip(grads, results[0][2]))
     assert results[0][0] == pytest.approx(norm_reference(base), rel=1e-12)
+
+
+def lane_ordered_sum_of_squares(x: np.ndarray) -> float:
+    """The documented reduction order of the kernel's sum of squares, in NumPy: chunks of
+    16384 elements; in each, lane l sums the squares of elements l, l + 16, ... left to right
+    (cumsum is sequential), the 16 lanes are added in order, then the chunks in order."""
+    total = 0.0
+    for start in range(0, x.size, 16384):
+        squares = x[start:start + 16384].astype(np.float64) ** 2
+        chunk = 0.0
+        for lane in range(16):
+            column = squares[lane::16]
+            chunk += float(np.cumsum(column)[-1]) if column.size else 0.0
+        total += chunk
+    return total
+
+
+@pytest.mark.parametrize("n", [1, 15, 17, 16384, 16385, 2 * 16384 + 3, 3 * 16384, 4 * 16384 + 1, 5 * 16384 + 7,
+                               9 * 16384 + 1025])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sum_of_squares_keeps_its_reduction_order(simd, n, dtype, rng):
+    # the kernel sums several chunks side by side; each must still add its lanes in order
+    x = (rng.standard_normal(n) * np.exp(rng.uniform(-20, 20, n))).astype(dtype)
+    want = lane_ordered_sum_of_squares(x)
+    for threads in (1, 2, 3):
+        with fastnn.threads(threads):
+            assert optim.global_norm(x) ** 2 == pytest.approx(want, rel=1e-15)
+            assert fastnn._core.sum_squares(x) == want

@@ -60,6 +60,14 @@ struct f64v {
   static M gt(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
   static M lt(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
   static R select(M m, R if_true, R if_false) { return _mm256_blendv_pd(if_false, if_true, m); }
+  // W floats (or the first n, the rest 0) widened exactly to double; double input as is.
+  static R widen(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+  static R widen_n(const float* p, index_t n) {
+    const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+    return _mm256_cvtps_pd(_mm_maskload_ps(p, _mm_cmpgt_epi32(_mm_set1_epi32(int(n < W ? n : W)), lane)));
+  }
+  static R widen(const double* p) { return load(p); }
+  static R widen_n(const double* p, index_t n) { return load_n(p, n); }
 };
 
 // 6x16 floats: 12 accumulators + 2 B vectors + 1 broadcast in 16 ymm registers (BLIS haswell).

@@ -56,6 +56,11 @@ struct f64v {
   static M gt(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
   static M lt(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
   static R select(M m, R if_true, R if_false) { return _mm512_mask_blend_pd(m, if_false, if_true); }
+  // W floats (or the first n, the rest 0) widened exactly to double; double input as is.
+  static R widen(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+  static R widen_n(const float* p, index_t n) { return _mm512_cvtps_pd(_mm256_maskz_loadu_ps(first(n), p)); }
+  static R widen(const double* p) { return load(p); }
+  static R widen_n(const double* p, index_t n) { return load_n(p, n); }
 };
 
 // GEMM register tiles (rows x vectors). 12x32 floats keeps 24 accumulators in zmm registers,

@@ -28,6 +28,11 @@ struct gvec {
   static R select(M m, R t, R f) { for (int i = 0; i < W; ++i) f.v[i] = m.v[i] ? t.v[i] : f.v[i]; return f; }
   static R round(R a) { for (int i = 0; i < W; ++i) a.v[i] = std::nearbyint(a.v[i]); return a; }
   static R pow2i(R n) { for (int i = 0; i < W; ++i) n.v[i] = std::ldexp(T(1), int(n.v[i])); return n; }
+  // W values of type S (or the first n, the rest 0) converted exactly to T.
+  template <typename S>
+  static R widen(const S* p) { R r; for (int i = 0; i < W; ++i) r.v[i] = T(p[i]); return r; }
+  template <typename S>
+  static R widen_n(const S* p, index_t n) { R r = zero(); for (int i = 0; i < W && i < n; ++i) r.v[i] = T(p[i]); return r; }
 };
 
 using f32v = gvec<float, 4>;
