@@ -604,8 +604,8 @@ class _BaseDNN(BaseEstimator):
             float(data.weight[rows].sum(dtype=np.float64)) for rows in nn.held_out_chunks(data.split)) > 0
         total = size = 0.0
         for rows in nn.held_out_chunks(data.split):
-            w = data.weight[rows] if weighted else None
-            share = float(w.sum(dtype=np.float64)) if weighted else float(rows.size)
+            w = data.weight[rows] if weighted and data.weight is not None else None
+            share = float(w.sum(dtype=np.float64)) if w is not None else float(rows.size)
             if share > 0:  # a chunk that weighs nothing adds nothing (its weighted mean is undefined)
                 total += self._loss_on(data.X[rows], data.target[rows], w) * share
                 size += share
