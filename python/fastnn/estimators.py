@@ -600,12 +600,14 @@ class _BaseDNN(BaseEstimator):
         """The loss on the held-out rows, read from X by index in chunks (nothing the size of
         the held-out part is gathered): the chunks' mean losses weighted by their rows (by
         their sample weights, unless the held-out rows weigh nothing), summed in float64."""
-        weighted = data.weight is not None and sum(
-            float(data.weight[rows].sum(dtype=np.float64)) for rows in nn.held_out_chunks(data.split)) > 0
+        weight = data.weight
+        if weight is not None and not sum(float(weight[rows].sum(dtype=np.float64))
+                                          for rows in nn.held_out_chunks(data.split)) > 0:
+            weight = None
         total = size = 0.0
         for rows in nn.held_out_chunks(data.split):
-            w = data.weight[rows] if weighted and data.weight is not None else None
-            share = float(w.sum(dtype=np.float64)) if w is not None else float(rows.size)
+            w = None if weight is None else weight[rows]
+            share = float(rows.size) if w is None else float(w.sum(dtype=np.float64))
             if share > 0:  # a chunk that weighs nothing adds nothing (its weighted mean is undefined)
                 total += self._loss_on(data.X[rows], data.target[rows], w) * share
                 size += share
