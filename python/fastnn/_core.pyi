@@ -608,6 +608,14 @@ def _select_path(name: str) -> None:
     """
     Test hook: switch the kernel table (the FASTNN_SIMD rules apply).
     """
+def _set_team_flops_per_thread(flops: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    Set it (tests: small models on a team; results never depend on it).
+    """
+def _team_flops_per_thread() -> float:
+    """
+    The arithmetic per training step (flops) worth one more thread of the engine's team.
+    """
 def activation_backward(grad_out: typing.Any, out: typing.Any, preact: typing.Any, slope: typing.Any, grad_in: typing.Any, grad_slope: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex, accumulate: bool) -> None:
     ...
 def activation_forward(x: typing.Any, out: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex, slope: typing.Any) -> None:
