@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,19 @@ STARTUP_PATH = _core.simd_path()
 def tolerance(dtype) -> dict:
     """assert_allclose tolerances against the float64 reference."""
     return {"rtol": 2e-5, "atol": 2e-5} if np.dtype(dtype) == np.float32 else {"rtol": 1e-11, "atol": 1e-11}
+
+
+def traced_peak(fn, *args, **kwargs) -> int:
+    """Bytes: the peak of the allocations tracemalloc traces while ``fn(*args, **kwargs)``
+    runs, beyond those alive before it (so the data passed in does not count)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        fn(*args, **kwargs)
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
 
 
 def subprocess_env(**extra) -> dict:

@@ -16,6 +16,68 @@ void bind_training_types(py::module_& m);
 
 namespace {
 
+// A RowSplit as Python holds it: with the array its classes are read from, kept alive here.
+class BoundRowSplit {
+ public:
+  BoundRowSplit(index_t n, const py::object& key, std::vector<index_t> held, const py::object& classes)
+      : classes_(classes), split_(n) {
+    if (n < 1) throw py::value_error("n must be >= 1");
+    if (key.is_none()) {
+      if (!held.empty() || !classes.is_none()) throw py::value_error("held and classes need a key");
+      return;
+    }
+    if (held.empty()) throw py::value_error("held must name at least one class");
+    std::function<index_t(index_t)> class_of = [](index_t) { return index_t(0); };
+    if (!classes.is_none()) {
+      class_of = class_reader(classes, n, index_t(held.size()));
+    } else if (held.size() != 1) {
+      throw py::value_error("several classes need the classes array");
+    }
+    split_ = RowSplit(n, key.cast<std::uint64_t>(), std::move(held), std::move(class_of));
+  }
+
+  const RowSplit& split() const { return split_; }
+
+  // Up to `count` held-out rows from `position` on; the rows and the position to go on from.
+  py::tuple held_out_rows(index_t position, index_t count) const {
+    if (position < 0 || count < 0) throw py::value_error("position and count must be >= 0");
+    py::array_t<std::int64_t> rows(count);
+    index_t written = 0;
+    const index_t next = split_.held_out_rows(position, count, rows.mutable_data(), &written);
+    return py::make_tuple(rows[py::slice(0, written, 1)], next);
+  }
+
+  // The first `count` training rows of the epoch keyed by `key` (what train_epoch visits).
+  py::array_t<std::int64_t> epoch_rows(std::uint64_t key, index_t count) const {
+    RowCursor cursor(split_, key);
+    if (count < 0 || count > cursor.size()) throw py::value_error("count must be in [0, training rows]");
+    py::array_t<std::int64_t> rows(count);
+    cursor.next(count, rows.mutable_data());
+    return rows;
+  }
+
+ private:
+  // class_of for a 1-D array of class codes, int64, uint8 or float32 (a binary target); a code
+  // outside [0, classes), NaN included, reads as -1, which RowSplit refuses.
+  static std::function<index_t(index_t)> class_reader(const py::object& classes, index_t n, index_t count) {
+    if (py::isinstance<py::array_t<std::int64_t>>(classes)) {
+      const std::int64_t* c = checked<std::int64_t>(classes, "classes", {n}, false);
+      return [c, count](index_t row) { return c[row] >= 0 && c[row] < count ? index_t(c[row]) : index_t(-1); };
+    }
+    if (py::isinstance<py::array_t<std::uint8_t>>(classes)) {
+      const std::uint8_t* c = checked<std::uint8_t>(classes, "classes", {n}, false);
+      return [c, count](index_t row) { return c[row] < count ? index_t(c[row]) : index_t(-1); };
+    }
+    const float* c = checked<float>(classes, "classes", {n}, false);
+    return [c, count](index_t row) {
+      return c[row] >= 0.0f && c[row] < float(count) ? index_t(c[row]) : index_t(-1);
+    };
+  }
+
+  py::object classes_;
+  RowSplit split_;
+};
+
 // The model object: its layers and the three flat arrays it trains in place (kept alive
 // here, so the pointers stay valid for as long as the object exists).
 class Model {
@@ -56,11 +118,12 @@ class Model {
                           const py::object& order, OptimizerKind kind, const OptimizerHyper& hyper,
                           const py::object& state0, const py::object& state1, const py::object& state2,
                           const py::object& weight_mask, const EpochConfig& config, const py::object& reduce, int rank,
-                          int ranks) {
+                          int ranks, std::uint64_t order_key) {
     return with_float_type(params_, [&](auto tag) {
       using T = decltype(tag);
       ModelView<T> model = view<T>(layers_, in_features_);
-      EpochData<T> data = epoch_data<T>(x, y, labels, weights, order, model.out_features());
+      EpochData<T> data = epoch_data<T>(x, y, labels, weights, order, model.out_features(), config.loss);
+      data.order_key = order_key;
       OptimizerState<T> opt;
       opt.kind = kind;
       opt.hyper = hyper;
@@ -101,7 +164,7 @@ class Model {
 
   template <typename T>
   EpochData<T> epoch_data(const py::object& x, const py::object& y, const py::object& labels,
-                          const py::object& weights, const py::object& order, index_t outputs) const {
+                          const py::object& weights, const py::object& order, index_t outputs, LossKind loss) const {
     EpochData<T> d;
     require_2d(x, "x");
     d.n = dim(x, 0);
@@ -110,15 +173,32 @@ class Model {
       d.k = outputs;
       d.y = checked<T>(y, "y", {d.n, outputs}, false);
     }
-    d.labels = optional_checked<std::int64_t>(labels, "labels", {d.n}, false);
+    if (py::isinstance<py::array_t<std::uint8_t>>(labels))
+      d.labels8 = checked<std::uint8_t>(labels, "labels", {d.n}, false);
+    else
+      d.labels = optional_checked<std::int64_t>(labels, "labels", {d.n}, false);
+    // bce takes 0/1 labels as its targets: the engine makes each batch's float targets of them
+    const bool label_targets = d.has_labels() && loss == LossKind::bce_logits;
+    if (label_targets) {
+      if (outputs != 1) throw py::value_error("0/1 labels as bce targets need a model with one output");
+      d.k = 1;
+    }
     d.weights = optional_checked<T>(weights, "weights", {d.n}, false);
-    d.order = checked<std::int64_t>(order, "order", {d.n}, false);
-    if (!d.y == !d.labels) throw py::value_error("pass exactly one of y and labels");
-    for (index_t i = 0; i < d.n; ++i)
-      if (d.order[i] < 0 || d.order[i] >= d.n) throw py::value_error("order must be a permutation of the rows");
-    if (d.labels)
+    if (py::isinstance<BoundRowSplit>(order)) {
+      d.split = &order.cast<const BoundRowSplit&>().split();
+      if (d.split->rows() != d.n) throw py::value_error("order (a RowSplit) must split the rows of x");
+    } else {
+      d.order = checked<std::int64_t>(order, "order", {d.n}, false);
       for (index_t i = 0; i < d.n; ++i)
-        if (d.labels[i] < 0 || d.labels[i] >= outputs) throw py::value_error("labels must be class indices of the output");
+        if (d.order[i] < 0 || d.order[i] >= d.n) throw py::value_error("order must be a permutation of the rows");
+    }
+    if (!d.y == !d.has_labels()) throw py::value_error("pass exactly one of y and labels");
+    const index_t classes = label_targets ? 2 : outputs;
+    if (d.has_labels())
+      for (index_t i = 0; i < d.n; ++i)
+        if (d.label(i) < 0 || d.label(i) >= classes)
+          throw py::value_error(label_targets ? "labels as bce targets must be 0 or 1"
+                                              : "labels must be class indices of the output");
     return d;
   }
 
@@ -236,6 +316,23 @@ void bind_epoch(py::module_& m) {
       .def_property_readonly("fired", &fired_arrays);
 }
 
+void bind_row_split(py::module_& m) {
+  py::class_<BoundRowSplit>(m, "RowSplit",
+                            "Which of n rows train and which are held out, with no per-row storage: of each class c, "
+                            "the first held[c] rows in the order of a permutation of [0, n) keyed by key (class "
+                            "codes in classes, int64, uint8 or float32; None: one class). key=None: every row trains. "
+                            "train_epoch visits the training rows in the order keyed by its order_key.")
+      .def(py::init<index_t, const py::object&, std::vector<index_t>, const py::object&>(), py::arg("n"),
+           py::arg("key") = py::none(), py::arg("held") = std::vector<index_t>{}, py::arg("classes") = py::none())
+      .def_property_readonly("rows", [](const BoundRowSplit& s) { return s.split().rows(); })
+      .def_property_readonly("held_out", [](const BoundRowSplit& s) { return s.split().held_out(); })
+      .def_property_readonly("training", [](const BoundRowSplit& s) { return s.split().training(); })
+      .def("held_out_rows", &BoundRowSplit::held_out_rows, py::arg("position"), py::arg("count"),
+           "Up to count held-out rows, searching from position: (rows, the position to continue from).")
+      .def("epoch_rows", &BoundRowSplit::epoch_rows, py::arg("key"), py::arg("count"),
+           "The first count training rows in the order of the epoch keyed by key.");
+}
+
 void bind_model(py::module_& m) {
   py::class_<Model>(m, "Model",
                     "A Sequential model as the engine sees it: its layers and its flat params, grads and buffers "
@@ -250,10 +347,12 @@ void bind_model(py::module_& m) {
       .def("train_epoch", &Model::train_epoch, py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("weights"),
            py::arg("order"), py::arg("optimizer"), py::arg("hyper"), py::arg("state0"), py::arg("state1"),
            py::arg("state2"), py::arg("weight_mask"), py::arg("config"), py::kw_only(), py::arg("reduce") = py::none(),
-           py::arg("rank") = 0, py::arg("ranks") = 1,
-           "One epoch with the GIL released. reduce (optional) is called after every backward pass to sum the "
-           "flat grads over the processes sharing each batch, in place (rank of ranks takes its part of every "
-           "batch).");
+           py::arg("rank") = 0, py::arg("ranks") = 1, py::arg("order_key") = 0,
+           "One epoch with the GIL released. labels (int64 or uint8) are class indices, or with the bce loss "
+           "0/1 targets. order is a permutation of the rows (int64), or a RowSplit whose "
+           "training rows are visited in the order keyed by order_key. reduce (optional) is called after every "
+           "backward pass to sum the flat grads over the processes sharing each batch, in place (rank of ranks "
+           "takes its part of every batch).");
 }
 
 }  // namespace
@@ -265,6 +364,7 @@ void bind_training_types(py::module_& m) { bind_schedule_and_hyper(m); }
 void bind_training(py::module_& m) {
   bind_layers(m);
   bind_epoch(m);
+  bind_row_split(m);
   bind_model(m);
   m.def("_team_flops_per_thread", &team_flops_per_thread,
         "The arithmetic per training step (flops) worth one more thread of the engine's team.");

@@ -230,7 +230,7 @@ class Epoch {
  private:
   void plan();
   int team_size() const;
-  double forward_backward(index_t b0, index_t m, std::uint64_t step);
+  double forward_backward(index_t m, std::uint64_t step);
   void run_phase(const Phase& phase, std::uint64_t step);
   void run_op(const Op& op, int tid, int nth, std::uint64_t step);
   void gather(index_t r0, index_t r1);
@@ -258,6 +258,7 @@ class Epoch {
   const index_t L_, B_;
   index_t width_;
   bool single_row_batches_;  // batch norm cannot train on a batch (part) of one row
+  bool label_targets_;       // bce targets made from 0/1 labels (d_.y is null)
   int team_ = 1;             // threads of a team phase
   EpochResult r_;
   std::vector<Phase> phases_;
@@ -271,13 +272,14 @@ class Epoch {
   Buffer<T> xb_, yb_, wb_, buffers_before_, params_before_, g0_, g1_;
   Buffer<T> dz_[2];
   Buffer<std::int64_t> lb_;
+  RowCursor cursor_;                 // the epoch's rows in order, read batch by batch
+  Buffer<std::int64_t> batch_rows_;  // the rows of the current batch
   // Per layer: where its input and output rows live, and its incoming / outgoing gradient
   // (an identity dropout passes its input and gradient through).
   std::vector<T*> in_, outp_, gin_, gout_;
   std::vector<index_t> in_width_;
   double batch_loss_ = 0.0;
   index_t part_begin_ = 0, part_rows_ = 0;  // this process's rows of the current batch
-  index_t b0_ = 0;
   double squared_total_ = 0.0;  // without statistics: the squared global gradient norm
   index_t batches_ = 0;
 };
@@ -287,7 +289,8 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
                 const EpochConfig& config, const Reduction& reduction)
     : a_(model), d_(data), o_(optimizer), c_(config), red_(reduction), k_(kernels().of<T>()),
       L_(index_t(model.layers.size())), B_(config.batch_size), width_(model.in_features),
-      single_row_batches_(model.has_batchnorm()) {
+      single_row_batches_(model.has_batchnorm()), label_targets_(data.has_labels() && config.loss == LossKind::bce_logits),
+      cursor_(data.rows()) {
   for (const auto& l : a_.layers) width_ = std::max(width_, l.out);
   out_.resize(size_t(L_));
   preact_.resize(size_t(L_));
@@ -321,8 +324,9 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   }
   r_.fired.assign(size_t(r_.fired_offset.back()), 0);
   xb_ = buffer<T>(B_ * a_.in_features);
-  yb_ = buffer<T>(d_.y ? B_ * d_.k : 0);
-  lb_ = buffer<std::int64_t>(d_.labels ? B_ : 0);
+  yb_ = buffer<T>(d_.y || label_targets_ ? B_ * d_.k : 0);
+  lb_ = buffer<std::int64_t>(d_.has_labels() && !label_targets_ ? B_ : 0);
+  batch_rows_ = buffer<std::int64_t>(B_);
   wb_ = buffer<T>(d_.weights ? B_ : 0);
   // Running statistics before each batch: a batch that is not trained on (non-finite loss or
   // gradient) must leave no trace in them either.
@@ -418,10 +422,11 @@ template <typename T>
 void Epoch<T>::gather(index_t r0, index_t r1) {
   const index_t ic = a_.in_features;
   for (index_t r = r0; r < r1; ++r) {
-    const index_t src = d_.order[b0_ + part_begin_ + r];
+    const index_t src = batch_rows_[size_t(part_begin_ + r)];
     std::memcpy(xb_.get() + r * ic, d_.x + src * ic, size_t(ic) * sizeof(T));
     if (d_.y) std::memcpy(yb_.get() + r * d_.k, d_.y + src * d_.k, size_t(d_.k) * sizeof(T));
-    if (d_.labels) lb_[size_t(r)] = d_.labels[src];
+    if (label_targets_) yb_[size_t(r)] = T(d_.label(src));
+    else if (d_.has_labels()) lb_[size_t(r)] = d_.label(src);
     if (d_.weights) wb_[size_t(r)] = d_.weights[src];
   }
 }
@@ -472,8 +477,8 @@ void Epoch<T>::loss(int cap) {
   la.n = part_rows_;
   la.k = k;
   la.pred = outp_[size_t(L_ - 1)];
-  la.target = d_.y ? yb_.get() : nullptr;
-  la.labels = d_.labels ? lb_.get() : nullptr;
+  la.target = d_.y || label_targets_ ? yb_.get() : nullptr;
+  la.labels = d_.has_labels() && !label_targets_ ? lb_.get() : nullptr;
   la.weights = d_.weights ? wb_.get() : nullptr;
   la.weight_sum = double(part_rows_);  // weights have mean 1 over the data: a batch's loss stays a mean
   la.delta = c_.delta;
@@ -684,13 +689,13 @@ void Epoch<T>::pack_weights() {
   }
 }
 
-// Stage 1 for the batch starting at b0: this process's part of its m rows through every
-// phase; the part's mean loss (0 when the part sits the step out).
+// Stage 1 for the next batch (m rows): this process's part of them through every phase;
+// the part's mean loss (0 when the part sits the step out).
 template <typename T>
-double Epoch<T>::forward_backward(index_t b0, index_t m, std::uint64_t step) {
+double Epoch<T>::forward_backward(index_t m, std::uint64_t step) {
   index_t end;
   shard_bounds(m, red_.ranks, red_.rank, part_begin_, end);
-  b0_ = b0;
+  cursor_.next(m, batch_rows_.get());  // every process reads the whole batch's rows: the order goes on
   part_rows_ = part_rows(m, red_.rank);
   batch_loss_ = 0.0;
   if (part_rows_ == 0) return 0.0;
@@ -797,19 +802,20 @@ bool Epoch<T>::reject(index_t layer, index_t batch) {
 template <typename T>
 EpochResult Epoch<T>::run() {
   const bool sharded = red_.active();
-  for (index_t b0 = 0; b0 < d_.n; b0 += B_) {
-    const index_t m = std::min(B_, d_.n - b0);
+  const index_t n = cursor_.size();
+  for (index_t b0 = 0; b0 < n; b0 += B_) {
+    const index_t m = std::min(B_, n - b0);
     index_t total = 0;
     for (int rank = 0; rank < red_.ranks; ++rank) total += part_rows(m, rank);
     if (total == 0) break;  // a last batch of one row with batch norm: not trained on this epoch
     if (c_.max_batches >= 0 && batches_ >= c_.max_batches) break;
-    const index_t rest = d_.n - (b0 + m);
+    const index_t rest = n - (b0 + m);
     const bool last = rest == 0 || (rest == 1 && single_row_batches_) ||
                       (c_.max_batches >= 0 && batches_ + 1 == c_.max_batches);
     const index_t batch = batches_++;
     const std::uint64_t step = c_.step + std::uint64_t(batches_);
     if (a_.n_buffers > 0) std::memcpy(buffers_before_.get(), a_.buffers, size_t(a_.n_buffers) * sizeof(T));
-    const double batch_loss = forward_backward(b0, m, step);
+    const double batch_loss = forward_backward(m, step);
     const index_t rows = part_rows_;
     if (rows > 0 && !std::isfinite(batch_loss) && !sharded) {
       if (reject(-1, batch)) break;

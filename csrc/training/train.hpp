@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels.hpp"
+#include "row_order.hpp"
 
 namespace fastnn {
 
@@ -105,9 +106,17 @@ struct EpochData {
   const T* x = nullptr;                  // (N, IC)
   const T* y = nullptr;                  // (N, K) targets, or null with labels
   const std::int64_t* labels = nullptr;  // (N) class indices (softmax cross-entropy)
+  const std::uint8_t* labels8 = nullptr; // or the same as one byte each (fewer than 256 classes); with
+                                         // the bce loss, 0/1 labels that the batch's targets are made of
   const T* weights = nullptr;            // (N) sample weights (scaled by the caller to mean 1), or null
   const std::int64_t* order = nullptr;   // (N) the row order of this epoch: a permutation
+  // or instead of order: the split's training rows in the order keyed by order_key
+  const RowSplit* split = nullptr;
+  std::uint64_t order_key = 0;
   index_t n = 0, k = 0;
+  RowCursor rows() const { return split ? RowCursor(*split, order_key) : RowCursor(order, n); }
+  bool has_labels() const { return labels || labels8; }
+  std::int64_t label(index_t row) const { return labels ? labels[row] : std::int64_t(labels8[row]); }
 };
 
 // The gradient reduction stage (between backward and clipping). ``ranks`` processes share

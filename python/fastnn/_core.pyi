@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'ColumnStats', 'EpochConfig', 'EpochResult', 'LayerKind', 'LayerSpec', 'LossKind', 'Model', 'OptimizerHyper', 'OptimizerKind', 'Schedule', 'ScheduleKind', 'activation_backward', 'activation_forward', 'available_paths', 'batchnorm_backward', 'batchnorm_forward', 'build_info', 'calling_thread_num_threads', 'clip_value_', 'cpu_info', 'dense_backward', 'dense_forward', 'dropout', 'explicit_num_threads', 'fork_guard_mode', 'gemm', 'gemm_tile', 'get_num_threads', 'loss', 'optimizer_step', 'philox4x32_10', 'scale_', 'scaler_affine', 'scaler_column_stats', 'scaler_log', 'scaler_quantiles', 'set_calling_thread_num_threads', 'set_num_threads', 'simd_path', 'sum_squares']
+__all__: list[str] = ['Activation', 'ColumnStats', 'EpochConfig', 'EpochResult', 'LayerKind', 'LayerSpec', 'LossKind', 'Model', 'OptimizerHyper', 'OptimizerKind', 'RowSplit', 'Schedule', 'ScheduleKind', 'activation_backward', 'activation_forward', 'available_paths', 'batchnorm_backward', 'batchnorm_forward', 'build_info', 'calling_thread_num_threads', 'clip_value_', 'cpu_info', 'dense_backward', 'dense_forward', 'dropout', 'explicit_num_threads', 'fork_guard_mode', 'gemm', 'gemm_tile', 'get_num_threads', 'loss', 'optimizer_step', 'philox4x32_10', 'scale_', 'scaler_affine', 'scaler_column_stats', 'scaler_log', 'scaler_quantiles', 'set_calling_thread_num_threads', 'set_num_threads', 'simd_path', 'sum_squares']
 class ScheduleKind:
     """
     Members:
@@ -558,6 +558,29 @@ class EpochResult:
     @property
     def zeros(self) -> list[float]:
         ...
+class RowSplit:
+    """
+    Which of n rows train and which are held out, with no per-row storage: of each class c, the first held[c] rows in the order of a permutation of [0, n) keyed by key (class codes in classes, int64, uint8 or float32; None: one class). key=None: every row trains. train_epoch visits the training rows in the order keyed by its order_key.
+    """
+    def __init__(self, n: typing.SupportsInt | typing.SupportsIndex, key: typing.Any = None, held: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], classes: typing.Any = None) -> None:
+        ...
+    def epoch_rows(self, key: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
+        """
+        The first count training rows in the order of the epoch keyed by key.
+        """
+    def held_out_rows(self, position: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+        """
+        Up to count held-out rows, searching from position: (rows, the position to continue from).
+        """
+    @property
+    def held_out(self) -> int:
+        ...
+    @property
+    def rows(self) -> int:
+        ...
+    @property
+    def training(self) -> int:
+        ...
 class Model:
     """
     A Sequential model as the engine sees it: its layers and its flat params, grads and buffers (float32 or float64), validated once.
@@ -568,9 +591,9 @@ class Model:
         """
         Inference (dropout off, batch norm on running statistics) into out, GIL released.
         """
-    def train_epoch(self, x: typing.Any, y: typing.Any, labels: typing.Any, weights: typing.Any, order: typing.Any, optimizer: OptimizerKind, hyper: OptimizerHyper, state0: typing.Any, state1: typing.Any, state2: typing.Any, weight_mask: typing.Any, config: EpochConfig, *, reduce: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, ranks: typing.SupportsInt | typing.SupportsIndex = 1) -> EpochResult:
+    def train_epoch(self, x: typing.Any, y: typing.Any, labels: typing.Any, weights: typing.Any, order: typing.Any, optimizer: OptimizerKind, hyper: OptimizerHyper, state0: typing.Any, state1: typing.Any, state2: typing.Any, weight_mask: typing.Any, config: EpochConfig, *, reduce: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, ranks: typing.SupportsInt | typing.SupportsIndex = 1, order_key: typing.SupportsInt | typing.SupportsIndex = 0) -> EpochResult:
         """
-        One epoch with the GIL released. reduce (optional) is called after every backward pass to sum the flat grads over the processes sharing each batch, in place (rank of ranks takes its part of every batch).
+        One epoch with the GIL released. labels (int64 or uint8) are class indices, or with the bce loss 0/1 targets. order is a permutation of the rows (int64), or a RowSplit whose training rows are visited in the order keyed by order_key. reduce (optional) is called after every backward pass to sum the flat grads over the processes sharing each batch, in place (rank of ranks takes its part of every batch).
         """
     @property
     def in_features(self) -> int:
@@ -584,6 +607,14 @@ class Model:
 def _select_path(name: str) -> None:
     """
     Test hook: switch the kernel table (the FASTNN_SIMD rules apply).
+    """
+def _set_team_flops_per_thread(flops: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    Set it (tests: small models on a team; results never depend on it).
+    """
+def _team_flops_per_thread() -> float:
+    """
+    The arithmetic per training step (flops) worth one more thread of the engine's team.
     """
 def activation_backward(grad_out: typing.Any, out: typing.Any, preact: typing.Any, slope: typing.Any, grad_in: typing.Any, grad_slope: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex, accumulate: bool) -> None:
     ...

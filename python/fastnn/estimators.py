@@ -24,13 +24,14 @@ import numbers
 import sys
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from fastnn import nn, ops, optim
+from fastnn import _core, nn, ops, optim
 from fastnn._checks import (
     DECAY,
     FRACTION,
@@ -198,6 +199,30 @@ def _as_float32(a, name, where, unit="column"):
     if not finite.all():
         raise ValueError(_nonfinite_message(a, np.flatnonzero(~finite), name, where, unit))
     return a32
+
+
+def _training_X(X):
+    """``X`` as float32, C-contiguous (a float32 C-contiguous X as it is, any other one
+    copy), refused like ``_as_float32`` does, and the standard deviation of each of its
+    columns. Both come from one pass of the core's column-statistics kernel: fit allocates
+    nothing the size of X beyond that one copy (issue 14: peak <= 5% of X)."""
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: found just below
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+    stats = _core.scaler_column_stats(X32, moments=True, extrema=True)
+    # NaN is left out of the statistics (count < rows); infinity shows in the extrema
+    finite = (stats.count == X32.shape[0]) & np.isfinite(stats.min) & np.isfinite(stats.max)
+    if not finite.all():
+        raise ValueError(_nonfinite_message(X, np.flatnonzero(~finite), "X", "fit", "column"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(np.maximum(stats.m2, 0.0) / stats.count)
+    return X32, std
+
+
+def _absmax(a) -> float:
+    """The largest |value| of a float array, by two reductions (no temporary of its size)."""
+    if a is None or a.size == 0 or a.dtype.kind != "f":
+        return 0.0
+    return float(max(-a.min(), a.max()))
 
 
 def _nonfinite_message(a, columns, name, where, unit):
@@ -425,7 +450,7 @@ class _BaseDNN(BaseEstimator):
         self._check_label_types(y)
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float32, np.float64), ensure_all_finite=False,
                              multi_output=self._multi_output, y_numeric=self._y_numeric, ensure_min_samples=1)
-        X32 = _as_float32(X, "X", "fit")
+        X32, feature_std = _training_X(X)
         target, n_out = self._encode_targets(y, first, classes)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -449,15 +474,16 @@ class _BaseDNN(BaseEstimator):
             self.n_iter_ = 0
             self.best_loss_ = np.inf
             # the raw scale of every feature, for diagnose() (the litres-vs-millilitres soup)
-            self._feature_std_ = X.std(axis=0, dtype=np.float64)
+            self._feature_std_ = feature_std
             self.divergence_ = None
         self._n_train_rows_ = getattr(self, "_n_train_rows_", 0) + n_train  # for diagnose(): too few rows?
-        Xt, yt, wt, Xv, yv, wv = self._split(X32, target, sample_weight, p, partial)
+        data = _TrainingData(X32, target, sample_weight, self._split(target, p, partial))
+        del X, y, X32, target, sample_weight  # data holds what training needs; nothing else stays alive
         epochs = 1 if partial else p["epochs"]
         with calling_thread_threads(p["num_threads"]):
             with collective.training(self.model_):
-                self._train(p, Xt, yt, wt, Xv, yv, wv, epochs, partial, collective)
-            self._saturation_ = self._probe_saturation(Xt[:_PROBE_ROWS])
+                self._train(p, data, epochs, partial, collective)
+            self._saturation_ = self._probe_saturation(data.probe_rows())
         return self
 
     def _check_label_types(self, y):
@@ -484,22 +510,23 @@ class _BaseDNN(BaseEstimator):
         outputs = self.model_.layer_outputs(X)
         return [float(np.mean(_SATURATION[self.activation](outputs[i]))) for i in self._hidden_index_]
 
-    def _split(self, X, target, weight, p, partial):
+    def _split(self, target, p, partial):
+        """Which rows train and which are held out for ``val_loss`` (early stopping): a
+        ``fastnn._core.RowSplit``, which the core reads by index (no row is copied)."""
+        n = target.shape[0]
         if not self.early_stopping or partial:
-            return X, target, weight, None, None, None
-        n = X.shape[0]
+            return _core.RowSplit(n)
         n_val = int(np.ceil(p["validation_fraction"] * n))
         if n_val < 1 or n - n_val < 2:
             raise ValueError(f"early_stopping needs at least 2 training rows and 1 validation row: "
                              f"{n} rows with validation_fraction={p['validation_fraction']}")
-        idx = self._validation_rows(target, n_val)
-        val = np.zeros(n, bool)
-        val[idx] = True
-        take = lambda a, m: None if a is None else np.ascontiguousarray(a[m])
-        return X[~val], take(target, ~val), take(weight, ~val), X[val], take(target, val), take(weight, val)
+        held, classes = self._held_out_per_class(target, n_val)
+        return _core.RowSplit(n, key=int(self._rng_.integers(2 ** 63)), held=held, classes=classes)
 
-    def _validation_rows(self, target, n_val):
-        return self._rng_.permutation(target.shape[0])[:n_val]
+    def _held_out_per_class(self, target, n_val):
+        """How many rows of each class to hold out, and the class of each row (None: one
+        class, regression)."""
+        return [n_val], None
 
     @staticmethod
     def _seed_from(random_state):
@@ -511,17 +538,17 @@ class _BaseDNN(BaseEstimator):
             return int(random_state.integers(2 ** 31))
         return check_int("random_state", random_state, low=0)
 
-    def _train(self, p, Xt, yt, wt, Xv, yv, wv, epochs, partial, collective):
+    def _train(self, p, data, epochs, partial, collective):
         self.stop_training_ = False
         # the built-in callbacks (early stopping, reduce-on-plateau) run in every process; the
         # user's, like the logs, in one
-        builtins = self._builtin_callbacks(p, validation=Xv is not None and not partial)
+        builtins = self._builtin_callbacks(p, validation=data.split.held_out > 0 and not partial)
         callbacks = builtins + (p["callbacks"] if collective.rank == 0 else [])
         progress = _Progress(p["verbose"] if collective.rank == 0 else 0, epochs, partial, collective.describe)
         try:
             for cb in callbacks:
                 getattr(cb, "on_train_begin", lambda est: None)(self)
-            self._epochs(p, Xt, yt, wt, Xv, yv, wv, epochs, progress, collective, callbacks)
+            self._epochs(p, data, epochs, progress, collective, callbacks)
         finally:  # also after a TrainingDivergedError: loggers close their files, the bar ends
             progress.close()
             for cb in callbacks:
@@ -540,7 +567,7 @@ class _BaseDNN(BaseEstimator):
         self._early_stopping_ = builtins[0] if validation else None
         return builtins
 
-    def _epochs(self, p, Xt, yt, wt, Xv, yv, wv, epochs, progress, collective, callbacks):
+    def _epochs(self, p, data, epochs, progress, collective, callbacks):
         model, opt = self.model_, self.optimizer_
         for _ in range(epochs):
             epoch = self.n_iter_
@@ -548,14 +575,14 @@ class _BaseDNN(BaseEstimator):
             lr = opt.lr
             snap = self._snapshot()
             kw = dict(batch_size=p["batch_size"], loss=self._core_loss, optimizer=opt, clip_norm=p["clip_norm"],
-                      shuffle=True, seed=int(self._rng_.integers(2 ** 63)), sample_weight=wt,
-                      reduction=collective.reduction, statistics=collective.statistics)
+                      shuffle=True, seed=int(self._rng_.integers(2 ** 63)), sample_weight=data.weight,
+                      reduction=collective.reduction, statistics=collective.statistics, split=data.split)
             skip = self.nan_policy == "skip"
-            r = collective.combine(model, model.train_epoch(Xt, yt, skip_nonfinite=skip, **kw))
+            r = collective.combine(model, model.train_epoch(data.X, data.target, skip_nonfinite=skip, **kw))
             if r.diverged or (r.steps == 0 and r.skipped) or not np.all(np.isfinite(model.params)):
-                self._stop_at_divergence(r, snap, epoch, Xt, yt, dict(kw, skip_nonfinite=skip), lr, start, progress)
+                self._stop_at_divergence(r, snap, epoch, data, dict(kw, skip_nonfinite=skip), lr, start, progress)
                 break
-            val_loss = np.nan if Xv is None else self._loss_on(Xv, yv, wv if wv is None or wv.sum() > 0 else None)
+            val_loss = np.nan if data.split.held_out == 0 else self._validation_loss(data)
             self._record(r, lr, val_loss, time.perf_counter() - start)
             self.n_iter_ += 1
             progress.epoch_done(epoch, r, val_loss, lr)
@@ -569,10 +596,27 @@ class _BaseDNN(BaseEstimator):
             if self.stop_training_:
                 break
 
-    def _stop_at_divergence(self, r, snap, epoch, Xt, yt, kw, lr, start, progress):
+    def _validation_loss(self, data) -> float:
+        """The loss on the held-out rows, read from X by index in chunks (nothing the size of
+        the held-out part is gathered): the chunks' mean losses weighted by their rows (by
+        their sample weights, unless the held-out rows weigh nothing), summed in float64."""
+        weight = data.weight
+        if weight is not None and not sum(float(weight[rows].sum(dtype=np.float64))
+                                          for rows in nn.held_out_chunks(data.split)) > 0:
+            weight = None
+        total = size = 0.0
+        for rows in nn.held_out_chunks(data.split):
+            w = None if weight is None else weight[rows]
+            share = float(rows.size) if w is None else float(w.sum(dtype=np.float64))
+            if share > 0:  # a chunk that weighs nothing adds nothing (its weighted mean is undefined)
+                total += self._loss_on(data.X[rows], data.target[rows], w) * share
+                size += share
+        return total / size
+
+    def _stop_at_divergence(self, r, snap, epoch, data, kw, lr, start, progress):
         """The NaN trap: restore the last finite weights; raise, or with nan_policy="skip"
         record the epoch and stop with a warning."""
-        where = self._restore_last_finite(r, snap, epoch, Xt, yt, kw)
+        where = self._restore_last_finite(r, snap, epoch, data, kw)
         if self.nan_policy != "skip":
             raise TrainingDivergedError(f"training diverged (the NaN trap) {where}", epoch=epoch,
                                         step=self.divergence_["step"], layer=self.divergence_["layer"])
@@ -595,7 +639,7 @@ class _BaseDNN(BaseEstimator):
             h[key].append([float(values[i]) for i in self._hidden_index_])
         self.loss_curve_ = h["loss"]
 
-    def _restore_last_finite(self, r, snap, epoch, Xt, yt, kw) -> str:
+    def _restore_last_finite(self, r, snap, epoch, data, kw) -> str:
         """Restore the last finite weights (replaying the epoch up to them), record
         ``divergence_`` for diagnose(), and say where it happened, what the model holds
         and the remedies ("at epoch E, step S: ...")."""
@@ -607,7 +651,7 @@ class _BaseDNN(BaseEstimator):
         while True:  # an update can itself overflow (SGD, huge lr): step back until finite
             self._restore(snap)
             if keep > 0:
-                replay = self.model_.train_epoch(Xt, yt, max_batches=keep, **kw)
+                replay = self.model_.train_epoch(data.X, data.target, max_batches=keep, **kw)
             if keep == 0 or np.all(np.isfinite(self.model_.params)):
                 break
             keep -= 1
@@ -618,7 +662,8 @@ class _BaseDNN(BaseEstimator):
         stats = {key: [float(getattr(replay, key)[i]) if replay is not None and keep > 0 else float("nan")
                        for i in self._hidden_index_] for key in ("grad_norm", "update_ratio")}
         self.divergence_ = {"epoch": epoch, "step": bad_step, "layer": layer, "restored_steps": keep,
-                            "learning_rate": float(self.optimizer_.lr), **stats, **_input_ranges(Xt, yt)}
+                            "learning_rate": float(self.optimizer_.lr), **stats,
+                            "input_max": _absmax(data.X), "target_max": _absmax(data.target)}
         where = "the loss" if layer is None else (
             f"the gradient of hidden layer {layer}" if layer < len(self._hidden_index_) else
             "the gradient of the output layer")
@@ -688,11 +733,42 @@ class _BaseDNN(BaseEstimator):
         save_estimator(self, path)
 
 
-def _input_ranges(X, y) -> dict:
-    """The largest |feature| and |target| of the training rows: the NaN trap's advice
-    depends on them (unscaled features; targets so large that the loss overflows)."""
-    absmax = lambda a: float(np.max(np.abs(a))) if a is not None and a.size and a.dtype.kind == "f" else 0.0
-    return {"input_max": absmax(X), "target_max": absmax(y)}
+# Labels per chunk when y is read piecewise: temporaries of a chunk's size, not y's.
+_LABEL_CHUNK = 65536
+
+
+def _unique_labels(y) -> np.ndarray:
+    """``np.unique(y)`` of a 1-D y, reading it a chunk at a time."""
+    if y.shape[0] <= _LABEL_CHUNK:
+        return np.unique(y)
+    return np.unique(np.concatenate([np.unique(y[i:i + _LABEL_CHUNK]) for i in range(0, y.shape[0], _LABEL_CHUNK)]))
+
+
+def _class_codes(y, classes) -> np.ndarray:
+    """Each label's index in the sorted ``classes``, computed a chunk at a time: one byte per
+    row for fewer than 257 classes (the core reads uint8 labels as they are; two classes
+    train with bce on the 0/1 codes), else int64."""
+    codes = np.empty(y.shape[0], np.uint8 if len(classes) <= 256 else np.int64)
+    for i in range(0, y.shape[0], _LABEL_CHUNK):
+        codes[i:i + _LABEL_CHUNK] = np.searchsorted(classes, y[i:i + _LABEL_CHUNK])
+    return codes
+
+
+class _TrainingData(NamedTuple):
+    """What the epochs of one fit read: X (float32, C-contiguous), the encoded targets and
+    the sample weights (or None), all of every row, and the split that says which rows
+    train (visited by index: no row is copied)."""
+    X: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray | None
+    split: _core.RowSplit
+
+    def probe_rows(self) -> np.ndarray:
+        """Up to ``_PROBE_ROWS`` training rows for the saturation probe: the first rows of X,
+        or with rows held out, a keyed sample of the training rows."""
+        if self.split.held_out == 0:
+            return self.X[:_PROBE_ROWS]
+        return self.X[self.split.epoch_rows(0, min(_PROBE_ROWS, self.split.training))]
 
 
 class _OneProcess:
@@ -794,7 +870,7 @@ class DNNRegressor(RegressorMixin, _BaseDNN):
             raise ValueError(f"y must be numeric for regression, got dtype {y.dtype} (for class labels use "
                              "DNNClassifier)")
         target = _as_float32(y.reshape(len(y), -1), "y", "fit", unit="output")
-        self._target_max_ = max(getattr(self, "_target_max_", 0.0), float(np.max(np.abs(target), initial=0.0)))
+        self._target_max_ = max(getattr(self, "_target_max_", 0.0), _absmax(target))
         if first:
             self._y_ndim_ = y.ndim
         elif target.shape[1] != self.model_.out_features:
@@ -908,26 +984,23 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
         return "bce" if len(self.classes_) == 2 else "softmax_cross_entropy"
 
     def _encode_targets(self, y, first, classes):
-        check_classification_targets(y)
-        kind = type_of_target(y)
+        # the label checks read y's distinct labels (y is 1-D here: validate_data made it so):
+        # the kind of target they make is the kind y is, and no temporary the size of y is made
+        found = _unique_labels(y)
+        check_classification_targets(found)
+        kind = type_of_target(found)
         if kind not in ("binary", "multiclass"):
             raise ValueError(f"DNNClassifier takes binary or multiclass labels, got {kind} targets")
         if first:
-            if classes is not None:
-                self.classes_ = np.unique(np.asarray(classes))
-            else:
-                self.classes_ = np.unique(y)
+            self.classes_ = found if classes is None else np.unique(np.asarray(classes))
             if len(self.classes_) < 2:
                 raise ValueError(f"DNNClassifier needs at least 2 classes in y, got 1 class: {self.classes_[0]!r}")
         elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes {classes!r} differ from the classes of the first partial_fit {self.classes_!r}")
-        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        unseen = np.setdiff1d(found, self.classes_)
         if unseen.size:
             raise ValueError(f"y has labels {unseen.tolist()} that are not in classes_ {self.classes_.tolist()}")
-        codes = np.searchsorted(self.classes_, y)
-        if len(self.classes_) == 2:
-            return np.ascontiguousarray(codes.reshape(-1, 1), dtype=np.float32), 1
-        return np.ascontiguousarray(codes, dtype=np.int64), len(self.classes_)
+        return _class_codes(y, self.classes_), 1 if len(self.classes_) == 2 else len(self.classes_)
 
     def _check_label_types(self, y):
         """Labels of one kind: all strings or all numbers (booleans count as numbers), none
@@ -948,14 +1021,18 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
             raise TypeError(f"y mixes label types: {examples}; labels must be all strings or all numbers (convert "
                             "them, e.g. y.astype(str))")
 
-    def _validation_rows(self, target, n_val):
-        # stratified: each class's share of the validation rows follows its share of the data
-        codes = target.ravel().astype(np.int64)
-        perm = self._rng_.permutation(codes.shape[0])
-        order = perm[np.argsort(codes[perm], kind="stable")]  # shuffled within each class
-        # every k-th row of the class-sorted order: proportional to the class sizes
-        pick = np.linspace(0, codes.shape[0] - 1, n_val).round().astype(np.int64)
-        return order[pick]
+    def _held_out_per_class(self, target, n_val):
+        # stratified: each class's share of the held-out rows follows its share of the data
+        # (largest remainders), counted without a temporary the size of y
+        codes = target  # the class codes (see _class_codes)
+        n = codes.shape[0]
+        counts = sum(np.bincount(codes[i:i + _LABEL_CHUNK], minlength=len(self.classes_))
+                     for i in range(0, n, _LABEL_CHUNK))
+        exact = n_val * counts / n
+        held = np.floor(exact).astype(np.int64)
+        extra = np.argsort(-(exact - held), kind="stable")[:n_val - int(held.sum())]
+        held[extra] += 1
+        return held.tolist(), codes
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train one epoch over (X, y), continuing from the current weights.
@@ -1057,6 +1134,7 @@ class DNNClassifier(ClassifierMixin, _BaseDNN):
 
     def _loss_on(self, X, target, weight):
         z = self.model_.predict(X)
-        if z.shape[1] == 1:
+        if z.shape[1] == 1:  # two classes: the codes are the 0/1 targets
+            target = target.reshape(-1, 1).astype(z.dtype)
             return float(ops.binary_cross_entropy_with_logits(z, target, sample_weight=weight).loss)
         return float(ops.softmax_cross_entropy_with_logits(z, target, sample_weight=weight).loss)

@@ -523,17 +523,52 @@ def _own_writable(a: np.ndarray) -> np.ndarray:
     return np.array(a, order="C", copy=True)
 
 
-def _normalized_weights(sample_weight, n: int, dtype) -> np.ndarray:
-    """Per-row loss weights scaled to mean 1 (see ``Sequential.train_epoch``)."""
-    w = as_numeric("sample_weight", sample_weight).astype(np.float64)
+def _normalized_weights(sample_weight, n: int, dtype, split=None) -> np.ndarray:
+    """Per-row loss weights scaled to mean 1 over the training rows (all ``n``, or the
+    split's), see ``Sequential.train_epoch``. The one array it allocates is the result:
+    the checks are reductions and the scaling is computed in float64 and written straight
+    into ``dtype``."""
+    w = as_numeric("sample_weight", sample_weight)
     if w.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-    if not np.all(np.isfinite(w)) or (n and w.min() < 0):
+    low, high = (float(w.min()), float(w.max())) if n else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0:
         raise ValueError("sample_weight must be finite and non-negative")
-    total = w.sum()
+    total = float(w.sum(dtype=np.float64))
+    rows = n
+    if split is not None:
+        total -= sum(float(w[chunk].sum(dtype=np.float64)) for chunk in held_out_chunks(split))
+        rows = split.training
     if n and not total > 0:
-        raise ValueError("sample_weight must not be all zero")
-    return np.ascontiguousarray(w * (n / total) if n else w, dtype=dtype)
+        raise ValueError("sample_weight must not be all zero" + (" on the training rows" if split is not None else ""))
+    out = np.empty(n, dtype)
+    np.multiply(w, np.float64(rows / total) if n else 1.0, out=out, dtype=np.float64, casting="same_kind")
+    return out
+
+
+# Rows per chunk when the held-out rows of a RowSplit are read (a few hundred KiB of X).
+_HELD_OUT_CHUNK = 4096
+
+
+def held_out_chunks(split):
+    """The held-out rows of ``split`` (a ``fastnn._core.RowSplit``), as int64 index arrays
+    of at most ``_HELD_OUT_CHUNK`` rows each: what is held out is read chunk by chunk, never
+    gathered into one array."""
+    position = 0
+    while True:
+        rows, position = split.held_out_rows(position, _HELD_OUT_CHUNK)
+        if rows.size == 0:
+            return
+        yield rows
+
+
+def _check_split(split, n: int, shuffle) -> None:
+    if not isinstance(split, _core.RowSplit):
+        raise TypeError(f"split must be a fastnn._core.RowSplit, got {type(split).__name__}")
+    if split.rows != n:
+        raise ValueError(f"split divides {split.rows} rows, but X has {n}")
+    if not shuffle:
+        raise ValueError("split visits the training rows in a keyed order: it needs shuffle=True")
 
 
 def _layer_seed(seed: int, index: int) -> int:
@@ -911,7 +946,8 @@ class Sequential:
         return specs
 
     def train_epoch(self, X, y, batch_size=32, loss="mse", optimizer=None, clip_norm=None, shuffle=True, seed=0, *,
-                    sample_weight=None, skip_nonfinite=False, max_batches=None, statistics=True, reduction=None):
+                    sample_weight=None, skip_nonfinite=False, max_batches=None, statistics=True, reduction=None,
+                    split=None):
         """One epoch in ONE call into the C++ core, with the GIL released: shuffle, gather
         each mini-batch, forward, loss, backward, optional clipping by global norm and the
         optimizer update, with no allocation per step.
@@ -935,7 +971,9 @@ class Sequential:
         X : array-like of shape (n_samples, in_features)
             Training rows.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets (class indices for a 1-D ``softmax_cross_entropy`` target).
+            Targets (class indices for a 1-D ``softmax_cross_entropy`` target). A 1-D
+            uint8 ``y`` is read as it is, one byte per row: class indices, or with
+            ``bce`` 0/1 targets.
         batch_size : int, default 32
             Rows per update.
         loss : {"mse", "huber", "bce", "softmax_cross_entropy"}, default "mse"
@@ -961,6 +999,12 @@ class Sequential:
             The reduction stage for data-parallel training (see ``GradientReduction``):
             this process trains on its part of every batch and the gradients of all
             processes are summed before clipping and the update. None: one process.
+        split : fastnn._core.RowSplit, optional
+            Train only on the split's training rows (the estimators hold out validation
+            rows this way), visited in an order keyed by ``seed`` that the core generates
+            batch by batch, so nothing of size ``n_samples`` is built; needs
+            ``shuffle=True``. ``sample_weight`` is then scaled to mean 1 over the training
+            rows. None: every row, in a permutation drawn from ``seed``.
 
         Returns
         -------
@@ -1000,7 +1044,14 @@ class Sequential:
         if target.shape[0] != n:
             raise ValueError(f"y has {target.shape[0]} rows but X has {n}")
         labels = None
-        if loss == "softmax_cross_entropy" and target.ndim == 1:
+        if target.ndim == 1 and target.dtype == np.uint8 and loss in ("bce", "softmax_cross_entropy"):
+            labels = np.ascontiguousarray(target)  # one byte per row, read as it is
+            classes = 2 if loss == "bce" else self.out_features
+            if n and labels.max() >= classes:
+                raise ValueError("uint8 labels must be 0 or 1 for the bce loss" if loss == "bce" else
+                                 f"labels must be class indices in [0, {self.out_features})")
+            target = None
+        elif loss == "softmax_cross_entropy" and target.ndim == 1:
             if target.dtype.kind == "f" and not np.all(target == np.round(target)):
                 raise ValueError("class-index labels must be integers")
             labels = np.ascontiguousarray(target, dtype=np.int64)
@@ -1013,10 +1064,15 @@ class Sequential:
             if target.shape != (n, self.out_features):
                 raise ValueError(f"y must have shape ({n}, {self.out_features}), got {target.shape}")
             target = to_kernel(target, self.dtype)
-        weights = None if sample_weight is None else _normalized_weights(sample_weight, n, self.dtype)
+        if split is not None:
+            _check_split(split, n, shuffle)
+        weights = None if sample_weight is None else _normalized_weights(sample_weight, n, self.dtype, split)
         max_batches = -1 if max_batches is None else max_batches
-        order = (np.random.Generator(np.random.Philox(int(seed))).permutation(n) if shuffle
-                 else np.arange(n)).astype(np.int64)
+        if split is not None:
+            order = split
+        else:
+            order = (np.random.Generator(np.random.Philox(int(seed))).permutation(n) if shuffle
+                     else np.arange(n)).astype(np.int64)
         if reduction is not None and not isinstance(reduction, GradientReduction):
             raise TypeError(f"reduction must be a fastnn.nn.GradientReduction, got {type(reduction).__name__}")
         optimizer._prepare(self.params)
@@ -1035,7 +1091,7 @@ class Sequential:
         red = reduction or GradientReduction(None)
         r = self._engine.train_epoch(x, target, labels, weights, order, kind, optimizer._hyper(optimizer.lr), *states,
                                      self.weight_mask.view(np.uint8), config, reduce=red.sum, rank=red.rank,
-                                     ranks=red.ranks)
+                                     ranks=red.ranks, order_key=seed if split is not None else 0)
         self.step += r.steps + r.skipped
         optimizer.iterations += r.steps
         fired = _per_layer(r.fired, self.layers)

@@ -122,7 +122,7 @@ def _sequential_reference(case):
     n = X.shape[0]
     wn = None if w is None else (w * (n / w.sum())).astype(np.float32)  # mean 1, as fit scales them
     for _ in range(est.epochs):
-        order = np.random.Generator(np.random.Philox(int(rng.integers(2 ** 63)))).permutation(n)
+        order = fastnn._core.RowSplit(n).epoch_rows(int(rng.integers(2 ** 63)), n)  # the estimators' row order
         for b0 in range(0, n, est.batch_size):
             idx = order[b0:b0 + est.batch_size]
             pred = model.forward(X[idx], training=True)

@@ -248,3 +248,32 @@ def test_statistics_off_trains_the_same_bits():
     rb = b.train_epoch(x, y, batch_size=32, optimizer=optim.Adam(), seed=2, clip_norm=0.5, statistics=False)
     assert np.array_equal(a.params, b.params) and ra.loss == rb.loss
     assert np.isnan(rb.zero_fraction[0]) and np.isnan(rb.grad_norm[0]) and np.isnan(rb.dead_units[0])
+
+
+def _classifier_model(outputs):
+    return nn.Sequential([nn.Dense(4, 8, activation="relu"), nn.Dense(8, outputs)], seed=5)
+
+
+def test_uint8_labels_train_bitwise_like_their_wider_forms():
+    """One byte per row (what the estimators pass): class indices for softmax cross-entropy,
+    0/1 targets for bce; the engine widens each batch's labels."""
+    x, _ = data()
+    codes = (np.arange(len(x)) * 7 % 3).astype(np.uint8)
+    wide = {"softmax_cross_entropy": (codes.astype(np.int64), 3), "bce": ((codes % 2).astype(np.float32), 1)}
+    for loss, (reference, outputs) in wide.items():
+        a, b = _classifier_model(outputs), _classifier_model(outputs)
+        labels = codes if loss == "softmax_cross_entropy" else codes % 2
+        ra = a.train_epoch(x, labels, batch_size=16, loss=loss, optimizer=optim.Adam(), seed=3)
+        rb = b.train_epoch(x, reference, batch_size=16, loss=loss, optimizer=optim.Adam(), seed=3)
+        assert ra.loss == rb.loss and np.array_equal(a.params, b.params), loss
+
+
+def test_uint8_labels_out_of_range_are_refused():
+    x, _ = data()
+    with pytest.raises(ValueError, match="0 or 1 for the bce loss"):
+        _classifier_model(1).train_epoch(x, np.full(len(x), 2, np.uint8), loss="bce", optimizer=optim.SGD(lr=0.1))
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\)"):
+        _classifier_model(3).train_epoch(x, np.full(len(x), 3, np.uint8), loss="softmax_cross_entropy",
+                                         optimizer=optim.SGD(lr=0.1))
+    with pytest.raises(ValueError, match="one output"):
+        _classifier_model(2).train_epoch(x, np.zeros(len(x), np.uint8), loss="bce", optimizer=optim.SGD(lr=0.1))
