@@ -177,8 +177,11 @@ int main(int argc, char** argv) {
     buf.dw.resize(size_t(l.in * l.out));
     buf.packed_w.resize(packed_b_size(k, l.in, l.out));
     buf.packed_wt.resize(packed_b_size(k, l.out, l.in));
-    for (index_t shard : {batch, index_t(64), index_t(32), index_t(16)}) {
-      if (shard > batch) continue;
+    // The whole batch in one call, then the shard sizes smaller than it.
+    std::vector<index_t> shards{batch};
+    for (index_t rows : {64, 32, 16})
+      if (rows < batch) shards.push_back(rows);
+    for (index_t shard : shards) {
       time_layer(k, l, batch, shard, false, buf);
       if (HasPrepack<GemmArgs<float>>::value) time_layer(k, l, batch, shard, true, buf);
     }
