@@ -1,11 +1,16 @@
 // Blocked GEMM driver in the BLIS style: for each NC column block and KC depth block,
 // pack B once (shared by all threads); each thread then packs its block of A rows and
-// sweeps register tiles over it.
+// sweeps register tiles over it. Small shapes skip what does not pay: a small row-major B
+// is read in place, a caller may hand B prepacked once for many calls (GemmArgs::b_packed),
+// edge tiles run narrower kernels, and a one-column C with A read by columns runs a
+// matrix-vector kernel (libxsmm and XNNPACK do the same for small GEMMs).
 //
 // Determinism: the K blocking (kKc) is a constant, each C element is summed in the same
 // order whatever M, the thread count or the tile's position, and threads only split the
 // output tiles (never K). So results are bitwise identical for any thread count, and a
 // row of C does not depend on the other rows of A (predicting in chunks equals all at once).
+// Every path above computes each element as the same fma chain (from zero, p in order,
+// per depth block), so which path runs never changes a bit.
 #include "isa_kernels.hpp"
 
 #include <algorithm>
