@@ -5,8 +5,9 @@
 //   forward  y = relu(h W + b)   (m = rows, k = in,  n = out, B = W row-major)
 //   dX       dZ W^T              (m = rows, k = out, n = in,  B = W read by columns)
 //   dW       X^T dZ              (m = in,   k = rows, n = out, A read by columns)
-// with B per call as the driver chooses ("plain") and, where the build has it, with W and
-// W^T packed once per batch and reused by every shard ("prepacked": packing time counted).
+// in three ways: B as each call finds it ("plain"); W and W^T packed once per batch and
+// reused by every shard ("prepacked", where the build has it); W^T stored row-major once
+// per batch so dX reads a row-major B ("W^T stored"). Once-per-batch work is timed too.
 //
 // Build: cmake -DFASTNN_BENCH=ON, target bench_gemm_shards. Run pinned, e.g.
 //   FASTNN_SIMD=avx512 taskset -c 1 build/bench/bench_gemm_shards 16-128-64-32-1 256
@@ -52,7 +53,13 @@ size_t packed_b_size(const K& k, index_t depth, index_t n) {
 struct Layer {
   index_t in = 0, out = 0;
   std::vector<float> w, b;
+  std::vector<float> wt;  // (out, in): W transposed, for the "W^T stored" mode
 };
+
+enum class Mode { plain, prepacked, wt_stored };
+const char* mode_name(Mode mode) {
+  return mode == Mode::plain ? "plain" : mode == Mode::prepacked ? "prepacked" : "W^T stored";
+}
 
 std::vector<float> random_vector(size_t n, std::mt19937& gen) {
   std::normal_distribution<float> dist;
@@ -71,11 +78,14 @@ GemmArgs<float> forward_args(const Layer& l, index_t rows, const float* h, float
   return g;
 }
 
-GemmArgs<float> dx_args(const Layer& l, index_t rows, const float* dz, float* dx) {
+GemmArgs<float> dx_args(const Layer& l, index_t rows, const float* dz, float* dx, bool from_wt) {
   GemmArgs<float> g;
   g.m = rows, g.k = l.out, g.n = l.in;
   g.a = dz, g.rsa = l.out;
-  g.b = l.w.data(), g.rsb = 1, g.csb = l.out;
+  if (from_wt)
+    g.b = l.wt.data(), g.rsb = l.in, g.csb = 1;
+  else
+    g.b = l.w.data(), g.rsb = 1, g.csb = l.out;
   g.c = dx, g.ldc = l.in;
   return g;
 }
@@ -112,39 +122,49 @@ struct Buffers {
   std::vector<float> x, dz, y, dx, dw, packed_w, packed_wt;
 };
 
-// Microseconds per batch of one product, run as batch / shard calls of `shard` rows.
-template <class MakeArgs>
-double time_product(const Table& k, index_t batch, index_t shard, bool prepack, const GemmArgs<float>& whole_b,
-                    std::vector<float>& packed, MakeArgs make) {
+// Microseconds per batch of one product: once_per_batch(), then batch / shard calls of
+// `shard` rows, each with the arguments make(first row, rows) returns.
+template <class Once, class MakeArgs>
+double time_product(const Table& k, index_t batch, index_t shard, Once once_per_batch, MakeArgs make) {
   return best_us([&] {
-    if (prepack) pack_b(k, whole_b, packed.data());
-    for (index_t r0 = 0; r0 < batch; r0 += shard) {
-      GemmArgs<float> g = make(r0, std::min(shard, batch - r0));
-      if (prepack) use_packed_b(g, packed.data());
-      k.gemm(g);
-    }
+    once_per_batch();
+    for (index_t r0 = 0; r0 < batch; r0 += shard) k.gemm(make(r0, std::min(shard, batch - r0)));
   });
 }
 
-void time_layer(const Table& k, const Layer& l, index_t batch, index_t shard, bool prepack, Buffers& buf) {
+void time_layer(const Table& k, Layer& l, index_t batch, index_t shard, Mode mode, Buffers& buf) {
   const float* x = buf.x.data();
   const float* dz = buf.dz.data();
-  std::vector<float> none;
-  const double fwd = time_product(k, batch, shard, prepack, forward_args(l, 1, x, buf.y.data()), buf.packed_w,
-                                  [&](index_t r0, index_t rows) {
-                                    return forward_args(l, rows, x + r0 * l.in, buf.y.data() + r0 * l.out);
-                                  });
-  const double dx = time_product(k, batch, shard, prepack, dx_args(l, 1, dz, buf.dx.data()), buf.packed_wt,
-                                 [&](index_t r0, index_t rows) {
-                                   return dx_args(l, rows, dz + r0 * l.out, buf.dx.data() + r0 * l.in);
-                                 });
+  const bool prepack = mode == Mode::prepacked, from_wt = mode == Mode::wt_stored;
+  const GemmArgs<float> whole_w = forward_args(l, 1, x, buf.y.data());
+  const GemmArgs<float> whole_wt = dx_args(l, 1, dz, buf.dx.data(), false);
+  const double fwd = time_product(
+      k, batch, shard, [&] { if (prepack) pack_b(k, whole_w, buf.packed_w.data()); },
+      [&](index_t r0, index_t rows) {
+        GemmArgs<float> g = forward_args(l, rows, x + r0 * l.in, buf.y.data() + r0 * l.out);
+        if (prepack) use_packed_b(g, buf.packed_w.data());
+        return g;
+      });
+  const double dx = time_product(
+      k, batch, shard,
+      [&] {
+        if (prepack) pack_b(k, whole_wt, buf.packed_wt.data());
+        if (from_wt)  // what an engine pays after each update to keep W^T beside W
+          for (index_t i = 0; i < l.in; ++i)
+            for (index_t j = 0; j < l.out; ++j) l.wt[size_t(j * l.in + i)] = l.w[size_t(i * l.out + j)];
+      },
+      [&](index_t r0, index_t rows) {
+        GemmArgs<float> g = dx_args(l, rows, dz + r0 * l.out, buf.dx.data() + r0 * l.in, from_wt);
+        if (prepack) use_packed_b(g, buf.packed_wt.data());
+        return g;
+      });
   // dW never has a reusable B (dZ changes per shard): each shard writes its own partial.
-  const double dw = time_product(k, batch, shard, false, GemmArgs<float>{}, none, [&](index_t r0, index_t rows) {
+  const double dw = time_product(k, batch, shard, [] {}, [&](index_t r0, index_t rows) {
     return dw_args(l, rows, x + r0 * l.in, dz + r0 * l.out, buf.dw.data());
   });
   const double flops = 6.0 * double(batch) * double(l.in) * double(l.out);
   std::printf("| %ld-%ld | %ld | %s | %.2f | %.2f | %.2f | %.2f | %.1f |\n", long(l.in), long(l.out), long(shard),
-              prepack ? "prepacked" : "plain", fwd, dx, dw, fwd + dx + dw, flops / (fwd + dx + dw) / 1e3);
+              mode_name(mode), fwd, dx, dw, fwd + dx + dw, flops / (fwd + dx + dw) / 1e3);
 }
 
 }  // namespace
@@ -169,6 +189,7 @@ int main(int argc, char** argv) {
     l.in = sizes[i], l.out = sizes[i + 1];
     l.w = random_vector(size_t(l.in * l.out), gen);
     l.b = random_vector(size_t(l.out), gen);
+    l.wt.resize(l.w.size());
     Buffers buf;
     buf.x = random_vector(size_t(batch * l.in), gen);
     buf.dz = random_vector(size_t(batch * l.out), gen);
@@ -182,8 +203,9 @@ int main(int argc, char** argv) {
     for (index_t rows : {64, 32, 16})
       if (rows < batch) shards.push_back(rows);
     for (index_t shard : shards) {
-      time_layer(k, l, batch, shard, false, buf);
-      if (HasPrepack<GemmArgs<float>>::value) time_layer(k, l, batch, shard, true, buf);
+      time_layer(k, l, batch, shard, Mode::plain, buf);
+      if (HasPrepack<GemmArgs<float>>::value) time_layer(k, l, batch, shard, Mode::prepacked, buf);
+      time_layer(k, l, batch, shard, Mode::wt_stored, buf);
     }
   }
   return 0;
