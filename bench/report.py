@@ -8,8 +8,12 @@ Usage, from the repository root::
 Workloads (see workloads.py and /work/shared/BENCHMARKS.md), at 1 and 2 threads, by family:
 
 - gemm: GEMM at 64^3, 256^3, 256x64x128, 1024x512x512 and 1024^3 ("Peers on GEMM", goal
-  "GEMM"); dense: Linear+ReLU forward+backward K1a, K1b, K1c (goal: >= 2.5x torch).
-  One table, cells "time (GFLOP/s)".
+  "GEMM"), through ``fastnn.ops.dense_forward`` and, as "fastnn kernel", through
+  ``_core.gemm`` (the kernel without the Python-side checks); dense: Linear+ReLU
+  forward+backward K1a, K1b, K1c (goal: >= 2.5x torch). One table, cells "time (GFLOP/s)".
+  The GEMM table alone, at one thread, with NumPy's best OpenBLAS kernel::
+
+      env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/report.py --only gemm --threads 1
 - layers: K2 BatchNorm1d training fwd+bwd, K3 Dropout(0.2) training fwd.
 - optim: K4a/K4b clip by global norm (norm only / clipping, per-layer arrays / one flat
   buffer), K5a Adam and K5b Adagrad steps (torch: default, foreach=True, fused=True).
@@ -45,7 +49,7 @@ from workloads import COPY_BANDWIDTH_GBS, FAMILIES, LIBRARY_ORDER, THREAD_COUNTS
 FLOP_FAMILIES = ("gemm", "dense")
 """Families whose table shows GFLOP/s (the original one-table report)."""
 
-LIB_TITLES = {"fastnn": "fastnn", "numpy": "NumPy", "torch": "torch", "torch-foreach": "torch foreach",
+LIB_TITLES = {"fastnn": "fastnn", "fastnn-kernel": "fastnn kernel", "numpy": "NumPy", "torch": "torch", "torch-foreach": "torch foreach",
               "torch-fused": "torch fused"}
 
 PAUSE_S = 0.3
@@ -115,7 +119,7 @@ def fmt_ratio(baseline, fastnn_s) -> str:
     return f"{baseline / fastnn_s:.2f}x"
 
 
-def header(env: dict, settings: dict, quick: bool, families) -> str:
+def header(env: dict, settings: dict, quick: bool, families, rounds: int) -> str:
     coretype = env["OPENBLAS_CORETYPE"] or "unset"
     l2 = env["OPENBLAS_L2_SIZE"] or "unset"
     lines = [
@@ -142,7 +146,7 @@ def header(env: dict, settings: dict, quick: bool, families) -> str:
     lines += [
         f"- timing: best of up to {settings['repeats']} blocks of >= {settings['min_block_s'] * 1e3:.0f} ms "
         f"after {settings['warmup_s'] * 1e3:.0f} ms warm-up; each library timed as its own block, "
-        f"{PAUSE_S:.1f} s pause between libraries",
+        f"{PAUSE_S:.1f} s pause between libraries, {rounds} round(s) of every library per row (best kept)",
     ]
     if any(f in FLOP_FAMILIES for f in families):
         lines.append("- GEMM/K1 cells: time per call (GFLOP/s); GEMM counts 2*M*K*N flops, K1 6*B*in*out "
@@ -177,6 +181,12 @@ def main(argv=None) -> int:
                         help="thread counts to run (default: 1 2)")
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when it is installed")
     parser.add_argument("--only", choices=tuple(FAMILIES), help="run one family of workloads")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time each row's libraries this many times in turn and keep each one's best: "
+                             "on a shared machine every library then meets the quiet moments (default 1)")
+    parser.add_argument("--block-ms", type=float, default=None,
+                        help="length of one timed block in ms (default 50, --quick 10): short blocks with "
+                             "several rounds dodge other processes' time slices")
     args = parser.parse_args(argv)
 
     torch = None
@@ -190,17 +200,21 @@ def main(argv=None) -> int:
         settings = dict(repeats=3, min_block_s=0.01, warmup_s=0.02, max_total_s=0.5)
     else:
         settings = dict(repeats=10, min_block_s=0.05, warmup_s=0.2, max_total_s=3.0)
+    if args.block_ms is not None:
+        settings["min_block_s"] = args.block_ms / 1e3
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
 
     families = [family for family in FAMILIES if args.only in (None, family)]
     env = workloads.describe_environment(torch)
-    print(header(env, settings, args.quick, families), flush=True)
+    print(header(env, settings, args.quick, families, args.rounds), flush=True)
 
     flop_workloads = [wl for family in families if family in FLOP_FAMILIES for wl in FAMILIES[family]]
     if flop_workloads:
-        flop_table(flop_workloads, args.threads, torch, settings)
+        flop_table(flop_workloads, args.threads, torch, settings, args.rounds)
     for family in families:
         if family not in FLOP_FAMILIES:
-            bandwidth_table(family, FAMILIES[family], args.threads, torch, settings)
+            bandwidth_table(family, FAMILIES[family], args.threads, torch, settings, args.rounds)
     return 0
 
 
@@ -209,14 +223,16 @@ def available(libs, torch) -> list[str]:
     return [lib for lib in libs if not lib.startswith("torch") or torch is not None]
 
 
-def time_row(wl, n, libs, torch, settings) -> tuple[dict, tuple | None]:
-    """Best seconds per call of each library on one workload, and the background load."""
+def time_row(wl, n, libs, torch, settings, rounds) -> tuple[dict, tuple | None]:
+    """Best seconds per call of each library on one workload over ``rounds`` turns (each
+    library a block of its own per turn), and the background load."""
     workloads.numpy_reference(wl)  # the check's reference, computed before any pause
     best = {}
     load = workloads.BackgroundLoad()
-    for lib in libs:
-        time.sleep(PAUSE_S)
-        best[lib] = measure(lib, wl, n, torch, settings)
+    for _ in range(rounds):
+        for lib in libs:
+            time.sleep(PAUSE_S)
+            best[lib] = min(best.get(lib, math.inf), measure(lib, wl, n, torch, settings))
     return best, load.read()
 
 
@@ -229,24 +245,33 @@ def print_columns(columns) -> None:
     print("|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|", flush=True)
 
 
-def flop_table(workload_list, thread_counts, torch, settings) -> None:
-    """GEMM and K1: fastnn, NumPy, torch as "time (GFLOP/s)" and the speedups."""
-    libs = available(workloads.LIBRARIES, torch)
+def flop_table(workload_list, thread_counts, torch, settings, rounds) -> None:
+    """GEMM and K1: fastnn, NumPy, torch as "time (GFLOP/s)" and the speedups; GEMM rows
+    also time fastnn's kernel alone (``_core.gemm``), and its speedup over NumPy."""
+    libs = available([lib for lib in LIBRARY_ORDER if any(lib in workloads.libraries(wl) for wl in workload_list)],
+                     torch)
+    baselines = [lib for lib in libs if not lib.startswith("fastnn")]
     print("### GEMM and K1 (Linear+ReLU fwd+bwd)\n")
     columns = ["workload", "threads"] + [LIB_TITLES[lib] for lib in libs]
-    columns += [f"vs {LIB_TITLES[lib]}" for lib in libs if lib != "fastnn"] + ["other load"]
-    print_columns(columns)
+    columns += [f"vs {LIB_TITLES[lib]}" for lib in baselines]
+    kernel_column = "fastnn-kernel" in libs and "numpy" in libs
+    if kernel_column:
+        columns.append("kernel vs NumPy")
+    print_columns(columns + ["other load"])
     for wl in workload_list:
         for n in thread_counts:
-            best, load = time_row(wl, n, libs, torch, settings)
-            row = [wl.title, str(n)] + [fmt_cell(best[lib], wl.flops) for lib in libs]
-            row += [fmt_ratio(best[lib], best["fastnn"]) for lib in libs if lib != "fastnn"]
+            runs = [lib for lib in libs if lib in workloads.libraries(wl)]
+            best, load = time_row(wl, n, runs, torch, settings, rounds)
+            row = [wl.title, str(n)] + [fmt_cell(best.get(lib), wl.flops) for lib in libs]
+            row += [fmt_ratio(best.get(lib), best["fastnn"]) for lib in baselines]
+            if kernel_column:
+                row.append(fmt_ratio(best.get("numpy"), best.get("fastnn-kernel")))
             row.append(fmt_load(load))
             print_row(row)
     print(flush=True)
 
 
-def bandwidth_table(family, workload_list, thread_counts, torch, settings) -> None:
+def bandwidth_table(family, workload_list, thread_counts, torch, settings, rounds) -> None:
     """A memory-bound family (K2-K5): every library's time, fastnn's GB/s and its share
     of the copy bandwidth, and the speedups over each baseline."""
     libs = [lib for lib in LIBRARY_ORDER if any(lib in workloads.libraries(wl) for wl in workload_list)]
@@ -260,7 +285,7 @@ def bandwidth_table(family, workload_list, thread_counts, torch, settings) -> No
     for wl in workload_list:
         for n in thread_counts:
             runs = [lib for lib in libs if lib in workloads.libraries(wl)]
-            best, load = time_row(wl, n, runs, torch, settings)
+            best, load = time_row(wl, n, runs, torch, settings, rounds)
             fastnn_s = best.get("fastnn")
             row = [wl.title, str(n)] + [fmt_time(best[lib]) if lib in best else "-" for lib in libs]
             if fastnn_s is None:

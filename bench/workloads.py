@@ -50,9 +50,11 @@ LIBRARIES = ("fastnn", "numpy", "torch")
 installed). K2-K5 name their own (``libraries(wl)``): one more fastnn layout or torch
 implementation where the workload has one."""
 
-LIBRARY_ORDER = ("fastnn", "numpy", "torch", "torch-foreach", "torch-fused")
+LIBRARY_ORDER = ("fastnn", "fastnn-kernel", "numpy", "torch", "torch-foreach", "torch-fused")
 """Every library name a case builder knows, in the order tables print them. "torch-*" are
-torch with ``foreach=True`` / ``fused=True`` optimizers (they need torch, like "torch")."""
+torch with ``foreach=True`` / ``fused=True`` optimizers (they need torch, like "torch").
+"fastnn-kernel" is the GEMM kernel alone through ``_core.gemm`` (no Python-side
+validation): next to "fastnn" it shows how much of a small GEMM is call overhead."""
 
 COPY_BANDWIDTH_GBS = 40.0
 """BENCHMARKS.md "physical limits": single-core memory (copy) bandwidth, GB/s."""
@@ -75,6 +77,7 @@ class Gemm:
     m: int
     k: int
     n: int
+    libraries = ("fastnn", "fastnn-kernel", "numpy", "torch")
 
     @property
     def label(self) -> str:
@@ -425,6 +428,14 @@ def gemm_case(lib: str, wl: Gemm, torch=None, seed: int = 0) -> Case:
 
         def fn():
             return (dense_forward(a, b, out=c),)
+
+        return Case(lib, wl, fn, _identity, ("c",))
+    if lib == "fastnn-kernel":
+        kernel_gemm = fastnn._core.gemm
+
+        def fn():
+            kernel_gemm(a, b, c)
+            return (c,)
 
         return Case(lib, wl, fn, _identity, ("c",))
     if lib == "numpy":

@@ -167,6 +167,9 @@ def check_out(name: str, out, shape: tuple, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+_may_share_memory = np.may_share_memory  # bound once: check_no_overlap runs on every kernel call
+
+
 def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:
     """a and b view exactly the same elements in the same order (a true in-place call)."""
     return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.shape == b.shape
@@ -180,13 +183,24 @@ def check_no_overlap(outputs, inputs, *, elementwise: bool = False) -> None:
     an output that IS the input (``out=x``: each element is read before it is written).
 
     ``outputs`` and ``inputs`` are (name, array or None) pairs; only arrays are compared."""
-    outs = [(n, a) for n, a in outputs if isinstance(a, np.ndarray)]
-    ins = [(n, a) for n, a in inputs if isinstance(a, np.ndarray)]
-    for i, (oname, o) in enumerate(outs):
-        clashes = [iname for iname, a in ins if np.may_share_memory(o, a) and not (elementwise and _same_elements(o, a))]
-        clashes += [other for other, a in outs[i + 1:] if np.may_share_memory(o, a)]
-        if clashes:
-            raise ValueError(f"{oname} shares memory with {clashes[0]}: the kernel would read values it has "
+    # Plain loops that stop at the first clash: this runs on every kernel call, and for a
+    # small GEMM list-building here cost more than the kernel itself.
+    for i, (oname, o) in enumerate(outputs):
+        if not isinstance(o, np.ndarray):
+            continue
+        clash = None
+        for iname, a in inputs:
+            if (isinstance(a, np.ndarray) and _may_share_memory(o, a)
+                    and not (elementwise and _same_elements(o, a))):
+                clash = iname
+                break
+        if clash is None:
+            for other, a in outputs[i + 1:]:
+                if isinstance(a, np.ndarray) and _may_share_memory(o, a):
+                    clash = other
+                    break
+        if clash is not None:
+            raise ValueError(f"{oname} shares memory with {clash}: the kernel would read values it has "
                              f"already overwritten; pass a separate {oname} buffer")
 
 

@@ -1,11 +1,16 @@
 // Blocked GEMM driver in the BLIS style: for each NC column block and KC depth block,
 // pack B once (shared by all threads); each thread then packs its block of A rows and
-// sweeps register tiles over it.
+// sweeps register tiles over it. Small shapes skip what does not pay: a small row-major B
+// is read in place, a caller may hand B prepacked once for many calls (GemmArgs::b_packed),
+// edge tiles run narrower kernels, and a one-column C with A read by columns runs a
+// matrix-vector kernel (libxsmm and XNNPACK do the same for small GEMMs).
 //
 // Determinism: the K blocking (kKc) is a constant, each C element is summed in the same
 // order whatever M, the thread count or the tile's position, and threads only split the
 // output tiles (never K). So results are bitwise identical for any thread count, and a
 // row of C does not depend on the other rows of A (predicting in chunks equals all at once).
+// Every path above computes each element as the same fma chain (from zero, p in order,
+// per depth block), so which path runs never changes a bit.
 #include "isa_kernels.hpp"
 
 #include <algorithm>
@@ -150,20 +155,30 @@ struct GemmPlan {
 // One register tile. Remainder tiles get the narrowest kernel that covers them (half the
 // rows, one vector of columns), as libxsmm generates a kernel per edge shape: each C
 // element is the same fma chain whichever kernel computes it, so results do not change.
-template <class D, int MR, int NV, bool kColumnA>
-void run_tile(index_t kc, const typename D::T* a, index_t lda, const typename D::T* b, index_t ldb, bool partial_b,
+// kPanelNR is the packed panel width (the full tile's NR, also under a narrower kernel).
+template <class D, int MR, int NV, bool kColumnA, int kPanelNR = NV * D::W>
+void run_tile(index_t kc, const typename D::T* a, index_t lda, const typename D::T* b, index_t ldb, BLayout layout,
               typename D::T* c, index_t ldc, index_t mv, index_t nv, bool load_c,
               const TileEpilogue<typename D::T>* ep) {
   if constexpr (MR % 2 == 0) {
-    if (mv <= MR / 2) return run_tile<D, MR / 2, NV, kColumnA>(kc, a, lda, b, ldb, partial_b, c, ldc, mv, nv, load_c, ep);
+    if (mv <= MR / 2)
+      return run_tile<D, MR / 2, NV, kColumnA, kPanelNR>(kc, a, lda, b, ldb, layout, c, ldc, mv, nv, load_c, ep);
   }
   if constexpr (NV > 1) {
-    if (nv <= D::W) return run_tile<D, MR, 1, kColumnA>(kc, a, lda, b, ldb, partial_b, c, ldc, mv, nv, load_c, ep);
+    if (nv <= D::W)
+      return run_tile<D, MR, 1, kColumnA, kPanelNR>(kc, a, lda, b, ldb, layout, c, ldc, mv, nv, load_c, ep);
   }
-  if (partial_b)
-    gemm_ukernel<D, MR, NV, kColumnA, true>(kc, a, lda, b, ldb, c, ldc, mv, nv, load_c, ep);
-  else
-    gemm_ukernel<D, MR, NV, kColumnA, false>(kc, a, lda, b, ldb, c, ldc, mv, nv, load_c, ep);
+  switch (layout) {
+    case BLayout::packed:
+      return gemm_ukernel<D, MR, NV, kColumnA, BLayout::packed, kPanelNR>(kc, a, lda, b, ldb, c, ldc, mv, nv, load_c,
+                                                                          ep);
+    case BLayout::in_place:
+      return gemm_ukernel<D, MR, NV, kColumnA, BLayout::in_place, kPanelNR>(kc, a, lda, b, ldb, c, ldc, mv, nv,
+                                                                            load_c, ep);
+    case BLayout::in_place_partial:
+      return gemm_ukernel<D, MR, NV, kColumnA, BLayout::in_place_partial, kPanelNR>(kc, a, lda, b, ldb, c, ldc, mv,
+                                                                                    nv, load_c, ep);
+  }
 }
 
 // The last depth block's fused epilogue for the tile at (i0, j0), or null when it has none.
@@ -222,7 +237,9 @@ void sweep_block(const GemmPlan<D, MR, NV>& plan, index_t jc, index_t nc, index_
       const index_t nv = std::min<index_t>(NR, g.n - j0);
       index_t ldb = 0;
       const T* bp = plan.b_panel(jc, pc, kc, p, ldb);
-      const bool partial_b = plan.b_source == BSource::in_place && nv < NR;
+      const BLayout layout = plan.b_source != BSource::in_place ? BLayout::packed
+                             : nv < NR                          ? BLayout::in_place_partial
+                                                                : BLayout::in_place;
       for (index_t tile = tile0; tile < tile1; ++tile) {
         const index_t i0 = tile * MR;
         const index_t mv = std::min<index_t>(MR, g.m - i0);
@@ -231,9 +248,9 @@ void sweep_block(const GemmPlan<D, MR, NV>& plan, index_t jc, index_t nc, index_
         T* c = g.c + i0 * g.ldc + j0;
         const T* a_tile = plan.pack_a ? apack + (tile - tile0) * MR * kc : g.a + i0 * plan.lda + pc;
         if (plan.column_a)
-          run_tile<D, MR, NV, true>(kc, a_tile, MR, bp, ldb, partial_b, c, g.ldc, mv, nv, load_c, ep);
+          run_tile<D, MR, NV, true>(kc, a_tile, MR, bp, ldb, layout, c, g.ldc, mv, nv, load_c, ep);
         else
-          run_tile<D, MR, NV, false>(kc, a_tile, plan.pack_a ? kc : plan.lda, bp, ldb, partial_b, c, g.ldc, mv, nv,
+          run_tile<D, MR, NV, false>(kc, a_tile, plan.pack_a ? kc : plan.lda, bp, ldb, layout, c, g.ldc, mv, nv,
                                      load_c, ep);
       }
     }

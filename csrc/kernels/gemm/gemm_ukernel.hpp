@@ -64,9 +64,13 @@ inline void store_tile(const typename D::T* tile, typename D::T* c, index_t ldc,
   }
 }
 
-// kPartialB: B is read in place and this panel has nv < NR columns: lanes past nv load as
-// zero (masked, so no read leaves B's row) and are computed but never stored.
-template <class D, int MR, int NV, bool kColumnA, bool kPartialB>
+// How the microkernel reads its B micro-panel: packed (rows kPanelNR apart, a compile-time
+// stride), in place from a row-major B (rows ldb apart), or in place for a last panel
+// narrower than NR: lanes past nv load as zero (masked, so no read leaves B's row) and are
+// computed but never stored.
+enum class BLayout : int { packed, in_place, in_place_partial };
+
+template <class D, int MR, int NV, bool kColumnA, BLayout kB, int kPanelNR>
 inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const typename D::T* bp, index_t ldb,
                          typename D::T* c, index_t ldc, index_t mv, index_t nv, bool load_c,
                          const TileEpilogue<typename D::T>* ep) {
@@ -74,6 +78,7 @@ inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const 
   using R = typename D::R;
   constexpr int W = D::W;
   constexpr int NR = NV * W;
+  const index_t b_stride = kB == BLayout::packed ? index_t(kPanelNR) : ldb;
 
   R acc[MR][NV];
 #pragma GCC unroll 16
@@ -91,10 +96,11 @@ inline void gemm_ukernel(index_t kc, const typename D::T* a, index_t lda, const 
   for (int j = 0; j < NV; ++j) b_cols[j] = nv - j * W < 0 ? 0 : (nv - j * W > W ? W : nv - j * W);
   for (index_t p = 0; p < kc; ++p) {
     const T* ap = a + (kColumnA ? p * lda : p);
-    const T* bk = bp + p * ldb;
+    const T* bk = bp + p * b_stride;
     R b[NV];
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) b[j] = kPartialB ? D::load_n(bk + j * W, b_cols[j]) : D::load(bk + j * W);
+    for (int j = 0; j < NV; ++j)
+      b[j] = kB == BLayout::in_place_partial ? D::load_n(bk + j * W, b_cols[j]) : D::load(bk + j * W);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const R ai = D::set1(ap[row_offset[i]]);
