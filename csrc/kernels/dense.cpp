@@ -16,7 +16,7 @@ void dense_backward_impl(const DenseBackwardArgs<T>& a) {
     act_backward(rows);
   }
   const double flops = 2.0 * double(a.n) * double(a.ic) * double(a.oc);
-  GemmArgs<T> g = dense_dw_args(a, 0, a.ic);
+  GemmArgs<T> g = dense_dw_args(a, 0, a.ic, 0, a.oc);
   g.nthreads = threads_for(flops, kGemmFlopsPerThread, a.nthreads);
   gemm(g);
   if (a.dx) {

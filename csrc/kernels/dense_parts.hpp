@@ -1,6 +1,6 @@
 // A dense layer's backward in its three parts, each as kernel arguments over a range:
 //   dz = dy * act'(.), db, dslope   over columns [j0, j1)   (act_backward)
-//   dw = x^T dz                     over rows [i0, i1) of dw (gemm, A read by columns)
+//   dw = x^T dz                     over a block of dw (gemm, A read by columns)
 //   dx = dz w^T                     over rows [r0, r1) of dx (gemm, B read by columns)
 // dense_backward runs them over the whole ranges; the training engine gives each thread of
 // a step its own ranges. Every element of every part is computed the same way whatever the
@@ -37,19 +37,20 @@ const T* dense_dz(const DenseBackwardArgs<T>& a) {
   return a.act == Activation::linear ? a.dy : a.dz_workspace;
 }
 
+// Rows [i0, i1) and columns [j0, j1) of dw.
 template <typename T>
-GemmArgs<T> dense_dw_args(const DenseBackwardArgs<T>& a, index_t i0, index_t i1) {
+GemmArgs<T> dense_dw_args(const DenseBackwardArgs<T>& a, index_t i0, index_t i1, index_t j0, index_t j1) {
   GemmArgs<T> g;  // dw (IC, OC) = x^T (IC, N) * dz (N, OC)
   g.m = i1 - i0;
-  g.n = a.oc;
+  g.n = j1 - j0;
   g.k = a.n;
   g.a = a.x + i0;
   g.rsa = 1;
   g.csa = a.ic;
-  g.b = dense_dz(a);
+  g.b = dense_dz(a) + j0;
   g.rsb = a.oc;
   g.csb = 1;
-  g.c = a.dw + i0 * a.oc;
+  g.c = a.dw + i0 * a.oc + j0;
   g.ldc = a.oc;
   g.accumulate = a.accumulate;
   return g;

@@ -561,11 +561,20 @@ void Epoch<T>::backward_weights(index_t i, int tid, int nth) {
     }
   }
   const int threads = threads_for(2.0 * double(d.n) * double(d.ic) * double(d.oc), kGemmFlopsPerThread, cap);
-  thread_range(d.ic, kRowAlign, tid, nth, b, e);
-  if (e > b) {
-    GemmArgs<T> g = dense_dw_args(d, b, e);
-    g.nthreads = threads;
-    k_.gemm(g);
+  if (d.oc > d.ic) {  // split dw along its longer side: whole register tiles each
+    thread_range(d.oc, kColumnAlign, tid, nth, b, e);
+    if (e > b) {
+      GemmArgs<T> g = dense_dw_args(d, 0, d.ic, b, e);
+      g.nthreads = threads;
+      k_.gemm(g);
+    }
+  } else {
+    thread_range(d.ic, kRowAlign, tid, nth, b, e);
+    if (e > b) {
+      GemmArgs<T> g = dense_dw_args(d, b, e, 0, d.oc);
+      g.nthreads = threads;
+      k_.gemm(g);
+    }
   }
   if (!d.dx) return;
   thread_range(d.n, kRowAlign, tid, nth, b, e);
@@ -853,7 +862,7 @@ void Epoch<T>::finish() {
 }  // namespace
 
 namespace {
-std::atomic<double> g_team_flops_per_thread{2.0e5};
+std::atomic<double> g_team_flops_per_thread{1.0e6};  // W2 (6e5 per step) stays on one thread: a team made it slower
 }  // namespace
 
 double team_flops_per_thread() { return g_team_flops_per_thread.load(std::memory_order_relaxed); }
