@@ -11,7 +11,7 @@ template <typename T>
 void dense_backward_impl(const DenseBackwardArgs<T>& a) {
   // x (N, IC)  w (IC, OC)  dy, y, z, dz (N, OC)  dx (N, IC)  dw (IC, OC)  db (OC)
   if (a.act != Activation::linear || a.db || a.dslope) {
-    ActBackwardArgs<T> rows = dense_dz_args(a, 0, a.oc);
+    ActBackwardArgs<T> rows = dense_dz_args(a, 0, a.n, 0, a.oc);
     rows.nthreads = threads_for(double(a.n) * double(a.oc), kElementsPerThread, a.nthreads);
     act_backward(rows);
   }

@@ -1,5 +1,5 @@
 // A dense layer's backward in its three parts, each as kernel arguments over a range:
-//   dz = dy * act'(.), db, dslope   over columns [j0, j1)   (act_backward)
+//   dz = dy * act'(.), db, dslope   over a block of columns (and rows) (act_backward)
 //   dw = x^T dz                     over a block of dw (gemm, A read by columns)
 //   dx = dz w^T                     over rows [r0, r1) of dx (gemm, B read by columns)
 // dense_backward runs them over the whole ranges; the training engine gives each thread of
@@ -11,19 +11,22 @@
 
 namespace fastnn {
 
+// Rows [r0, r1) and columns [j0, j1) of dz; the bias and slope gradients of those columns
+// are sums over the rows given, so only a block of all rows yields them.
 template <typename T>
-ActBackwardArgs<T> dense_dz_args(const DenseBackwardArgs<T>& a, index_t j0, index_t j1) {
+ActBackwardArgs<T> dense_dz_args(const DenseBackwardArgs<T>& a, index_t r0, index_t r1, index_t j0, index_t j1) {
+  const index_t at = r0 * a.oc + j0;
   ActBackwardArgs<T> r;
-  r.rows = a.n;
+  r.rows = r1 - r0;
   r.cols = j1 - j0;
   r.ld = a.oc;
-  r.dy = a.dy + j0;
-  r.y = a.y ? a.y + j0 : nullptr;
-  r.z = a.z ? a.z + j0 : nullptr;
+  r.dy = a.dy + at;
+  r.y = a.y ? a.y + at : nullptr;
+  r.z = a.z ? a.z + at : nullptr;
   r.slope = a.slope ? a.slope + j0 : nullptr;
   r.act = a.act;
   r.alpha = a.alpha;
-  r.dz = a.act == Activation::linear ? nullptr : a.dz_workspace + j0;
+  r.dz = a.act == Activation::linear ? nullptr : a.dz_workspace + at;
   r.db = a.db ? a.db + j0 : nullptr;
   r.dslope = a.dslope ? a.dslope + j0 : nullptr;
   r.accumulate = a.accumulate;

@@ -525,14 +525,8 @@ void Epoch<T>::backward_dz(index_t i, int tid, int nth) {
   index_t b, e;
   thread_range(with_sums ? l.out : part_rows_, with_sums ? kColumnAlign : kRowAlign, tid, nth, b, e);
   if (e <= b) return;
-  ActBackwardArgs<T> a = with_sums ? dense_dz_args(d, b, e) : dense_dz_args(d, 0, l.out);
-  if (!with_sums) {  // rows [b, e), dz only
-    a.rows = e - b;
-    a.dy += b * l.out;
-    a.y = a.y ? a.y + b * l.out : nullptr;
-    a.dz += b * l.out;
-    a.db = a.dslope = nullptr;
-  }
+  ActBackwardArgs<T> a = with_sums ? dense_dz_args(d, 0, d.n, b, e) : dense_dz_args(d, b, e, 0, l.out);
+  if (!with_sums) a.db = a.dslope = nullptr;  // rows [b, e): dz only
   a.nthreads = threads_for(double(a.rows) * double(a.cols), kElementsPerThread, nth > 1 ? 1 : 0);
   k_.act_backward(a);
 }
@@ -561,20 +555,12 @@ void Epoch<T>::backward_weights(index_t i, int tid, int nth) {
     }
   }
   const int threads = threads_for(2.0 * double(d.n) * double(d.ic) * double(d.oc), kGemmFlopsPerThread, cap);
-  if (d.oc > d.ic) {  // split dw along its longer side: whole register tiles each
-    thread_range(d.oc, kColumnAlign, tid, nth, b, e);
-    if (e > b) {
-      GemmArgs<T> g = dense_dw_args(d, 0, d.ic, b, e);
-      g.nthreads = threads;
-      k_.gemm(g);
-    }
-  } else {
-    thread_range(d.ic, kRowAlign, tid, nth, b, e);
-    if (e > b) {
-      GemmArgs<T> g = dense_dw_args(d, b, e, 0, d.oc);
-      g.nthreads = threads;
-      k_.gemm(g);
-    }
+  const bool by_columns = d.oc > d.ic;  // split dw along its longer side: whole register tiles each
+  thread_range(by_columns ? d.oc : d.ic, by_columns ? kColumnAlign : kRowAlign, tid, nth, b, e);
+  if (e > b) {
+    GemmArgs<T> g = by_columns ? dense_dw_args(d, 0, d.ic, b, e) : dense_dw_args(d, b, e, 0, d.oc);
+    g.nthreads = threads;
+    k_.gemm(g);
   }
   if (!d.dx) return;
   thread_range(d.n, kRowAlign, tid, nth, b, e);
