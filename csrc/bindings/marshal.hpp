@@ -50,6 +50,20 @@ T* optional_checked(const py::object& obj, const char* name, const std::vector<i
   return obj.is_none() ? nullptr : checked<T>(obj, name, shape, writes);
 }
 
+// The data of `obj` when it is exactly what a kernel reads in place (an ndarray, not a
+// subclass, of dtype T, C-contiguous and aligned, with `ndim` dimensions), else null: the
+// ops' fast paths take it and leave every other input to the Python path that converts it
+// or names what is wrong with it.
+template <typename T>
+const T* plain(const py::handle& obj, int ndim) {
+  if (!py::array::check_(obj) || Py_TYPE(obj.ptr()) != py::detail::npy_api::get().PyArray_Type_) return nullptr;
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (a.ndim() != ndim || !py::isinstance<py::array_t<T>>(obj)) return nullptr;
+  constexpr int kNeeded = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  if ((a.flags() & kNeeded) != kNeeded) return nullptr;
+  return static_cast<const T*>(a.data());
+}
+
 inline index_t dim(const py::handle& obj, int axis) { return py::reinterpret_borrow<py::array>(obj).shape(axis); }
 
 inline bool is_f64(const py::handle& obj) { return py::isinstance<py::array_t<double>>(obj); }

@@ -92,6 +92,49 @@ void dense_forward(const py::object& x, const py::object& w, const py::object& b
   });
 }
 
+// dense_forward into a new array for inputs the kernel reads in place (same float dtype,
+// C-contiguous ndarrays, matching shapes, no PReLU slope), or None for anything else: the
+// Python wrapper then takes its general path, which converts or explains. Skipping that
+// path's checks and copies is what makes a small GEMM through fastnn.ops as fast as x @ w.
+template <typename T>
+py::object dense_forward_plain_as(const py::object& x, const py::object& w, const py::object& b, Activation act,
+                                  double alpha) {
+  const T* xp = plain<T>(x, 2);
+  const T* wp = plain<T>(w, 2);
+  const T* bp = b.is_none() ? nullptr : plain<T>(b, 1);
+  if (!xp || !wp || (!b.is_none() && !bp) || act == Activation::prelu) return py::none();
+  const index_t m = dim(x, 0), k = dim(x, 1), n = dim(w, 1);
+  if (dim(w, 0) != k || (bp && dim(b, 0) != n) || m == 0 || k == 0 || n == 0) return py::none();
+  py::array_t<T> y({m, n});
+  GemmArgs<T> g;
+  g.m = m;
+  g.k = k;
+  g.n = n;
+  g.a = xp;
+  g.b = wp;
+  g.bias = bp;
+  g.c = y.mutable_data();
+  g.rsa = k;
+  g.rsb = n;
+  g.ldc = n;
+  g.ldz = n;
+  g.act = act;
+  g.alpha = T(alpha);
+  g.nthreads = threads_for(2.0 * m * n * k, kGemmFlopsPerThread);
+  const auto& kern = kernels().of<T>();
+  {
+    py::gil_scoped_release release;
+    kern.gemm(g);
+  }
+  return std::move(y);
+}
+
+py::object dense_forward_plain(const py::object& x, const py::object& w, const py::object& b, Activation act,
+                               double alpha) {
+  return is_f64(x) ? dense_forward_plain_as<double>(x, w, b, act, alpha)
+                   : dense_forward_plain_as<float>(x, w, b, act, alpha);
+}
+
 void dense_backward(const py::object& dy, const py::object& x, const py::object& w, const py::object& y,
                     const py::object& z, const py::object& slope, const py::object& dx, const py::object& dw,
                     const py::object& db, const py::object& dslope, Activation act, double alpha, bool accumulate) {
@@ -418,6 +461,8 @@ void bind_ops(py::module_& m) {
         "(gemm_pack_b) and multiplies from the packing.");
   m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("out"),
         py::arg("preact_out"), py::arg("activation"), py::arg("alpha"), py::arg("slope"));
+  m.def("dense_forward_plain", &dense_forward_plain, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("activation"),
+        py::arg("alpha"), "dense_forward into a new array, or None where the inputs need the general path.");
   m.def("dense_backward", &dense_backward, py::arg("grad_out"), py::arg("x"), py::arg("w"), py::arg("out"),
         py::arg("preact"), py::arg("slope"), py::arg("grad_x"), py::arg("grad_w"), py::arg("grad_b"),
         py::arg("grad_slope"), py::arg("activation"), py::arg("alpha"), py::arg("accumulate"));

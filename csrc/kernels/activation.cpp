@@ -20,8 +20,7 @@ void act_forward_impl(const ActArgs<typename D::T>& a) {
   constexpr int W = D::W;
   const auto alpha = D::set1(a.alpha);
   const index_t rows = a.rows, cols = a.cols;
-#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
-  for (index_t r = 0; r < rows; ++r) {
+  parallel_for(rows, a.nthreads, [&](index_t r) {
     const T* x = a.x + r * cols;
     T* y = a.out + r * cols;
     for (index_t j = 0; j < cols; j += W) {
@@ -29,7 +28,7 @@ void act_forward_impl(const ActArgs<typename D::T>& a) {
       const auto slope = a.slope ? load_part<D>(a.slope + j, n) : D::zero();
       store_part<D>(y + j, act_forward<D>(a.act, load_part<D>(x + j, n), alpha, slope), n);
     }
-  }
+  });
 }
 
 template <class D>
@@ -44,63 +43,57 @@ void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
   double* db_part = a.partials;
   double* dslope_part = a.partials + chunks * cols;
 
-#pragma omp parallel num_threads(a.nthreads) if (a.nthreads > 1)
-  {
+  parallel_for(chunks, a.nthreads, [&](index_t c) {
     alignas(64) T contrib[kColBlock];
-#pragma omp for schedule(static)
-    for (index_t c = 0; c < chunks; ++c) {
-      double* pdb = db_part + c * cols;
-      double* pds = dslope_part + c * cols;
-      if (want_db) std::fill(pdb, pdb + cols, 0.0);
-      if (want_dslope) std::fill(pds, pds + cols, 0.0);
-      for (index_t r = c * kReduceChunkRows; r < std::min(rows, (c + 1) * kReduceChunkRows); ++r) {
-        const T* dy = a.dy + r * ld;
-        const T* dz = dy;
-        if (a.act == Activation::linear && a.dz) {
-          std::copy(dy, dy + cols, a.dz + r * ld);
-        } else if (a.act != Activation::linear) {
-          T* out = a.dz + r * ld;
-          const T* y = a.y ? a.y + r * ld : nullptr;
-          const T* z = a.z ? a.z + r * ld : nullptr;
-          for (index_t j0 = 0; j0 < cols; j0 += kColBlock) {
-            const index_t jn = std::min(kColBlock, cols - j0);
-            for (index_t j = j0; j < j0 + jn; j += W) {
-              const index_t n = std::min<index_t>(W, j0 + jn - j);
-              // Masked moves only on the tail: a masked store is microcoded (slow) on AMD.
-              const auto vdy = load_part<D>(dy + j, n);
-              const auto vy = y ? load_part<D>(y + j, n) : D::zero();
-              const auto vz = z ? load_part<D>(z + j, n) : D::zero();
-              const auto slope = a.slope ? load_part<D>(a.slope + j, n) : D::zero();
-              store_part<D>(out + j, act_backward<D>(a.act, vdy, vy, vz, alpha, slope), n);
-              if (want_dslope) {  // d slope = dy * z where z <= 0
-                const auto g = D::select(D::gt(vz, D::zero()), D::zero(), D::mul(vdy, vz));
-                D::store(contrib + (j - j0), g);
-              }
+    double* pdb = db_part + c * cols;
+    double* pds = dslope_part + c * cols;
+    if (want_db) std::fill(pdb, pdb + cols, 0.0);
+    if (want_dslope) std::fill(pds, pds + cols, 0.0);
+    for (index_t r = c * kReduceChunkRows; r < std::min(rows, (c + 1) * kReduceChunkRows); ++r) {
+      const T* dy = a.dy + r * ld;
+      const T* dz = dy;
+      if (a.act == Activation::linear && a.dz) {
+        std::copy(dy, dy + cols, a.dz + r * ld);
+      } else if (a.act != Activation::linear) {
+        T* out = a.dz + r * ld;
+        const T* y = a.y ? a.y + r * ld : nullptr;
+        const T* z = a.z ? a.z + r * ld : nullptr;
+        for (index_t j0 = 0; j0 < cols; j0 += kColBlock) {
+          const index_t jn = std::min(kColBlock, cols - j0);
+          for (index_t j = j0; j < j0 + jn; j += W) {
+            const index_t n = std::min<index_t>(W, j0 + jn - j);
+            // Masked moves only on the tail: a masked store is microcoded (slow) on AMD.
+            const auto vdy = load_part<D>(dy + j, n);
+            const auto vy = y ? load_part<D>(y + j, n) : D::zero();
+            const auto vz = z ? load_part<D>(z + j, n) : D::zero();
+            const auto slope = a.slope ? load_part<D>(a.slope + j, n) : D::zero();
+            store_part<D>(out + j, act_backward<D>(a.act, vdy, vy, vz, alpha, slope), n);
+            if (want_dslope) {  // d slope = dy * z where z <= 0
+              const auto g = D::select(D::gt(vz, D::zero()), D::zero(), D::mul(vdy, vz));
+              D::store(contrib + (j - j0), g);
             }
-            if (want_dslope)
-              for (index_t j = 0; j < jn; ++j) pds[j0 + j] += double(contrib[j]);
           }
-          dz = out;
+          if (want_dslope)
+            for (index_t j = 0; j < jn; ++j) pds[j0 + j] += double(contrib[j]);
         }
-        if (want_db)
-          for (index_t j = 0; j < cols; ++j) pdb[j] += double(dz[j]);
+        dz = out;
       }
+      if (want_db)
+        for (index_t j = 0; j < cols; ++j) pdb[j] += double(dz[j]);
     }
-    // Chunk partials are added in chunk order; threads split the columns.
-#pragma omp for schedule(static)
-    for (index_t j = 0; j < cols; ++j) {
-      if (want_db) {
-        double s = a.accumulate ? double(a.db[j]) : 0.0;
-        for (index_t c = 0; c < chunks; ++c) s += db_part[c * cols + j];
-        a.db[j] = T(s);
-      }
-      if (want_dslope) {
-        double s = a.accumulate ? double(a.dslope[j]) : 0.0;
-        for (index_t c = 0; c < chunks; ++c) s += dslope_part[c * cols + j];
-        a.dslope[j] = T(s);
-      }
+  });
+  parallel_for(cols, a.nthreads, [&](index_t j) {
+    if (want_db) {
+      double s = a.accumulate ? double(a.db[j]) : 0.0;
+      for (index_t c = 0; c < chunks; ++c) s += db_part[c * cols + j];
+      a.db[j] = T(s);
     }
-  }
+    if (want_dslope) {
+      double s = a.accumulate ? double(a.dslope[j]) : 0.0;
+      for (index_t c = 0; c < chunks; ++c) s += dslope_part[c * cols + j];
+      a.dslope[j] = T(s);
+    }
+  });
 }
 
 // Plain loops, auto-vectorized under this path's flags: per row an int count of exact

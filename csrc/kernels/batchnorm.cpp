@@ -46,15 +46,14 @@ void normalize_rows(index_t n, index_t c, const T* x, const double* center, cons
     lo[j] = T(center[j] - double(hi[j]));
     scale_t[j] = T(scale[j]);
   }
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
-  for (index_t r = 0; r < n; ++r) {
+  parallel_for(n, nthreads, [&](index_t r) {
     const T* xr = x + r * c;
     T* yr = y + r * c;
     for_row_vectors<V>(c, [&](index_t j, index_t m) {
       const auto centered = V::sub(V::sub(load_part<V>(xr + j, m), load_part<V>(hi + j, m)), load_part<V>(lo + j, m));
       store_part<V>(yr + j, V::add(V::mul(centered, load_part<V>(scale_t + j, m)), load_part<V>(shift + j, m)), m);
     });
-  }
+  });
 }
 
 // Rows [r0, r1) of one strip of columns added into acc: acc[j] += d, acc[c + j] += d * d with
@@ -187,8 +186,7 @@ void backward(const BatchNormBackwardArgs<T>& a) {
   if (!a.dx) return;
   using V = vec_of<T>;
   const T* mean = a.mean;
-#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
-  for (index_t r = 0; r < n; ++r) {
+  parallel_for(n, a.nthreads, [&](index_t r) {
     const T* dyr = a.dy + r * c;
     const T* xr = a.x + r * c;
     T* dxr = a.dx + r * c;
@@ -197,7 +195,7 @@ void backward(const BatchNormBackwardArgs<T>& a) {
       const auto rest = V::add(V::mul(load_part<V>(k_xc + j, m), xc), load_part<V>(k_0 + j, m));
       store_part<V>(dxr + j, V::add(V::mul(load_part<V>(k_dy + j, m), load_part<V>(dyr + j, m)), rest), m);
     });
-  }
+  });
 }
 
 }  // namespace

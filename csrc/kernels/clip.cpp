@@ -62,8 +62,7 @@ double sum_squares_impl(const T* x, index_t n, int nthreads) {
   const index_t chunks = (n + kChunk - 1) / kChunk;
   const index_t groups = (chunks + kChunksAtOnce - 1) / kChunksAtOnce;
   double* partial = static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(double)));
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && groups > 1)
-  for (index_t g = 0; g < groups; ++g) {
+  parallel_for(groups, nthreads, [&](index_t g) {
     const index_t first = g * kChunksAtOnce;
     const index_t full = std::min<index_t>(kChunksAtOnce, n / kChunk - first);  // full chunks in this group
     const T* xg = x + first * kChunk;
@@ -74,7 +73,7 @@ double sum_squares_impl(const T* x, index_t n, int nthreads) {
     const index_t short_chunk = std::max<index_t>(full, 0);
     if (short_chunk < kChunksAtOnce && first + short_chunk < chunks)  // the last, short chunk
       chunk_squares<1>(xg + short_chunk * kChunk, n - (first + short_chunk) * kChunk, partial + first + short_chunk);
-  }
+  });
   double total = 0.0;
   for (index_t c = 0; c < chunks; ++c) total += partial[c];
   return total;
@@ -83,8 +82,7 @@ double sum_squares_impl(const T* x, index_t n, int nthreads) {
 template <typename T, class F>
 void for_chunks(index_t n, int nthreads, F f) {
   const index_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
-  for (index_t c = 0; c < chunks; ++c) f(c * kChunk, std::min(n, (c + 1) * kChunk));
+  parallel_for(chunks, nthreads, [&](index_t c) { f(c * kChunk, std::min(n, (c + 1) * kChunk)); });
 }
 
 template <typename T>

@@ -259,8 +259,7 @@ void run(const DropoutArgs<T>& a) {
   const std::uint32_t threshold = drop_threshold(a.rate);
   const T scale = T(1.0 / (1.0 - a.rate));
   const index_t tasks = (n + kTaskElements - 1) / kTaskElements;
-#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
-  for (index_t t = 0; t < tasks; ++t) {
+  parallel_for(tasks, a.nthreads, [&](index_t t) {
     const index_t end = std::min(n, (t + 1) * kTaskElements);
     for (index_t e0 = t * kTaskElements; e0 < end; e0 += kGroup) {
       const index_t m = std::min(kGroup, end - e0);
@@ -282,7 +281,7 @@ void run(const DropoutArgs<T>& a) {
       if (m < kGroup) bits &= (std::uint64_t(1) << m) - 1u;  // no stray bits past the last element
       apply_bits(a, e0, m, bits, scale);
     }
-  }
+  });
 }
 
 }  // namespace

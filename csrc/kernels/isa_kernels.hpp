@@ -2,6 +2,7 @@
 // the definitions live in the per-path copies of gemm.cpp, activation.cpp, dense.cpp ...
 #pragma once
 #include "kernels.hpp"
+#include "parallel.hpp"
 #include "simd.hpp"
 
 namespace fastnn {

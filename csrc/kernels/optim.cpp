@@ -123,11 +123,10 @@ template <typename T>
 void step_impl(const OptimizerArgs<T>& a) {
   const bool reg = a.l1 != 0.0 || a.l2 != 0.0;
   const index_t chunks = (a.n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
-  for (index_t c = 0; c < chunks; ++c) {
+  parallel_for(chunks, a.nthreads, [&](index_t c) {
     const index_t b = c * kChunk, e = std::min(a.n, (c + 1) * kChunk);
     if (reg) update_range<T, true>(a, b, e); else update_range<T, false>(a, b, e);
-  }
+  });
 }
 
 }  // namespace

@@ -5,10 +5,7 @@
 #include <algorithm>
 #include <type_traits>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
+#include "parallel.hpp"
 #include "simd.hpp"
 #include "workspace.hpp"
 
@@ -22,8 +19,7 @@ double ordered_sum(index_t n, index_t chunk, int nthreads, ChunkSum chunk_sum) {
   const index_t chunks = (n + chunk - 1) / chunk;
   if (chunks == 1) return chunk_sum(index_t(0), n);
   double* partial = static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(double)));
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
-  for (index_t c = 0; c < chunks; ++c) partial[c] = chunk_sum(c * chunk, std::min(n, (c + 1) * chunk));
+  parallel_for(chunks, nthreads, [&](index_t c) { partial[c] = chunk_sum(c * chunk, std::min(n, (c + 1) * chunk)); });
   double total = 0.0;
   for (index_t c = 0; c < chunks; ++c) total += partial[c];
   return total;
@@ -37,21 +33,16 @@ void ordered_column_sums(index_t rows, index_t cols, int sums, int nthreads, dou
   const index_t width = index_t(sums) * cols;
   const index_t chunks = std::max<index_t>(1, reduce_chunks(rows));
   double* partial = static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(chunks * width) * sizeof(double)));
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-  {
-#pragma omp for schedule(static)
-    for (index_t c = 0; c < chunks; ++c) {
-      double* acc = partial + c * width;
-      std::fill(acc, acc + width, 0.0);
-      rows_sum(c * kReduceChunkRows, std::min(rows, (c + 1) * kReduceChunkRows), acc);
-    }
-#pragma omp for schedule(static)
-    for (index_t j = 0; j < width; ++j) {
-      double s = 0.0;
-      for (index_t c = 0; c < chunks; ++c) s += partial[c * width + j];
-      out[j] = s;
-    }
-  }
+  parallel_for(chunks, nthreads, [&](index_t c) {
+    double* acc = partial + c * width;
+    std::fill(acc, acc + width, 0.0);
+    rows_sum(c * kReduceChunkRows, std::min(rows, (c + 1) * kReduceChunkRows), acc);
+  });
+  parallel_for(width, nthreads, [&](index_t j) {
+    double s = 0.0;
+    for (index_t c = 0; c < chunks; ++c) s += partial[c * width + j];
+    out[j] = s;
+  });
 }
 
 // Register-blocked column sums walk the columns in strips of f64 vectors: strip(nv, partial,

@@ -253,44 +253,39 @@ void column_stats_impl(const ColumnStatsArgs<T>& a) {
     for (index_t j = 0; j < c; ++j) k[j] = a.shift[j] == a.shift[j] ? a.shift[j] : 0.0;
   }
   const double inf = std::numeric_limits<double>::infinity();
-#pragma omp parallel num_threads(a.nthreads) if (a.nthreads > 1)
-  {
-#pragma omp for schedule(static)
+  parallel_for(chunks, a.nthreads, [&](index_t ch) {
+    const index_t off = ch * c;
+    TileJob<T> t{a.x, c, ch * kScalerChunkRows, std::min(n, (ch + 1) * kScalerChunkRows), 0, a.w, k,
+                 p_cnt + off, p_sum + off, p_m2 + off, p_min + off, p_max + off};
+    stats_block<T, Weighted, Moments, Extrema>(t, c);
+  });
+  parallel_for(c, a.nthreads, [&](index_t j) {
+    double count = 0.0, sum = 0.0, comp = 0.0, m2 = 0.0, mn = inf, mx = -inf;
     for (index_t ch = 0; ch < chunks; ++ch) {
-      const index_t off = ch * c;
-      TileJob<T> t{a.x, c, ch * kScalerChunkRows, std::min(n, (ch + 1) * kScalerChunkRows), 0, a.w, k,
-                   p_cnt + off, p_sum + off, p_m2 + off, p_min + off, p_max + off};
-      stats_block<T, Weighted, Moments, Extrema>(t, c);
-    }
-#pragma omp for schedule(static)
-    for (index_t j = 0; j < c; ++j) {
-      double count = 0.0, sum = 0.0, comp = 0.0, m2 = 0.0, mn = inf, mx = -inf;
-      for (index_t ch = 0; ch < chunks; ++ch) {
-        const index_t i = ch * c + j;
-        if (Extrema) {
-          mn = p_min[i] < mn ? p_min[i] : mn;
-          mx = p_max[i] > mx ? p_max[i] : mx;
-        }
-        const double nb = Moments ? p_cnt[i] : 0.0;
-        if (!Moments || nb == 0.0) continue;
-        const double sb = p_sum[i];
-        if (count > 0.0) {
-          // Chan, Golub and LeVeque: m2 of the union, from the two means' difference
-          const double delta = sb / nb - (sum + comp) / count;
-          m2 += p_m2[i] + delta * delta * (count * nb / (count + nb));
-        } else {
-          m2 = p_m2[i];
-        }
-        // Neumaier's compensated sum of the block sums
-        const double s2 = sum + sb;
-        comp += std::fabs(sum) >= std::fabs(sb) ? (sum - s2) + sb : (sb - s2) + sum;
-        sum = s2;
-        count += nb;
+      const index_t i = ch * c + j;
+      if (Extrema) {
+        mn = p_min[i] < mn ? p_min[i] : mn;
+        mx = p_max[i] > mx ? p_max[i] : mx;
       }
-      if (Moments) { a.count[j] = count; a.sum[j] = sum + comp; a.m2[j] = m2; }
-      if (Extrema) { a.min[j] = mn; a.max[j] = mx; }
+      const double nb = Moments ? p_cnt[i] : 0.0;
+      if (!Moments || nb == 0.0) continue;
+      const double sb = p_sum[i];
+      if (count > 0.0) {
+        // Chan, Golub and LeVeque: m2 of the union, from the two means' difference
+        const double delta = sb / nb - (sum + comp) / count;
+        m2 += p_m2[i] + delta * delta * (count * nb / (count + nb));
+      } else {
+        m2 = p_m2[i];
+      }
+      // Neumaier's compensated sum of the block sums
+      const double s2 = sum + sb;
+      comp += std::fabs(sum) >= std::fabs(sb) ? (sum - s2) + sb : (sb - s2) + sum;
+      sum = s2;
+      count += nb;
     }
-  }
+    if (Moments) { a.count[j] = count; a.sum[j] = sum + comp; a.m2[j] = m2; }
+    if (Extrema) { a.min[j] = mn; a.max[j] = mx; }
+  });
 }
 
 template <typename T>
@@ -339,11 +334,10 @@ index_t affine_rows(const AffineArgs<T>& a, const double* s, const double* m, co
   const index_t n = a.n;
   const index_t chunks = (n + kScalerChunkRows - 1) / kScalerChunkRows;
   index_t* first_bad = static_cast<index_t*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(index_t)));
-#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
-  for (index_t ch = 0; ch < chunks; ++ch) {
+  parallel_for(chunks, a.nthreads, [&](index_t ch) {
     const index_t r0 = ch * kScalerChunkRows, r1 = std::min(n, r0 + kScalerChunkRows);
     first_bad[ch] = affine_block<T, Clip, Store>(a, r0, r1, s, m, o);
-  }
+  });
   for (index_t ch = 0; ch < chunks; ++ch)
     if (first_bad[ch] >= 0) return first_bad[ch];
   return -1;
@@ -380,8 +374,7 @@ index_t log_offset(const LogArgs<T>& a) {
   const index_t chunks = (n + kScalerChunkRows - 1) / kScalerChunkRows;
   index_t* first_bad = static_cast<index_t*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(index_t)));
   const double offset = a.offset;
-#pragma omp parallel for schedule(static) num_threads(a.nthreads) if (a.nthreads > 1)
-  for (index_t ch = 0; ch < chunks; ++ch) {
+  parallel_for(chunks, a.nthreads, [&](index_t ch) {
     const index_t b = ch * kScalerChunkRows * c, e = std::min(n, (ch + 1) * kScalerChunkRows) * c;
     index_t bad = -1;
     for (index_t i = b; i < e; ++i) {
@@ -390,7 +383,7 @@ index_t log_offset(const LogArgs<T>& a) {
       a.y[i] = T(std::log(v));
     }
     first_bad[ch] = bad;
-  }
+  });
   for (index_t ch = 0; ch < chunks; ++ch)
     if (first_bad[ch] >= 0) return first_bad[ch];
   return -1;

@@ -421,6 +421,14 @@ index_t Epoch<T>::part_rows(index_t m, int rank) const {
 template <typename T>
 void Epoch<T>::gather(index_t r0, index_t r1) {
   const index_t ic = a_.in_features;
+  // The rows are scattered over X: ask for all of their cache lines first, so that the
+  // misses overlap instead of stalling one copy after another.
+  const size_t row_bytes = size_t(ic) * sizeof(T);
+  for (index_t r = r0; r < r1; ++r) {
+    const char* row = reinterpret_cast<const char*>(d_.x + batch_rows_[size_t(part_begin_ + r)] * ic);
+    for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row + b);
+    __builtin_prefetch(row + row_bytes - 1);
+  }
   for (index_t r = r0; r < r1; ++r) {
     const index_t src = batch_rows_[size_t(part_begin_ + r)];
     std::memcpy(xb_.get() + r * ic, d_.x + src * ic, size_t(ic) * sizeof(T));

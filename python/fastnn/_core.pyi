@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'ColumnStats', 'EpochConfig', 'EpochResult', 'LayerKind', 'LayerSpec', 'LossKind', 'Model', 'OptimizerHyper', 'OptimizerKind', 'RowSplit', 'Schedule', 'ScheduleKind', 'activation_backward', 'activation_forward', 'available_paths', 'batchnorm_backward', 'batchnorm_forward', 'build_info', 'calling_thread_num_threads', 'clip_value_', 'cpu_info', 'dense_backward', 'dense_forward', 'dropout', 'explicit_num_threads', 'fork_guard_mode', 'gemm', 'gemm_tile', 'get_num_threads', 'loss', 'optimizer_step', 'philox4x32_10', 'scale_', 'scaler_affine', 'scaler_column_stats', 'scaler_log', 'scaler_quantiles', 'set_calling_thread_num_threads', 'set_num_threads', 'simd_path', 'sum_squares']
+__all__: list[str] = ['Activation', 'ColumnStats', 'EpochConfig', 'EpochResult', 'LayerKind', 'LayerSpec', 'LossKind', 'Model', 'OptimizerHyper', 'OptimizerKind', 'RowSplit', 'Schedule', 'ScheduleKind', 'activation_backward', 'activation_forward', 'available_paths', 'batchnorm_backward', 'batchnorm_forward', 'build_info', 'calling_thread_num_threads', 'clip_value_', 'cpu_info', 'dense_backward', 'dense_forward', 'dense_forward_plain', 'dropout', 'explicit_num_threads', 'fork_guard_mode', 'gemm', 'gemm_tile', 'get_num_threads', 'loss', 'optimizer_step', 'philox4x32_10', 'scale_', 'scaler_affine', 'scaler_column_stats', 'scaler_log', 'scaler_quantiles', 'set_calling_thread_num_threads', 'set_num_threads', 'simd_path', 'sum_squares']
 class ScheduleKind:
     """
     Members:
@@ -638,6 +638,10 @@ def dense_backward(grad_out: typing.Any, x: typing.Any, w: typing.Any, out: typi
     ...
 def dense_forward(x: typing.Any, w: typing.Any, b: typing.Any, out: typing.Any, preact_out: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex, slope: typing.Any) -> None:
     ...
+def dense_forward_plain(x: typing.Any, w: typing.Any, b: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
+    """
+    dense_forward into a new array, or None where the inputs need the general path.
+    """
 def dropout(x: typing.Any, out: typing.Any, mask_out: typing.Any, mask: typing.Any, n: typing.SupportsInt | typing.SupportsIndex, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, backward: bool) -> None:
     """
     Flat dropout: out = x * (keep ? 1 / (1 - rate) : 0); mask bits packed little-endian.

@@ -148,11 +148,26 @@ class ActivationGrads(NamedTuple):
     dslope: np.ndarray | None
 
 
+_ACTIVATION_MEMO: dict = {}  # (name, negative_slope, alpha) -> (enum, parameter), once validated
+_ACTIVATION_MEMO_SIZE = 64
+_PLAIN_NUMBERS = (int, float)
+
+
 def _activation(activation, negative_slope, alpha):
-    """(enum, scalar parameter) for an activation name, all three validated."""
+    """(enum, scalar parameter) for an activation name, all three validated. Valid plain
+    str/int/float combinations are remembered: validating took longer than a small GEMM."""
+    memo = (type(activation) is str and type(negative_slope) in _PLAIN_NUMBERS
+            and type(alpha) in _PLAIN_NUMBERS)
+    if memo:
+        hit = _ACTIVATION_MEMO.get((activation, negative_slope, alpha))
+        if hit is not None:
+            return hit
     a = check_params(_parameter_checks, {"activation": activation, "negative_slope": negative_slope, "alpha": alpha})
     param = {"leaky_relu": a["negative_slope"], "elu": a["alpha"]}.get(activation, 0.0)
-    return _ACTIVATION_CODES[activation], param
+    result = _ACTIVATION_CODES[activation], param
+    if memo and len(_ACTIVATION_MEMO) < _ACTIVATION_MEMO_SIZE:
+        _ACTIVATION_MEMO[(activation, negative_slope, alpha)] = result
+    return result
 
 
 def _slope(activation, slope, n_units, dtype, n_units_name):
@@ -214,6 +229,12 @@ def dense_forward(x, w, b=None, activation="linear", *, negative_slope=0.01, alp
         If shapes disagree, an activation is unknown, or an output buffer is not a
         writeable array of the right shape and dtype.
     """
+    code, param = _activation(activation, negative_slope, alpha)
+    if out is None and preact_out is None and slope is None:
+        # Same-dtype C-contiguous ndarrays go straight to the kernel (None: anything else)
+        y = _core.dense_forward_plain(x, w, b, code, param)
+        if y is not None:
+            return y
     x = as_numeric("x", x)
     w = as_numeric("w", w)
     b = None if b is None else as_numeric("b", b)
@@ -225,7 +246,6 @@ def dense_forward(x, w, b=None, activation="linear", *, negative_slope=0.01, alp
     n, oc = x.shape[0], w.shape[1]
     if b is not None and b.shape != (oc,):
         raise ValueError(f"b must have shape ({oc},) (out_features), got {b.shape}")
-    code, param = _activation(activation, negative_slope, alpha)
     dtype = compute_dtype(x, w, b)
     s = _slope(activation, slope, oc, dtype, "out_features")
     y = out_or_new("out", out, (n, oc), dtype)

@@ -212,3 +212,65 @@ def test_torch_linear_cross_check(activation, rng):
     np.testing.assert_allclose(g.dx, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(g.dw, lin.weight.grad.numpy().T, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(g.db, lin.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+FAST_PATH_ACTIVATIONS = [("linear", {}), ("relu", {}), ("leaky_relu", {"negative_slope": 0.2}),
+                         ("elu", {"alpha": 0.5}), ("sigmoid", {}), ("tanh", {})]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation,kwargs", FAST_PATH_ACTIVATIONS, ids=[a for a, _ in FAST_PATH_ACTIVATIONS])
+def test_plain_inputs_skip_to_the_kernel_with_the_same_result(simd, dtype, activation, kwargs, rng):
+    """Same-dtype C-contiguous arrays go straight to the kernel (``_core.dense_forward_plain``);
+    the result is bitwise the general path's (forced here by passing ``out``)."""
+    x = rng.standard_normal((37, 19)).astype(dtype)
+    w = rng.standard_normal((19, 23)).astype(dtype)
+    for b in (None, rng.standard_normal(23).astype(dtype)):
+        fast = ops.dense_forward(x, w, b, activation, **kwargs)
+        general = ops.dense_forward(x, w, b, activation, out=np.full((37, 23), np.nan, dtype), **kwargs)
+        assert fast.dtype == dtype and fast.flags.c_contiguous and fast.flags.writeable
+        assert np.array_equal(fast, general)
+        assert not np.shares_memory(fast, x) and not np.shares_memory(fast, w)
+
+
+def test_inputs_that_need_converting_or_explaining_take_the_general_path(simd, rng):
+    """The kernel's direct entry declines (None) whatever it would have to convert, and
+    ops.dense_forward then converts it or names the argument that is wrong."""
+    from fastnn import _core
+    code, param = ops._activation("relu", 0.01, 1.0)
+    x = rng.standard_normal((8, 5)).astype(np.float32)
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+    expected = ops.dense_forward(x, w, activation="relu")
+
+    class Sub(np.ndarray):
+        pass
+
+    declined = {
+        "fortran x": (np.asfortranarray(x), w, None),
+        "strided w": (x, np.repeat(w, 2, axis=1)[:, ::2], None),
+        "float64 w": (x, w.astype(np.float64), None),
+        "list x": (x.tolist(), w, None),
+        "subclass x": (x.view(Sub), w, None),
+        "float64 b": (x, w, np.zeros(3)),
+        "2-D b": (x, w, np.zeros((1, 3), np.float32)),
+        "int x": (x.astype(np.int32), w, None),
+        "no rows": (x[:0], w, None),
+        "shape mismatch": (x, w[:4], None),
+    }
+    for label, (xi, wi, bi) in declined.items():
+        assert _core.dense_forward_plain(xi, wi, bi, code, param) is None, label
+    for xi in (np.asfortranarray(x), x.view(Sub), x.tolist()):
+        np.testing.assert_allclose(ops.dense_forward(xi, w, activation="relu"), expected, rtol=1e-6)
+    assert ops.dense_forward(x, w.astype(np.float64), activation="relu").dtype == np.float64
+    with pytest.raises(ValueError, match="w must have shape"):
+        ops.dense_forward(x, w[:4])
+    with pytest.raises(ValueError, match="b must have shape"):
+        ops.dense_forward(x, w, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="prelu"):
+        ops.dense_forward(x, w, activation="prelu")
+    with pytest.raises(ValueError, match="activation"):
+        ops.dense_forward(x, w, activation="swish")
+    with pytest.raises((TypeError, ValueError), match="negative_slope"):
+        ops.dense_forward(x, w, activation="leaky_relu", negative_slope=True)
+    with pytest.raises(ValueError, match="negative_slope"):
+        ops.dense_forward(x, w, activation="leaky_relu", negative_slope=-1.0)

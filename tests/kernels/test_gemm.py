@@ -173,7 +173,7 @@ def test_prepacked_accumulates_and_ignores_thread_count(simd, dtype, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,k,n", [(16, 128, 64), (64, 64, 64), (256, 64, 128), (13, 300, 47), (33, 64, 17),
-                                   (40, 32, 16), (7, 16, 1), (100, 257, 1)])
+                                   (40, 32, 16), (7, 16, 1), (100, 257, 1), (263, 40, 33)])
 def test_in_place_packed_and_matvec_paths_agree_bitwise(simd, dtype, m, k, n, rng):
     """B in place (row-major) == B packed (stored transposed) == B prepacked, and A read by
     rows == A read by columns (the matrix-vector kernel when n == 1)."""

@@ -126,10 +126,13 @@ struct GemmPlan {
   explicit GemmPlan(const GemmArgs<T>& args) : g(args) {
     column_a = g.csa != 1;
     lda = column_a ? g.csa : g.rsa;
-    // Row-major A is read in place when its rows are short (a dense layer's 16..128 inputs):
-    // copying would cost as much as it saves. Long rows are packed, because rows a large
+    // A is read in place when its rows (row mode) or depth steps (column mode, A = X^T) are
+    // short, a dense layer's 16..128 inputs: copying would cost as much as it saves (a W2
+    // step spent 5% of its time packing X^T). Long ones are packed, because lines a large
     // (often power-of-two) stride apart fall into the same L1 sets and evict each other.
-    pack_a = column_a || lda * index_t(sizeof(T)) >= 1024;
+    // In column mode a tile of fewer than MR rows is still packed (zero-padded), since the
+    // kernel reads MR values per depth step and those past the last row lie outside A.
+    pack_a = lda * index_t(sizeof(T)) >= 1024;
     if (g.b_packed)
       b_source = BSource::prepacked;
     else if (g.csb == 1 && g.k * g.rsb * index_t(sizeof(T)) <= kInPlaceBBytes)
@@ -227,10 +230,12 @@ void sweep_block(const GemmPlan<D, MR, NV>& plan, index_t jc, index_t nc, index_
   T* apack = nullptr;
   for (index_t tile0 = tile_begin; tile0 < tile_end; tile0 += mb) {
     const index_t tile1 = std::min(tile_end, tile0 + mb);
-    if (plan.pack_a) {
+    const bool edge_only = !plan.pack_a && plan.column_a;  // pack just a last partial tile
+    const index_t pack0 = edge_only ? std::max(tile0, tile1 - 1) : tile0;
+    if ((plan.pack_a || (edge_only && g.m < tile1 * MR)) && pack0 < tile1) {
       if (apack == nullptr)
         apack = static_cast<T*>(thread_scratch(ScratchSlot::gemm_packed_a, size_t(mb * MR * kc_max) * sizeof(T)));
-      pack_a_block<T, MR>(kc, tile0 * MR, std::min(g.m, tile1 * MR), g.a, plan.lda, pc, plan.column_a, apack);
+      pack_a_block<T, MR>(kc, pack0 * MR, std::min(g.m, tile1 * MR), g.a, plan.lda, pc, plan.column_a, apack);
     }
     for (index_t p = panel_begin; p < panel_end; ++p) {
       const index_t j0 = jc + p * NR;
@@ -247,9 +252,11 @@ void sweep_block(const GemmPlan<D, MR, NV>& plan, index_t jc, index_t nc, index_
         const TileEpilogue<T>* ep = tile_epilogue(g, last, i0, j0, storage);
         T* c = g.c + i0 * g.ldc + j0;
         const T* a_tile = plan.pack_a ? apack + (tile - tile0) * MR * kc : g.a + i0 * plan.lda + pc;
-        if (plan.column_a)
-          run_tile<D, MR, NV, true>(kc, a_tile, MR, bp, ldb, layout, c, g.ldc, mv, nv, load_c, ep);
-        else
+        if (plan.column_a) {
+          const bool packed = plan.pack_a || mv < MR;
+          const T* a_col = !packed ? g.a + pc * plan.lda + i0 : apack + (tile - pack0) * MR * kc;
+          run_tile<D, MR, NV, true>(kc, a_col, packed ? MR : plan.lda, bp, ldb, layout, c, g.ldc, mv, nv, load_c, ep);
+        } else
           run_tile<D, MR, NV, false>(kc, a_tile, plan.pack_a ? kc : plan.lda, bp, ldb, layout, c, g.ldc, mv, nv,
                                      load_c, ep);
       }
