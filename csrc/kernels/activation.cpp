@@ -7,6 +7,7 @@
 #endif
 
 #include "activation_math.hpp"
+#include "reduce.hpp"
 
 namespace fastnn {
 namespace FASTNN_ISA {
@@ -14,8 +15,8 @@ namespace {
 
 constexpr index_t kColBlock = 256;  // columns handled per stack buffer in the backward pass
 
-template <class D>
-void act_forward_impl(const ActArgs<typename D::T>& a) {
+template <class D, Activation kAct>
+void act_forward_as(const ActArgs<typename D::T>& a) {
   using T = typename D::T;
   constexpr int W = D::W;
   const auto alpha = D::set1(a.alpha);
@@ -26,60 +27,68 @@ void act_forward_impl(const ActArgs<typename D::T>& a) {
     for (index_t j = 0; j < cols; j += W) {
       const index_t n = std::min<index_t>(W, cols - j);
       const auto slope = a.slope ? load_part<D>(a.slope + j, n) : D::zero();
-      store_part<D>(y + j, act_forward<D>(a.act, load_part<D>(x + j, n), alpha, slope), n);
+      store_part<D>(y + j, act_forward<D>(kAct, load_part<D>(x + j, n), alpha, slope), n);
     }
   });
 }
 
 template <class D>
-void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
+void act_forward_impl(const ActArgs<typename D::T>& a) {
+  with_activation(a.act, [&](auto act) { act_forward_as<D, decltype(act)::value>(a); });
+}
+
+// dz and the column sums for one activation (a template parameter: no branch per vector).
+// Chunk c's sums go to its own partials, each column added in row order, and the partials
+// are then added in chunk order: the same sums for any number of threads.
+template <class D, Activation kAct>
+void act_backward_as(const ActBackwardArgs<typename D::T>& a) {
   using T = typename D::T;
   constexpr int W = D::W;
   const index_t rows = a.rows, cols = a.cols, ld = a.ld > 0 ? a.ld : a.cols;
   const index_t chunks = reduce_chunks(rows);
   const bool want_db = a.db != nullptr;
-  const bool want_dslope = a.dslope != nullptr && a.act == Activation::prelu;
+  const bool want_dslope = kAct == Activation::prelu && a.dslope != nullptr;
   const auto alpha = D::set1(a.alpha);
   double* db_part = a.partials;
   double* dslope_part = a.partials + chunks * cols;
 
   parallel_for(chunks, a.nthreads, [&](index_t c) {
-    alignas(64) T contrib[kColBlock];
-    double* pdb = db_part + c * cols;
+    const index_t r0 = c * kReduceChunkRows, r1 = std::min(rows, r0 + kReduceChunkRows);
     double* pds = dslope_part + c * cols;
-    if (want_db) std::fill(pdb, pdb + cols, 0.0);
     if (want_dslope) std::fill(pds, pds + cols, 0.0);
-    for (index_t r = c * kReduceChunkRows; r < std::min(rows, (c + 1) * kReduceChunkRows); ++r) {
+    alignas(64) T contrib[kColBlock];
+    for (index_t r = r0; r < r1; ++r) {
       const T* dy = a.dy + r * ld;
-      const T* dz = dy;
-      if (a.act == Activation::linear && a.dz) {
-        std::copy(dy, dy + cols, a.dz + r * ld);
-      } else if (a.act != Activation::linear) {
-        T* out = a.dz + r * ld;
-        const T* y = a.y ? a.y + r * ld : nullptr;
-        const T* z = a.z ? a.z + r * ld : nullptr;
-        for (index_t j0 = 0; j0 < cols; j0 += kColBlock) {
-          const index_t jn = std::min(kColBlock, cols - j0);
-          for (index_t j = j0; j < j0 + jn; j += W) {
-            const index_t n = std::min<index_t>(W, j0 + jn - j);
-            // Masked moves only on the tail: a masked store is microcoded (slow) on AMD.
-            const auto vdy = load_part<D>(dy + j, n);
-            const auto vy = y ? load_part<D>(y + j, n) : D::zero();
-            const auto vz = z ? load_part<D>(z + j, n) : D::zero();
-            const auto slope = a.slope ? load_part<D>(a.slope + j, n) : D::zero();
-            store_part<D>(out + j, act_backward<D>(a.act, vdy, vy, vz, alpha, slope), n);
-            if (want_dslope) {  // d slope = dy * z where z <= 0
-              const auto g = D::select(D::gt(vz, D::zero()), D::zero(), D::mul(vdy, vz));
-              D::store(contrib + (j - j0), g);
-            }
-          }
-          if (want_dslope)
-            for (index_t j = 0; j < jn; ++j) pds[j0 + j] += double(contrib[j]);
-        }
-        dz = out;
+      if constexpr (kAct == Activation::linear) {
+        if (a.dz) std::copy(dy, dy + cols, a.dz + r * ld);
+        continue;
       }
-      if (want_db)
-        for (index_t j = 0; j < cols; ++j) pdb[j] += double(dz[j]);
+      T* out = a.dz + r * ld;
+      const T* y = a.y ? a.y + r * ld : nullptr;
+      const T* z = a.z ? a.z + r * ld : nullptr;
+      for (index_t j0 = 0; j0 < cols; j0 += kColBlock) {
+        const index_t jn = std::min(kColBlock, cols - j0);
+        for (index_t j = j0; j < j0 + jn; j += W) {
+          const index_t n = std::min<index_t>(W, j0 + jn - j);
+          // Masked moves only on the tail: a masked store is microcoded (slow) on AMD.
+          const auto vdy = load_part<D>(dy + j, n);
+          const auto vy = y ? load_part<D>(y + j, n) : D::zero();
+          const auto vz = z ? load_part<D>(z + j, n) : D::zero();
+          const auto slope = a.slope ? load_part<D>(a.slope + j, n) : D::zero();
+          store_part<D>(out + j, act_backward<D>(kAct, vdy, vy, vz, alpha, slope), n);
+          if (want_dslope) {  // d slope = dy * z where z <= 0
+            const auto g = D::select(D::gt(vz, D::zero()), D::zero(), D::mul(vdy, vz));
+            D::store(contrib + (j - j0), g);
+          }
+        }
+        if (want_dslope)
+          for (index_t j = 0; j < jn; ++j) pds[j0 + j] += double(contrib[j]);
+      }
+    }
+    if (want_db) {
+      double* pdb = db_part + c * cols;
+      std::fill(pdb, pdb + cols, 0.0);
+      add_column_sums(kAct == Activation::linear ? a.dy : a.dz, ld, cols, r0, r1, pdb);
     }
   });
   parallel_for(cols, a.nthreads, [&](index_t j) {
@@ -94,6 +103,11 @@ void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
       a.dslope[j] = T(s);
     }
   });
+}
+
+template <class D>
+void act_backward_impl(const ActBackwardArgs<typename D::T>& a) {
+  with_activation(a.act, [&](auto act) { act_backward_as<D, decltype(act)::value>(a); });
 }
 
 // Plain loops, auto-vectorized under this path's flags: per row an int count of exact

@@ -112,6 +112,22 @@ inline reg_t<D> v_tanh(reg_t<D> x) {
   }
 }
 
+// f(std::integral_constant<Activation, act>()): one instantiation of f per activation, so
+// that the per-vector work inside it has no branch on the activation.
+template <class F>
+inline decltype(auto) with_activation(Activation act, F&& f) {
+  switch (act) {
+    case Activation::relu: return f(std::integral_constant<Activation, Activation::relu>());
+    case Activation::leaky_relu: return f(std::integral_constant<Activation, Activation::leaky_relu>());
+    case Activation::prelu: return f(std::integral_constant<Activation, Activation::prelu>());
+    case Activation::elu: return f(std::integral_constant<Activation, Activation::elu>());
+    case Activation::sigmoid: return f(std::integral_constant<Activation, Activation::sigmoid>());
+    case Activation::tanh: return f(std::integral_constant<Activation, Activation::tanh>());
+    case Activation::linear: break;
+  }
+  return f(std::integral_constant<Activation, Activation::linear>());
+}
+
 // y = act(z). `alpha` is the leaky slope or the ELU alpha; `slope` the PReLU slopes.
 template <class D>
 inline reg_t<D> act_forward(Activation act, reg_t<D> z, reg_t<D> alpha, reg_t<D> slope) {

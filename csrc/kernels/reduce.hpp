@@ -75,5 +75,22 @@ inline void wide_store(double* p, typename f64v::R v, index_t n) {
   else f64v::store(p, v);
 }
 
+// acc[j] += the sum of x[r * ld + j] over rows [r0, r1), for j < cols: in float64, each
+// column's rows added one after another in row order (as a scalar loop would add them), a
+// strip's sums held in registers rather than loaded and stored for every row.
+template <typename S>
+void add_column_sums(const S* x, index_t ld, index_t cols, index_t r0, index_t r1, double* acc) {
+  constexpr index_t W = f64v::W;
+  for_column_strips(cols, [&](auto nv, auto partial, index_t j0, index_t last) {
+    constexpr int NV = decltype(nv)::value;
+    constexpr bool kPartial = decltype(partial)::value;
+    typename f64v::R sum[NV];
+    for (int v = 0; v < NV; ++v) sum[v] = wide_load<kPartial>(acc + j0 + v * W, last);
+    for (index_t r = r0; r < r1; ++r)
+      for (int v = 0; v < NV; ++v) sum[v] = f64v::add(sum[v], wide_load<kPartial>(x + r * ld + j0 + v * W, last));
+    for (int v = 0; v < NV; ++v) wide_store<kPartial>(acc + j0 + v * W, sum[v], last);
+  });
+}
+
 }  // namespace FASTNN_ISA
 }  // namespace fastnn

@@ -53,15 +53,9 @@ inline void store_tile_as(const typename D::T* tile, typename D::T* c, index_t l
 template <class D, int NR>
 inline void store_tile(const typename D::T* tile, typename D::T* c, index_t ldc, index_t mv, index_t nv,
                        bool load_c, const TileEpilogue<typename D::T>* ep) {
-  switch (ep ? ep->act : Activation::linear) {
-    case Activation::linear: return store_tile_as<D, NR, Activation::linear>(tile, c, ldc, mv, nv, load_c, ep);
-    case Activation::relu: return store_tile_as<D, NR, Activation::relu>(tile, c, ldc, mv, nv, load_c, ep);
-    case Activation::leaky_relu: return store_tile_as<D, NR, Activation::leaky_relu>(tile, c, ldc, mv, nv, load_c, ep);
-    case Activation::prelu: return store_tile_as<D, NR, Activation::prelu>(tile, c, ldc, mv, nv, load_c, ep);
-    case Activation::elu: return store_tile_as<D, NR, Activation::elu>(tile, c, ldc, mv, nv, load_c, ep);
-    case Activation::sigmoid: return store_tile_as<D, NR, Activation::sigmoid>(tile, c, ldc, mv, nv, load_c, ep);
-    case Activation::tanh: return store_tile_as<D, NR, Activation::tanh>(tile, c, ldc, mv, nv, load_c, ep);
-  }
+  with_activation(ep ? ep->act : Activation::linear, [&](auto act) {
+    store_tile_as<D, NR, decltype(act)::value>(tile, c, ldc, mv, nv, load_c, ep);
+  });
 }
 
 // How the microkernel reads its B micro-panel: packed (rows kPanelNR apart, a compile-time
