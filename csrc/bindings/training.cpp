@@ -2,6 +2,9 @@
 // hyperparameters and epoch settings are classes with named fields (no positional tuples,
 // no dicts with silent defaults), and the model is one object, built once by
 // nn.Sequential where its views are made and validated once here.
+#include <array>
+#include <string>
+
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
@@ -361,6 +364,9 @@ void bind_model(py::module_& m) {
 // (ops.cpp: optimizer_step) take too: bound first, so signatures name them.
 void bind_training_types(py::module_& m) { bind_schedule_and_hyper(m); }
 
+// TeamPolicy's values in order, as Python names them.
+const std::array<std::string, 3> team_policy_names = {"auto", "team", "alternate"};
+
 void bind_training(py::module_& m) {
   bind_layers(m);
   bind_epoch(m);
@@ -370,6 +376,19 @@ void bind_training(py::module_& m) {
         "The arithmetic per training step (flops) worth one more thread of the engine's team.");
   m.def("_set_team_flops_per_thread", &set_team_flops_per_thread, py::arg("flops"),
         "Set it (tests: small models on a team; results never depend on it).");
+  m.def(
+      "_team_policy", [] { return team_policy_names[size_t(team_policy())]; },
+      "How the engine picks each step's team: 'auto', 'team' or 'alternate' (see _set_team_policy).");
+  m.def(
+      "_set_team_policy",
+      [](const std::string& name) {
+        for (size_t i = 0; i < team_policy_names.size(); ++i)
+          if (name == team_policy_names[i]) return set_team_policy(TeamPolicy(int(i)));
+        throw py::value_error("policy must be 'auto', 'team' or 'alternate', got '" + name + "'");
+      },
+      py::arg("policy"),
+      "'auto' (time one thread against the team now and then, keep the faster), 'team' (always "
+      "the team the bar allows) or 'alternate' (team and one thread in turn, every step): tests.");
 }
 
 }  // namespace fastnn

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -219,6 +220,102 @@ inline bool whole_batch_layer(const LayerSpec& l) {
   return l.kind == LayerKind::batchnorm || (l.kind == LayerKind::dropout && l.rate > 0.0);
 }
 
+// While it lives, kernels called from this OS thread use at most `limit` threads (0: no
+// limit of its own: the setting it found stays).
+class CallingThreadLimit {
+ public:
+  explicit CallingThreadLimit(int limit) : before_(calling_thread_threads()), active_(limit > 0) {
+    if (active_) set_calling_thread_threads(limit);
+  }
+  ~CallingThreadLimit() {
+    if (active_) set_calling_thread_threads(before_);
+  }
+  CallingThreadLimit(const CallingThreadLimit&) = delete;
+  CallingThreadLimit& operator=(const CallingThreadLimit&) = delete;
+
+ private:
+  int before_;
+  bool active_;
+};
+
+// Picks the team size step by step. Every element of a step is computed the same way by
+// whichever thread computes it, so the choice can follow the machine: a probe times kProbe
+// whole steps on one thread (kernels included), then up to kProbe on the team, stopping
+// as soon as the team has taken longer, and the faster runs until the next probe, a gap of
+// full batches later; each probe the team loses doubles the gap (up to kMaxGap), a probe
+// it wins resets it. The state carries over to the next epoch of the same model size on
+// the same OS thread. A team loses to one thread when its steps are too short for its
+// barriers (W2 here: a 2-thread team measured 0.79x) and collapses when the machine is
+// oversubscribed: a descheduled thread stalls every barrier (with two busy processes on
+// these 2 cores, a 2-thread W1 step took ~31 ms instead of 0.25 ms).
+class TeamTuner {
+ public:
+  TeamTuner() = default;
+  // `team` threads for steps of `step_flops`.
+  TeamTuner(int team, double step_flops)
+      : team_(team), step_flops_(step_flops), policy_(team > 1 ? team_policy() : TeamPolicy::team) {
+    const TeamTuner& last = last_on_this_thread();
+    if (policy_ == TeamPolicy::automatic && last.team_ == team_ && last.step_flops_ == step_flops_) {
+      probed_ = last.probed_;
+      left_ = last.left_;
+      gap_ = last.gap_;
+      use_team_ = last.use_team_;
+      solo_ = last.solo_;
+      teamed_ = last.teamed_;
+    }
+  }
+  ~TeamTuner() {
+    if (policy_ == TeamPolicy::automatic) last_on_this_thread() = *this;
+  }
+  TeamTuner(const TeamTuner&) = default;
+  TeamTuner& operator=(const TeamTuner&) = default;
+
+  // The team size for the next step.
+  int next() const {
+    switch (policy_) {
+      case TeamPolicy::team: return team_;
+      case TeamPolicy::alternate: return steps_ % 2 == 0 ? team_ : 1;
+      case TeamPolicy::automatic: break;
+    }
+    if (probed_ < kProbe) return 1;
+    if (probed_ < 2 * kProbe) return team_;
+    return use_team_ ? team_ : 1;
+  }
+  // The time of the step just taken on next()'s team; only full batches count.
+  void record(double seconds, bool full_batch) {
+    if (!full_batch) return;
+    ++steps_;
+    if (policy_ != TeamPolicy::automatic) return;
+    if (probed_ >= 2 * kProbe) {
+      if (--left_ == 0) probed_ = 0;
+      return;
+    }
+    (probed_ < kProbe ? solo_ : teamed_) += seconds;
+    ++probed_;
+    const bool team_lost = probed_ > kProbe && teamed_ >= solo_;
+    if (probed_ == 2 * kProbe || team_lost) {
+      use_team_ = !team_lost;
+      gap_ = use_team_ ? kGap : std::min(2 * gap_, kMaxGap);
+      left_ = gap_;
+      probed_ = 2 * kProbe;
+      solo_ = teamed_ = 0.0;
+    }
+  }
+
+ private:
+  static constexpr index_t kProbe = 4, kGap = 128, kMaxGap = 128 * 32;
+  static TeamTuner& last_on_this_thread() {
+    thread_local TeamTuner last;
+    return last;
+  }
+  int team_ = 1;
+  double step_flops_ = 0.0;
+  TeamPolicy policy_ = TeamPolicy::team;
+  index_t steps_ = 0, probed_ = 0, left_ = 0, gap_ = kGap;
+  double solo_ = 0.0, teamed_ = 0.0;
+  bool use_team_ = true;
+};
+
 // The workspace of one epoch, sized once for the largest batch, and the stages of a step.
 template <typename T>
 class Epoch {
@@ -229,6 +326,7 @@ class Epoch {
 
  private:
   void plan();
+  double step_flops() const;
   int team_size() const;
   double forward_backward(index_t m, std::uint64_t step);
   void run_phase(const Phase& phase, std::uint64_t step);
@@ -259,7 +357,8 @@ class Epoch {
   index_t width_;
   bool single_row_batches_;  // batch norm cannot train on a batch (part) of one row
   bool label_targets_;       // bce targets made from 0/1 labels (d_.y is null)
-  int team_ = 1;             // threads of a team phase
+  int team_max_ = 1;         // the team this model's steps pay for (buffers are sized for it)
+  int team_ = 1;             // the current step's team (tuner_'s pick)
   EpochResult r_;
   std::vector<Phase> phases_;
   std::vector<Lane<T>> lanes_;  // one per team thread
@@ -282,6 +381,7 @@ class Epoch {
   index_t part_begin_ = 0, part_rows_ = 0;  // this process's rows of the current batch
   double squared_total_ = 0.0;  // without statistics: the squared global gradient norm
   index_t batches_ = 0;
+  TeamTuner tuner_;
 };
 
 template <typename T>
@@ -307,12 +407,13 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   grad_norm_sum_.assign(size_t(L_), 0.0);
   step_norm_.assign(size_t(L_), 0.0);
   r_.fired_offset.assign(size_t(L_) + 1, 0);
-  team_ = team_size();
+  team_max_ = team_ = team_size();
+  tuner_ = TeamTuner(team_max_, step_flops());
   for (index_t i = 0; i < L_; ++i) {
     const LayerSpec& l = a_.layers[size_t(i)];
     out_[size_t(i)] = buffer<T>(B_ * l.out);
     if (l.kind == LayerKind::dense && l.act == Activation::prelu) preact_[size_t(i)] = buffer<T>(B_ * l.out);
-    if (l.kind == LayerKind::dense && i > 0 && team_ > 1)
+    if (l.kind == LayerKind::dense && i > 0 && team_max_ > 1)
       packed_wt_[size_t(i)] = buffer<T>(k_.gemm_packed_b_size(l.out, l.in));
     if (l.kind == LayerKind::batchnorm) {
       stat_mean_[size_t(i)] = buffer<T>(l.out);
@@ -336,8 +437,8 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   g0_ = buffer<T>(B_ * width_);
   g1_ = buffer<T>(B_ * width_);
   dz_[0] = buffer<T>(B_ * width_);
-  dz_[1] = buffer<T>(team_ > 1 ? B_ * width_ : 0);
-  lanes_.resize(size_t(team_));
+  dz_[1] = buffer<T>(team_max_ > 1 ? B_ * width_ : 0);
+  lanes_.resize(size_t(team_max_));
   for (Lane<T>& lane : lanes_) {
     lane.partials = buffer<double>(dense_backward_partials(B_, width_));
     lane.zeros.assign(size_t(L_), 0.0);
@@ -346,14 +447,20 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   plan();
 }
 
-// Threads worth waking for a step of this model: by its arithmetic per batch.
+// The arithmetic of one step of this model on this process's part of a full batch.
 template <typename T>
-int Epoch<T>::team_size() const {
+double Epoch<T>::step_flops() const {
   double flops = 0.0;
   for (const LayerSpec& l : a_.layers)
     flops += l.kind == LayerKind::dense ? 6.0 * double(l.in) * double(l.out) : 8.0 * double(l.out);
   const index_t part = (B_ + red_.ranks - 1) / red_.ranks;
-  return threads_for(flops * double(part), team_flops_per_thread());
+  return flops * double(part);
+}
+
+// Threads worth waking for a step of this model: by its arithmetic.
+template <typename T>
+int Epoch<T>::team_size() const {
+  return threads_for(step_flops(), team_flops_per_thread());
 }
 
 // The step's ops in order, grouped into phases, and the buffers each layer reads and writes.
@@ -504,7 +611,7 @@ DenseBackwardArgs<T> Epoch<T>::dense_backward_args(const LayerSpec& l, index_t i
   d.dy = gin_[size_t(i)];
   d.x = in_[size_t(i)];
   d.w = a_.params + l.weight;
-  d.w_packed = packed_wt_[size_t(i)].get();
+  d.w_packed = team_ > 1 ? packed_wt_[size_t(i)].get() : nullptr;  // packed for this step only on a team
   d.y = outp_[size_t(i)];
   d.z = preact_[size_t(i)].get();
   d.slope = l.slope >= 0 ? a_.params + l.slope : nullptr;
@@ -818,6 +925,11 @@ EpochResult Epoch<T>::run() {
     const index_t batch = batches_++;
     const std::uint64_t step = c_.step + std::uint64_t(batches_);
     if (a_.n_buffers > 0) std::memcpy(buffers_before_.get(), a_.buffers, size_t(a_.n_buffers) * sizeof(T));
+    team_ = tuner_.next();
+    // Off the team, the whole step runs on this thread, kernels included: under
+    // oversubscription any parallel region stalls, not just the team's.
+    const CallingThreadLimit solo(team_ < team_max_ ? 1 : 0);
+    const auto started = std::chrono::steady_clock::now();
     const double batch_loss = forward_backward(m, step);
     const index_t rows = part_rows_;
     if (rows > 0 && !std::isfinite(batch_loss) && !sharded) {
@@ -832,6 +944,7 @@ EpochResult Epoch<T>::run() {
     }
     clip();
     update(rows, batch_loss, last);
+    tuner_.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), m == B_);
   }
   finish();
   return std::move(r_);
@@ -857,7 +970,11 @@ void Epoch<T>::finish() {
 
 namespace {
 std::atomic<double> g_team_flops_per_thread{1.0e6};  // W2 (6e5 per step) stays on one thread: a team made it slower
+std::atomic<int> g_team_policy{int(TeamPolicy::automatic)};
 }  // namespace
+
+TeamPolicy team_policy() { return TeamPolicy(g_team_policy.load(std::memory_order_relaxed)); }
+void set_team_policy(TeamPolicy policy) { g_team_policy.store(int(policy), std::memory_order_relaxed); }
 
 double team_flops_per_thread() { return g_team_flops_per_thread.load(std::memory_order_relaxed); }
 void set_team_flops_per_thread(double flops) {

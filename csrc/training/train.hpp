@@ -145,6 +145,14 @@ inline void shard_bounds(index_t rows, int ranks, int rank, index_t& begin, inde
 double team_flops_per_thread();
 void set_team_flops_per_thread(double flops);
 
+// How the engine picks each step's team (results never depend on it): `automatic` times
+// some steps on one thread and on the team now and then and keeps the faster (see
+// TeamTuner in train.cpp); `team` always uses the team the bar allows; `alternate` switches
+// between the team and one thread every step. The last two are for tests.
+enum class TeamPolicy : int { automatic = 0, team = 1, alternate = 2 };
+TeamPolicy team_policy();
+void set_team_policy(TeamPolicy policy);
+
 struct EpochConfig {
   index_t batch_size = 32;
   LossKind loss = LossKind::mse;

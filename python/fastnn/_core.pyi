@@ -612,9 +612,17 @@ def _set_team_flops_per_thread(flops: typing.SupportsFloat | typing.SupportsInde
     """
     Set it (tests: small models on a team; results never depend on it).
     """
+def _set_team_policy(policy: str) -> None:
+    """
+    'auto' (time one thread against the team now and then, keep the faster), 'team' (always the team the bar allows) or 'alternate' (team and one thread in turn, every step): tests.
+    """
 def _team_flops_per_thread() -> float:
     """
     The arithmetic per training step (flops) worth one more thread of the engine's team.
+    """
+def _team_policy() -> str:
+    """
+    How the engine picks each step's team: 'auto', 'team' or 'alternate' (see _set_team_policy).
     """
 def activation_backward(grad_out: typing.Any, out: typing.Any, preact: typing.Any, slope: typing.Any, grad_in: typing.Any, grad_slope: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex, accumulate: bool) -> None:
     ...
