@@ -355,6 +355,9 @@ class _MPIRun(_OneProcess):
     def agree(self, flag):
         return bool(self.comm.bcast(bool(flag), root=0))
 
+    def all(self, flag):
+        return bool(self.comm.allreduce(bool(flag), op=self.MPI.LAND))
+
     def after_epoch(self, est, epoch):
         if self.debug:
             check_in_sync(est.model_, self.comm, est.optimizer_, where=f" after epoch {epoch}")

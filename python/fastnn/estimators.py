@@ -305,6 +305,9 @@ _PARAMETER_CHECKS = {
 }
 
 
+_FINITE_CHECK_ROWS = 65536  # rows per predict() call when checking that a restored model's outputs are finite
+
+
 class _BaseDNN(BaseEstimator):
     """Shared fitting machinery; see DNNRegressor / DNNClassifier."""
 
@@ -569,6 +572,8 @@ class _BaseDNN(BaseEstimator):
 
     def _epochs(self, p, data, epochs, progress, collective, callbacks):
         model, opt = self.model_, self.optimizer_
+        skip = self.nan_policy == "skip"
+        previous = None  # with nan_policy="skip": the state at the start of the last epoch trained
         for _ in range(epochs):
             epoch = self.n_iter_
             start = time.perf_counter()
@@ -577,11 +582,12 @@ class _BaseDNN(BaseEstimator):
             kw = dict(batch_size=p["batch_size"], loss=self._core_loss, optimizer=opt, clip_norm=p["clip_norm"],
                       shuffle=True, seed=int(self._rng_.integers(2 ** 63)), sample_weight=data.weight,
                       reduction=collective.reduction, statistics=collective.statistics, split=data.split)
-            skip = self.nan_policy == "skip"
             r = collective.combine(model, model.train_epoch(data.X, data.target, skip_nonfinite=skip, **kw))
             if r.diverged or (r.steps == 0 and r.skipped) or not np.all(np.isfinite(model.params)):
-                self._stop_at_divergence(r, snap, epoch, data, dict(kw, skip_nonfinite=skip), lr, start, progress)
+                self._stop_at_divergence(r, snap, epoch, data, dict(kw, skip_nonfinite=skip), lr, start, progress,
+                                         previous, collective)
                 break
+            previous = snap if skip else None
             val_loss = np.nan if data.split.held_out == 0 else self._validation_loss(data)
             self._record(r, lr, val_loss, time.perf_counter() - start)
             self.n_iter_ += 1
@@ -613,10 +619,11 @@ class _BaseDNN(BaseEstimator):
                 size += share
         return total / size
 
-    def _stop_at_divergence(self, r, snap, epoch, data, kw, lr, start, progress):
+    def _stop_at_divergence(self, r, snap, epoch, data, kw, lr, start, progress, previous, collective):
         """The NaN trap: restore the last finite weights; raise, or with nan_policy="skip"
         record the epoch and stop with a warning."""
-        where = self._restore_last_finite(r, snap, epoch, data, kw)
+        where = self._restore_last_finite(r, snap, epoch, data, kw, previous,
+                                          lambda: collective.all(self._predicts_finite(data.X)))
         if self.nan_policy != "skip":
             raise TrainingDivergedError(f"training diverged (the NaN trap) {where}", epoch=epoch,
                                         step=self.divergence_["step"], layer=self.divergence_["layer"])
@@ -639,22 +646,34 @@ class _BaseDNN(BaseEstimator):
             h[key].append([float(values[i]) for i in self._hidden_index_])
         self.loss_curve_ = h["loss"]
 
-    def _restore_last_finite(self, r, snap, epoch, data, kw) -> str:
-        """Restore the last finite weights (replaying the epoch up to them), record
-        ``divergence_`` for diagnose(), and say where it happened, what the model holds
-        and the remedies ("at epoch E, step S: ...")."""
+    def _restore_last_finite(self, r, snap, epoch, data, kw, previous, outputs_finite) -> str:
+        """Restore the last weights that are finite and predict finite values for X (replaying
+        the epoch up to them; with nan_policy="skip", where even the epoch's start fails,
+        the previous epoch's start ``previous``; ``outputs_finite()`` says whether every
+        process's rows get finite outputs), record ``divergence_`` for diagnose(),
+        and say where it happened, what the model holds and the remedies ("at epoch E,
+        step S: ...")."""
         bad_step = r.bad_step if r.bad_step >= 0 else 0
         # keep the updates before the bad batch; when its LOSS was non-finite, the weights
         # of the last update already overflow the forward pass: keep one update fewer
         keep = max(bad_step - (r.bad_layer < 0), 0) if r.bad_step >= 0 else max(r.steps + r.skipped - 1, 0)
         replay = None
-        while True:  # an update can itself overflow (SGD, huge lr): step back until finite
+        back = 1
+        while True:  # step back until the weights, and what they predict for X, are finite
             self._restore(snap)
             if keep > 0:
                 replay = self.model_.train_epoch(data.X, data.target, max_batches=keep, **kw)
-            if keep == 0 or np.all(np.isfinite(self.model_.params)):
+            if keep == 0 or (np.all(np.isfinite(self.model_.params)) and outputs_finite()):
                 break
-            keep -= 1
+            # Weights blown up over many updates (SGD, a huge learning rate) can stay finite
+            # while their outputs overflow: step back 1, 2, 4 ... updates, not one at a time.
+            keep = max(keep - back, 0)
+            back *= 2
+        start_epoch = epoch
+        finite_outputs = keep > 0 or outputs_finite()
+        if not finite_outputs and previous is not None:  # skipped batches blew up the last epoch
+            self._restore(previous)
+            start_epoch, finite_outputs = epoch - 1, outputs_finite()
         layer = None
         if r.bad_layer >= 0:
             layer = next((h for h, i in enumerate(self._hidden_index_) if i == r.bad_layer), len(self._hidden_index_))
@@ -662,15 +681,29 @@ class _BaseDNN(BaseEstimator):
         stats = {key: [float(getattr(replay, key)[i]) if replay is not None and keep > 0 else float("nan")
                        for i in self._hidden_index_] for key in ("grad_norm", "update_ratio")}
         self.divergence_ = {"epoch": epoch, "step": bad_step, "layer": layer, "restored_steps": keep,
+                            "restored_epoch": start_epoch,
                             "learning_rate": float(self.optimizer_.lr), **stats,
                             "input_max": _absmax(data.X), "target_max": _absmax(data.target)}
         where = "the loss" if layer is None else (
             f"the gradient of hidden layer {layer}" if layer < len(self._hidden_index_) else
             "the gradient of the output layer")
         from fastnn.doctor import nan_trap_remedies
-        return (f"at epoch {epoch}, step {bad_step}: {where} is not finite. The model holds the last weights that "
-                f"gave a finite loss (epoch {epoch}, after {keep} of its updates) and can still predict. Remedies: "
+        if finite_outputs:
+            holds = (f"The model holds the last weights that gave a finite loss and finite outputs for every "
+                     f"training row (epoch {start_epoch}, after {keep if start_epoch == epoch else 0} of its "
+                     f"updates)")
+        else:
+            holds = (f"Even the weights at the start of epoch {start_epoch}, which the model holds, give non-finite "
+                     f"outputs for some training rows: predict() will return them")
+        return (f"at epoch {epoch}, step {bad_step}: {where} is not finite. {holds}. Remedies: "
                 f"{nan_trap_remedies(self.divergence_, self)}. diagnose() has the evidence.")
+
+    def _predicts_finite(self, X) -> bool:
+        """Whether the model's outputs for every row of X are finite, chunk by chunk (nothing
+        the size of X is allocated)."""
+        rows = _FINITE_CHECK_ROWS
+        return all(np.all(np.isfinite(self.model_.predict(X[start:start + rows])))
+                   for start in range(0, X.shape[0], rows))
 
     # ------------------------------------------------------------------ inference
 
@@ -799,6 +832,10 @@ class _OneProcess:
 
     def agree(self, flag) -> bool:
         """The first process's ``flag`` (a callback's stop request), everywhere."""
+        return bool(flag)
+
+    def all(self, flag) -> bool:
+        """Whether ``flag`` holds on every process."""
         return bool(flag)
 
     def after_epoch(self, est, epoch):
