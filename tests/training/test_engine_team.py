@@ -125,3 +125,27 @@ def test_the_bar_refuses_nonsense():
     with pytest.raises(ValueError, match="'auto', 'team' or 'alternate'"):
         _core._set_team_policy("fast")
     assert _core._team_policy() == "auto"
+
+
+OPTIMIZERS = {
+    "sgd-nesterov-l1": lambda: optim.SGD(lr=0.05, momentum=0.9, nesterov=True, l1=1e-3),
+    "adagrad-l2": lambda: optim.Adagrad(lr=0.05, l2=1e-3),
+    "adamw": lambda: optim.AdamW(lr=0.01, weight_decay=0.05),
+    "rmsprop-centered": lambda: optim.RMSProp(lr=0.01, momentum=0.5, centered=True),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_optimizer_updates_in_slices_on_a_team(team_for_any_model, name):
+    """On a team each thread updates its own slice of the flat buffers (parameters, gradients,
+    every optimizer state, the weight mask of L1/L2 and weight decay): the same bits as one
+    update by one thread."""
+    x, y = data(203)
+    models = []
+    for threads in (1, 2, 3):
+        model, opt = plain(7), OPTIMIZERS[name]()
+        with fastnn.threads(threads):
+            for epoch in range(2):
+                model.train_epoch(x, y, batch_size=32, optimizer=opt, seed=epoch)
+        models.append((model.params.tobytes(), [np.asarray(s).tobytes() for s in opt.state.values()]))
+    assert models[1] == models[0] and models[2] == models[0]
