@@ -92,20 +92,32 @@ void dense_forward(const py::object& x, const py::object& w, const py::object& b
   });
 }
 
-// dense_forward into a new array for inputs the kernel reads in place (same float dtype,
-// C-contiguous ndarrays, matching shapes, no PReLU slope), or None for anything else: the
-// Python wrapper then takes its general path, which converts or explains. Skipping that
-// path's checks and copies is what makes a small GEMM through fastnn.ops as fast as x @ w.
+// dense_forward for inputs the kernel reads in place (same float dtype, C-contiguous
+// ndarrays, matching shapes, no PReLU slope) into `out` (the same, writeable, sharing no
+// memory with an input) or a new array; None for anything else: the Python wrapper then
+// takes its general path, which converts or explains. Skipping that path's checks and copies
+// is what makes a small GEMM through fastnn.ops as fast as x @ w.
 template <typename T>
-py::object dense_forward_plain_as(const py::object& x, const py::object& w, const py::object& b, Activation act,
-                                  double alpha) {
+py::object dense_forward_plain_as(const py::object& x, const py::object& w, const py::object& b,
+                                  const py::object& out, Activation act, double alpha) {
   const T* xp = plain<T>(x, 2);
   const T* wp = plain<T>(w, 2);
   const T* bp = b.is_none() ? nullptr : plain<T>(b, 1);
   if (!xp || !wp || (!b.is_none() && !bp) || act == Activation::prelu) return py::none();
   const index_t m = dim(x, 0), k = dim(x, 1), n = dim(w, 1);
   if (dim(w, 0) != k || (bp && dim(b, 0) != n) || m == 0 || k == 0 || n == 0) return py::none();
-  py::array_t<T> y({m, n});
+  py::array_t<T> y;
+  if (out.is_none()) {
+    y = py::array_t<T>({m, n});
+  } else {
+    const T* op = plain<T>(out, 2);
+    if (!op || dim(out, 0) != m || dim(out, 1) != n || !py::reinterpret_borrow<py::array>(out).writeable())
+      return py::none();
+    const T* oe = op + m * n;  // contiguous: these ranges are exactly the arrays' bytes
+    auto overlaps = [&](const T* p, index_t count) { return p && p < oe && op < p + count; };
+    if (overlaps(xp, m * k) || overlaps(wp, k * n) || overlaps(bp, n)) return py::none();
+    y = py::reinterpret_borrow<py::array_t<T>>(out);
+  }
   GemmArgs<T> g;
   g.m = m;
   g.k = k;
@@ -129,10 +141,10 @@ py::object dense_forward_plain_as(const py::object& x, const py::object& w, cons
   return std::move(y);
 }
 
-py::object dense_forward_plain(const py::object& x, const py::object& w, const py::object& b, Activation act,
-                               double alpha) {
-  return is_f64(x) ? dense_forward_plain_as<double>(x, w, b, act, alpha)
-                   : dense_forward_plain_as<float>(x, w, b, act, alpha);
+py::object dense_forward_plain(const py::object& x, const py::object& w, const py::object& b, const py::object& out,
+                               Activation act, double alpha) {
+  return is_f64(x) ? dense_forward_plain_as<double>(x, w, b, out, act, alpha)
+                   : dense_forward_plain_as<float>(x, w, b, out, act, alpha);
 }
 
 void dense_backward(const py::object& dy, const py::object& x, const py::object& w, const py::object& y,
@@ -461,8 +473,9 @@ void bind_ops(py::module_& m) {
         "(gemm_pack_b) and multiplies from the packing.");
   m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("out"),
         py::arg("preact_out"), py::arg("activation"), py::arg("alpha"), py::arg("slope"));
-  m.def("dense_forward_plain", &dense_forward_plain, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("activation"),
-        py::arg("alpha"), "dense_forward into a new array, or None where the inputs need the general path.");
+  m.def("dense_forward_plain", &dense_forward_plain, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("out"),
+        py::arg("activation"), py::arg("alpha"),
+        "dense_forward into out (or a new array), or None where the arguments need the general path.");
   m.def("dense_backward", &dense_backward, py::arg("grad_out"), py::arg("x"), py::arg("w"), py::arg("out"),
         py::arg("preact"), py::arg("slope"), py::arg("grad_x"), py::arg("grad_w"), py::arg("grad_b"),
         py::arg("grad_slope"), py::arg("activation"), py::arg("alpha"), py::arg("accumulate"));

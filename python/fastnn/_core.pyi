@@ -646,9 +646,9 @@ def dense_backward(grad_out: typing.Any, x: typing.Any, w: typing.Any, out: typi
     ...
 def dense_forward(x: typing.Any, w: typing.Any, b: typing.Any, out: typing.Any, preact_out: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex, slope: typing.Any) -> None:
     ...
-def dense_forward_plain(x: typing.Any, w: typing.Any, b: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
+def dense_forward_plain(x: typing.Any, w: typing.Any, b: typing.Any, out: typing.Any, activation: Activation, alpha: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
     """
-    dense_forward into a new array, or None where the inputs need the general path.
+    dense_forward into out (or a new array), or None where the arguments need the general path.
     """
 def dropout(x: typing.Any, out: typing.Any, mask_out: typing.Any, mask: typing.Any, n: typing.SupportsInt | typing.SupportsIndex, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, backward: bool) -> None:
     """

@@ -230,9 +230,9 @@ def dense_forward(x, w, b=None, activation="linear", *, negative_slope=0.01, alp
         writeable array of the right shape and dtype.
     """
     code, param = _activation(activation, negative_slope, alpha)
-    if out is None and preact_out is None and slope is None:
+    if preact_out is None and slope is None:
         # Same-dtype C-contiguous ndarrays go straight to the kernel (None: anything else)
-        y = _core.dense_forward_plain(x, w, b, code, param)
+        y = _core.dense_forward_plain(x, w, b, out, code, param)
         if y is not None:
             return y
     x = as_numeric("x", x)

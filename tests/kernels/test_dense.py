@@ -231,6 +231,9 @@ def test_plain_inputs_skip_to_the_kernel_with_the_same_result(simd, dtype, activ
         assert fast.dtype == dtype and fast.flags.c_contiguous and fast.flags.writeable
         assert np.array_equal(fast, general)
         assert not np.shares_memory(fast, x) and not np.shares_memory(fast, w)
+        into = np.full((37, 23), np.nan, dtype)
+        assert ops.dense_forward(x, w, b, activation, out=into, **kwargs) is into
+        assert np.array_equal(into, general)
 
 
 def test_inputs_that_need_converting_or_explaining_take_the_general_path(simd, rng):
@@ -258,7 +261,24 @@ def test_inputs_that_need_converting_or_explaining_take_the_general_path(simd, r
         "shape mismatch": (x, w[:4], None),
     }
     for label, (xi, wi, bi) in declined.items():
-        assert _core.dense_forward_plain(xi, wi, bi, code, param) is None, label
+        assert _core.dense_forward_plain(xi, wi, bi, None, code, param) is None, label
+    # an output the kernel could not write safely: the general path converts nothing into it,
+    # it names the problem
+    flat = np.zeros(64, np.float32)  # x in its first 40 values, an out over values 30..53
+    read_only = np.zeros((8, 3), np.float32)
+    read_only.flags.writeable = False
+    square = np.zeros((8, 3), np.float32)
+    cases = {  # label: (x, w, out)
+        "read-only": (x, w, read_only), "float64": (x, w, np.zeros((8, 3))),
+        "wrong shape": (x, w, np.zeros((3, 8), np.float32)),
+        "fortran": (x, w, np.zeros((8, 3), np.float32, order="F")),
+        "overlaps x": (flat[:40].reshape(8, 5), w, flat[30:54].reshape(8, 3)),
+        "is x": (square, np.zeros((3, 3), np.float32), square),
+    }
+    for label, (xi, wi, o) in cases.items():
+        assert _core.dense_forward_plain(xi, wi, None, o, code, param) is None, label
+        with pytest.raises((TypeError, ValueError), match="out"):
+            ops.dense_forward(xi, wi, out=o, activation="relu")
     for xi in (np.asfortranarray(x), x.view(Sub), x.tolist()):
         np.testing.assert_allclose(ops.dense_forward(xi, w, activation="relu"), expected, rtol=1e-6)
     assert ops.dense_forward(x, w.astype(np.float64), activation="relu").dtype == np.float64
