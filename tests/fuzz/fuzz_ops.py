@@ -835,6 +835,13 @@ def make_scaler(g, name):
                                  quantile_range=g.pick([None, None, (5, 95), (0, 100), (95, 5)]))
 
 
+def scaler_dtype(scaler, X):
+    """A scaler's output dtype: X's when float32 (or float16, for the scalers that keep it:
+    API.md), else float64."""
+    kept = (np.float32,) + ((np.float16,) if scaler._keeps_float16 else ())
+    return dtype_of(X) if dtype_of(X) in kept else np.dtype(np.float64)
+
+
 def t_scaler(g):
     name = g.pick(SCALERS)
     scaler = make_scaler(g, name)
@@ -852,8 +859,7 @@ def t_scaler(g):
         Z = call(scaler.fit_transform, X, inputs=[X])
         if isinstance(Z, Failed):
             return
-        expect_dt = np.dtype(np.float32) if dtype_of(X) == np.float32 else np.dtype(np.float64)
-        check_array(Z, np.shape(X), expect_dt, f"{name}.fit_transform")
+        check_array(Z, np.shape(X), scaler_dtype(scaler, X), f"{name}.fit_transform")
         Z2 = call(scaler.transform, X, inputs=[X])
         check(not isinstance(Z2, Failed) and same(Z, Z2), f"{name}: fit_transform(X) != fit(X).transform(X)")
         return
@@ -864,8 +870,7 @@ def t_scaler(g):
     Z = call(scaler.transform, X3, inputs=[X3])
     if isinstance(Z, Failed):
         return
-    expect_dt = np.dtype(np.float32) if dtype_of(X3) == np.float32 else np.dtype(np.float64)
-    check_array(Z, np.shape(X3), expect_dt, f"{name}.transform")
+    check_array(Z, np.shape(X3), scaler_dtype(scaler, X3), f"{name}.transform")
     x3 = np.asarray(X3, np.float64)
     check(not (np.isnan(x3) & ~np.isnan(Z)).any(), f"{name}.transform: a NaN input did not stay NaN")
     if hasattr(scaler, "inverse_transform"):
