@@ -1,4 +1,5 @@
-// Batch normalization of one SIMD path. Shapes: x, y, dy, dx (N, C); per-feature vectors (C).
+// Batch normalization of one SIMD path. Shapes: x, y, dy, dx (N, C) with row stride ld;
+// per-feature vectors (C).
 // Statistics are float64 sums in fixed row chunks (reduce.hpp), so they are bitwise
 // identical for any thread count; the per-element passes then apply one FMA per element.
 #include <cmath>
@@ -31,12 +32,13 @@ inline void store_part(typename V::T* p, typename V::R v, index_t m) {
   else V::store_n(p, v, m);
 }
 
-// y = ((x - center_hi) - center_lo) * scale + shift, per column, parallel over rows. The
+// y = ((x - center_hi) - center_lo) * scale + shift, per column, parallel over rows (x and y
+// rows ld apart). The
 // float64 center is split into two T parts so that x - center keeps T's relative accuracy
 // even when |mean| >> std (x * scale - mean * scale would cancel).
 template <typename T>
-void normalize_rows(index_t n, index_t c, const T* x, const double* center, const double* scale, const T* shift, T* y,
-                    int nthreads, T* work) {
+void normalize_rows(index_t n, index_t c, index_t ld, const T* x, const double* center, const double* scale,
+                    const T* shift, T* y, int nthreads, T* work) {
   using V = vec_of<T>;
   T* hi = work;
   T* lo = work + c;
@@ -47,8 +49,8 @@ void normalize_rows(index_t n, index_t c, const T* x, const double* center, cons
     scale_t[j] = T(scale[j]);
   }
   parallel_for(n, nthreads, [&](index_t r) {
-    const T* xr = x + r * c;
-    T* yr = y + r * c;
+    const T* xr = x + r * ld;
+    T* yr = y + r * ld;
     for_row_vectors<V>(c, [&](index_t j, index_t m) {
       const auto centered = V::sub(V::sub(load_part<V>(xr + j, m), load_part<V>(hi + j, m)), load_part<V>(lo + j, m));
       store_part<V>(yr + j, V::add(V::mul(centered, load_part<V>(scale_t + j, m)), load_part<V>(shift + j, m)), m);
@@ -57,9 +59,10 @@ void normalize_rows(index_t n, index_t c, const T* x, const double* center, cons
 }
 
 // Rows [r0, r1) of one strip of columns added into acc: acc[j] += d, acc[c + j] += d * d with
-// d = x - x0 (x0 the first row) in float64.
+// d = x - x0 (x0 the first row) in float64; x's rows are ld apart.
 template <int NV, bool Partial, typename T>
-void shifted_sums_strip(const T* x, index_t c, index_t r0, index_t r1, index_t j0, index_t last, double* acc) {
+void shifted_sums_strip(const T* x, index_t c, index_t ld, index_t r0, index_t r1, index_t j0, index_t last,
+                        double* acc) {
   using V = f64v;
   constexpr index_t W = V::W;
   typename V::R x0[NV], s1[NV], s2[NV];
@@ -69,7 +72,7 @@ void shifted_sums_strip(const T* x, index_t c, index_t r0, index_t r1, index_t j
     s2[v] = wide_load<Partial>(acc + c + j0 + v * W, last);
   }
   for (index_t r = r0; r < r1; ++r) {
-    const T* xr = x + r * c + j0;
+    const T* xr = x + r * ld + j0;
     for (int v = 0; v < NV; ++v) {
       const typename V::R d = V::sub(wide_load<Partial>(xr + v * W, last), x0[v]);
       s1[v] = V::add(s1[v], d);
@@ -89,7 +92,7 @@ void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t 
                          double* acc) {
   using V = f64v;
   constexpr index_t W = V::W;
-  const index_t c = a.c;
+  const index_t c = a.c, ld = a.ld > 0 ? a.ld : a.c;
   typename V::R mean[NV], invstd[NV], s1[NV], s2[NV];
   for (int v = 0; v < NV; ++v) {
     mean[v] = wide_load<Partial>(a.mean + j0 + v * W, last);
@@ -98,8 +101,8 @@ void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t 
     s2[v] = wide_load<Partial>(acc + c + j0 + v * W, last);
   }
   for (index_t r = r0; r < r1; ++r) {
-    const T* dyr = a.dy + r * c + j0;
-    const T* xr = a.x + r * c + j0;
+    const T* dyr = a.dy + r * ld + j0;
+    const T* xr = a.x + r * ld + j0;
     for (int v = 0; v < NV; ++v) {
       const typename V::R dy = wide_load<Partial>(dyr + v * W, last);
       const typename V::R xc = V::sub(wide_load<Partial>(xr + v * W, last), mean[v]);
@@ -115,7 +118,7 @@ void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t 
 
 template <typename T>
 void forward(const BatchNormForwardArgs<T>& a) {
-  const index_t n = a.n, c = a.c;
+  const index_t n = a.n, c = a.c, ld = a.ld > 0 ? a.ld : a.c;
   // doubles: the per-column center and scale, then 3 x C values of T for normalize_rows
   double* work = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
   double* center = work;
@@ -126,7 +129,7 @@ void forward(const BatchNormForwardArgs<T>& a) {
       center[j] = double(a.running_mean[j]);
       scale[j] = double(a.gamma[j]) / std::sqrt(double(a.running_var[j]) + a.eps);
     }
-    normalize_rows(n, c, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
+    normalize_rows(n, c, ld, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
     return;
   }
   // One pass: sums of d = x - x[0] and of d^2 per column. Shifting by the first row keeps
@@ -135,7 +138,7 @@ void forward(const BatchNormForwardArgs<T>& a) {
   const T* x0 = a.x;
   ordered_column_sums(n, c, 2, a.nthreads, sums, [&](index_t r0, index_t r1, double* acc) {
     for_column_strips(c, [&](auto nv, auto partial, index_t j0, index_t last) {
-      shifted_sums_strip<decltype(nv)::value, decltype(partial)::value>(a.x, c, r0, r1, j0, last, acc);
+      shifted_sums_strip<decltype(nv)::value, decltype(partial)::value>(a.x, c, ld, r0, r1, j0, last, acc);
     });
   });
   for (index_t j = 0; j < c; ++j) {
@@ -156,12 +159,12 @@ void forward(const BatchNormForwardArgs<T>& a) {
     }
     scale[j] = double(a.gamma[j]) * invstd;
   }
-  normalize_rows(n, c, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
+  normalize_rows(n, c, ld, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
 }
 
 template <typename T>
 void backward(const BatchNormBackwardArgs<T>& a) {
-  const index_t n = a.n, c = a.c;
+  const index_t n = a.n, c = a.c, ld = a.ld > 0 ? a.ld : a.c;
   double* sums = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
   // sums[0:c] = sum dy, sums[c:2c] = sum dy * xhat
   ordered_column_sums(n, c, 2, a.nthreads, sums, [&](index_t r0, index_t r1, double* acc) {
@@ -187,9 +190,9 @@ void backward(const BatchNormBackwardArgs<T>& a) {
   using V = vec_of<T>;
   const T* mean = a.mean;
   parallel_for(n, a.nthreads, [&](index_t r) {
-    const T* dyr = a.dy + r * c;
-    const T* xr = a.x + r * c;
-    T* dxr = a.dx + r * c;
+    const T* dyr = a.dy + r * ld;
+    const T* xr = a.x + r * ld;
+    T* dxr = a.dx + r * ld;
     for_row_vectors<V>(c, [&](index_t j, index_t m) {
       const auto xc = V::sub(load_part<V>(xr + j, m), load_part<V>(mean + j, m));
       const auto rest = V::add(V::mul(load_part<V>(k_xc + j, m), xc), load_part<V>(k_0 + j, m));

@@ -255,13 +255,13 @@ inline void apply_bits(const DropoutArgs<T>& a, index_t e0, index_t m, std::uint
 
 template <typename T>
 void run(const DropoutArgs<T>& a) {
-  const index_t n = a.n;
+  const index_t n = a.n, first = a.first;  // first % kGroup == 0: whole mask words, whole Philox blocks
   const std::uint32_t threshold = drop_threshold(a.rate);
   const T scale = T(1.0 / (1.0 - a.rate));
-  const index_t tasks = (n + kTaskElements - 1) / kTaskElements;
+  const index_t tasks = (n - first + kTaskElements - 1) / kTaskElements;
   parallel_for(tasks, a.nthreads, [&](index_t t) {
-    const index_t end = std::min(n, (t + 1) * kTaskElements);
-    for (index_t e0 = t * kTaskElements; e0 < end; e0 += kGroup) {
+    const index_t begin = first + t * kTaskElements, end = std::min(n, begin + kTaskElements);
+    for (index_t e0 = begin; e0 < end; e0 += kGroup) {
       const index_t m = std::min(kGroup, end - e0);
 #if defined(FASTNN_ISA_IS_avx512)
       if (!a.mask_in && e0 % kGroup512 == 0 && end - e0 >= kGroup512) {  // two groups at once

@@ -105,9 +105,13 @@ struct DenseBackwardArgs {
 // with eps, scale and shift; write mean and inverse std (C) for the backward; update the
 // running statistics (when given) as running = momentum * running + (1 - momentum) * batch,
 // with the unbiased variance. Inference: the running statistics, no batch dependence.
+// Each column's results depend only on that column (no sum mixes columns), so the columns
+// of one matrix can be cut into ranges and normalized by separate calls: x, y (and dy, dx
+// below) then point at the range's first column and ld is the matrix's row stride.
 template <typename T>
 struct BatchNormForwardArgs {
   index_t n = 0, c = 0;
+  index_t ld = 0;              // row stride of x and y (0: c)
   const T* x = nullptr;        // (N, C)
   const T* gamma = nullptr;    // (C)
   const T* beta = nullptr;     // (C)
@@ -126,6 +130,7 @@ struct BatchNormForwardArgs {
 template <typename T>
 struct BatchNormBackwardArgs {
   index_t n = 0, c = 0;
+  index_t ld = 0;              // row stride of dy, x and dx (0: c)
   const T* dy = nullptr;       // (N, C)
   const T* x = nullptr;        // (N, C)
   const T* gamma = nullptr;    // (C)
@@ -142,10 +147,11 @@ struct BatchNormBackwardArgs {
 // (e % 2)-th half of word (e / 2) % 4 of Philox4x32-10(counter = (e / 8 as 64 bits, step as
 // 64 bits), key = seed) is below floor(rate * 65536). Kept elements are scaled by
 // 1 / (1 - rate). The mask depends only on (seed, step, e): identical for any thread count
-// and SIMD path.
+// and SIMD path, and for any cut of the elements into ranges handled by separate calls.
 template <typename T>
 struct DropoutArgs {
   index_t n = 0;
+  index_t first = 0;               // only elements [first, n): a multiple of 64 (x, y and masks still start at element 0)
   const T* x = nullptr;            // forward: x; backward: dy. Null: only write mask_bits.
   T* y = nullptr;                  // forward: y; backward: dx
   std::uint8_t* mask_bits = nullptr;       // out: bit i (little order) = element i kept

@@ -171,34 +171,34 @@ void update_ratios(const ModelView<T>& a, const T* before, std::vector<double>& 
   }
 }
 
-// Threads within a step. A step runs as phases. In a team phase the threads of one OpenMP
-// team run the phase's stages in order, with a barrier between stages, each thread on its
-// own range of a stage's work: rows of the batch (gather, forward GEMM and activation, input
-// gradients), columns (dz with the bias and slope gradients), rows of a weight gradient.
+// Threads within a step. On a team the threads of one OpenMP region run the step's stages
+// in order, with a barrier between stages where one reads what others wrote, each thread on
+// its own range of a stage's work: rows of the batch (gather, forward GEMM and activation,
+// input gradients), columns (dz with the bias and slope gradients, batch norm), rows of a
+// weight gradient, ranges of elements (dropout).
 // Every element is computed the same way whatever the ranges: rows are independent, a
 // column's sums run over all rows in fixed chunks, a GEMM element sums over K in a fixed
 // order (dense_parts.hpp). So the result is bitwise the same for any number of threads, and
 // one thread runs exactly the kernels of the unthreaded step: nothing is paid for the split,
-// and there are no per-thread partial gradients to add. Batch norm and dropout are
-// whole-batch phases on their kernels' own threads.
+// and there are no per-thread partial gradients to add. Batch norm's statistics are per
+// column over all rows, and dropout's mask is keyed by element.
 constexpr index_t kRowAlign = 4;               // ranges of rows start at multiples of this
 constexpr index_t kColumnAlign = 16;           // ranges of columns: whole vectors
 constexpr index_t kLineElements = 16;          // ranges of a flat buffer: whole cache lines (float)
+constexpr index_t kMaskElements = 512;         // ranges of a dropout's elements: whole 64-byte lines of its mask
 
 // The stages of a step; each runs on a team's ranges or on the whole batch part.
 enum class OpKind { gather, forward, loss, backward, backward_dz, backward_weights };
-// What a stage reads of the stage before: only its own thread's rows (no barrier needed, as
-// every row-split stage cuts the rows the same way), or all of it (a barrier first); a
-// serial stage runs on one thread and all others wait for it.
+// What a stage reads of the stage before: only its own thread's rows, or all of it; a
+// serial stage runs on one thread. A stage that reads its own rows needs no barrier after a
+// stage that wrote by rows (every row-split stage cuts the rows the same way); any other
+// pair of stages has one between them.
 enum class Reads { own_rows, everything, serial };
 struct Op {
   OpKind kind;
   index_t layer;
   Reads reads;
-};
-struct Phase {
-  bool whole_batch = false;  // one op on all rows with the kernel's own threads (batch norm, dropout)
-  std::vector<Op> ops;
+  bool writes_rows;  // its threads write the rows of thread_range(part_rows_, kRowAlign)
 };
 
 // What one thread of the team keeps: its sums workspace and its share of the statistics.
@@ -216,9 +216,50 @@ inline void thread_range(index_t n, index_t align, int tid, int nth, index_t& be
   end = std::min(n, units * (tid + 1) / nth * align);
 }
 
-// Batch norm and dropout see the whole batch part; everything else runs on the team.
+// Batch norm and dropout see the whole batch part (split by columns or elements, not rows).
 inline bool whole_batch_layer(const LayerSpec& l) {
   return l.kind == LayerKind::batchnorm || (l.kind == LayerKind::dropout && l.rate > 0.0);
+}
+
+// Narrows a batch-norm call on a matrix of c columns to columns [j0, j1) (see
+// BatchNormForwardArgs: no result of a column depends on another column).
+template <typename T>
+void narrow_columns(BatchNormForwardArgs<T>& f, index_t j0, index_t j1) {
+  f.ld = f.c;
+  f.c = j1 - j0;
+  f.x += j0;
+  f.y += j0;
+  f.gamma += j0;
+  f.beta += j0;
+  f.mean += j0;
+  f.invstd += j0;
+  if (f.running_mean) f.running_mean += j0;
+  if (f.running_var) f.running_var += j0;
+}
+
+template <typename T>
+void narrow_columns(BatchNormBackwardArgs<T>& d, index_t j0, index_t j1) {
+  d.ld = d.c;
+  d.c = j1 - j0;
+  d.dy += j0;
+  d.x += j0;
+  d.gamma += j0;
+  d.mean += j0;
+  d.invstd += j0;
+  d.dx += j0;
+  d.dgamma += j0;
+  d.dbeta += j0;
+}
+
+// Thread tid's range of a dropout call's elements, on one thread; false when it has none.
+template <typename T>
+bool narrow_elements(DropoutArgs<T>& d, int tid, int nth) {
+  index_t b, e;
+  thread_range(d.n, kMaskElements, tid, nth, b, e);
+  d.first = b;
+  d.n = e;
+  d.nthreads = 1;
+  return e > b;
 }
 
 // While it lives, kernels called from this OS thread use at most `limit` threads (0: no
@@ -330,7 +371,7 @@ class Epoch {
   double step_flops() const;
   int team_size() const;
   double forward_backward(index_t m, std::uint64_t step);
-  void run_phase(const Phase& phase, std::uint64_t step);
+  void run_ops(std::uint64_t step);
   void run_op(const Op& op, int tid, int nth, std::uint64_t step);
   void gather(index_t r0, index_t r1);
   void forward(index_t i, int tid, int nth, std::uint64_t step);
@@ -361,7 +402,7 @@ class Epoch {
   int team_max_ = 1;         // the team this model's steps pay for (buffers are sized for it)
   int team_ = 1;             // the current step's team (tuner_'s pick)
   EpochResult r_;
-  std::vector<Phase> phases_;
+  std::vector<Op> ops_;  // a step's stages in order
   std::vector<Lane<T>> lanes_;  // one per team thread
   std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_;
   // With a team: each dense layer's W^T packed once per step for every thread's input
@@ -464,7 +505,7 @@ int Epoch<T>::team_size() const {
   return threads_for(step_flops(), team_flops_per_thread());
 }
 
-// The step's ops in order, grouped into phases, and the buffers each layer reads and writes.
+// The step's ops in order, and the buffers each layer reads and writes.
 template <typename T>
 void Epoch<T>::plan() {
   in_.assign(size_t(L_), nullptr);
@@ -495,23 +536,27 @@ void Epoch<T>::plan() {
       std::swap(g, spare);
     }
   }
-  std::vector<Op> ops{{OpKind::gather, -1, Reads::own_rows}};
-  for (index_t i = 0; i < L_; ++i) ops.push_back({OpKind::forward, i, Reads::own_rows});
-  ops.push_back({OpKind::loss, -1, Reads::serial});
+  // An identity dropout has no stage: its input and gradient pass through (above).
+  const auto passes_through = [](const LayerSpec& l) { return l.kind == LayerKind::dropout && l.rate == 0.0; };
+  ops_ = {{OpKind::gather, -1, Reads::own_rows, true}};
+  for (index_t i = 0; i < L_; ++i) {
+    const LayerSpec& l = a_.layers[size_t(i)];
+    if (passes_through(l)) continue;
+    const bool by_rows = !whole_batch_layer(l);
+    ops_.push_back({OpKind::forward, i, by_rows ? Reads::own_rows : Reads::everything, by_rows});
+  }
+  ops_.push_back({OpKind::loss, -1, Reads::serial, false});
   for (index_t i = L_ - 1; i >= 0; --i) {
     const LayerSpec& l = a_.layers[size_t(i)];
+    if (passes_through(l)) continue;
     if (l.kind == LayerKind::dense) {
       // PReLU's slope gradient needs z and dy, so its dz is made with the column sums.
-      ops.push_back({OpKind::backward_dz, i, l.act == Activation::prelu ? Reads::everything : Reads::own_rows});
-      ops.push_back({OpKind::backward_weights, i, Reads::everything});
+      const bool prelu = l.act == Activation::prelu;
+      ops_.push_back({OpKind::backward_dz, i, prelu ? Reads::everything : Reads::own_rows, !prelu});
+      ops_.push_back({OpKind::backward_weights, i, Reads::everything, true});
     } else {  // its dx may overwrite the dy that a linear dense layer above still reads as dz
-      ops.push_back({OpKind::backward, i, Reads::everything});
+      ops_.push_back({OpKind::backward, i, Reads::everything, !whole_batch_layer(l)});
     }
-  }
-  for (const Op& op : ops) {
-    const bool whole = op.layer >= 0 && whole_batch_layer(a_.layers[size_t(op.layer)]);
-    if (whole || phases_.empty() || phases_.back().whole_batch) phases_.push_back(Phase{whole, {}});
-    phases_.back().ops.push_back(op);
   }
 }
 
@@ -547,8 +592,8 @@ void Epoch<T>::gather(index_t r0, index_t r1) {
   }
 }
 
-// Stage 1a: layer i forward in training mode on this thread's rows (all rows for a
-// whole-batch layer), with the zero/fired statistics measured before any dropout.
+// Stage 1a: layer i forward in training mode on this thread's rows (its columns for batch
+// norm, its elements for dropout), with the zero/fired statistics measured before any dropout.
 template <typename T>
 void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
   const LayerSpec& l = a_.layers[size_t(i)];
@@ -566,15 +611,24 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
       break;
     }
     case LayerKind::activation: k_.act_forward(activation_args(l, r1 - r0, w, h, y, cap)); break;
-    case LayerKind::batchnorm:
-      k_.batchnorm_forward(batchnorm_args(l, a_.params, a_.buffers, part_rows_, w, h, y, stat_mean_[size_t(i)].get(),
-                                          stat_invstd_[size_t(i)].get()));
+    case LayerKind::batchnorm: {
+      BatchNormForwardArgs<T> f = batchnorm_args(l, a_.params, a_.buffers, part_rows_, w, h, y,
+                                                 stat_mean_[size_t(i)].get(), stat_invstd_[size_t(i)].get());
+      if (nth > 1) {  // this thread's columns
+        index_t j0, j1;
+        thread_range(w, kColumnAlign, tid, nth, j0, j1);
+        if (j1 <= j0) break;
+        narrow_columns(f, j0, j1);
+        f.nthreads = 1;
+      }
+      k_.batchnorm_forward(f);
       break;
+    }
     case LayerKind::dropout: {
       if (l.rate == 0.0) break;  // identity: the output is the input
       DropoutArgs<T> f = dropout_args(l, part_rows_ * w, step, h, y);
       f.mask_bits = mask_[size_t(i)].get();
-      k_.dropout_forward(f);
+      if (nth == 1 || narrow_elements(f, tid, nth)) k_.dropout_forward(f);
       break;
     }
   }
@@ -688,7 +742,7 @@ void Epoch<T>::backward_weights(index_t i, int tid, int nth) {
 }
 
 // Stage 1c, other layers: the input gradient (and batch norm's parameter gradient), on this
-// thread's rows, or on the whole batch part for a whole-batch layer.
+// thread's rows (its columns for batch norm, its elements for dropout).
 template <typename T>
 void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
   const LayerSpec& l = a_.layers[size_t(i)];
@@ -724,6 +778,13 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
       d.dgamma = a_.grads + l.gamma;
       d.dbeta = a_.grads + l.beta;
       d.nthreads = threads_for(double(part_rows_) * double(w), kElementsPerThread);
+      if (nth > 1) {  // this thread's columns
+        index_t j0, j1;
+        thread_range(w, kColumnAlign, tid, nth, j0, j1);
+        if (j1 <= j0) break;
+        narrow_columns(d, j0, j1);
+        d.nthreads = 1;
+      }
       k_.batchnorm_backward(d);
       break;
     }
@@ -731,7 +792,7 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
       if (l.rate == 0.0) break;  // identity
       DropoutArgs<T> d = dropout_args(l, part_rows_ * w, step, gin_[size_t(i)], gout_[size_t(i)]);
       d.mask_in = mask_[size_t(i)].get();
-      k_.dropout_backward(d);
+      if (nth == 1 || narrow_elements(d, tid, nth)) k_.dropout_backward(d);
       break;
     }
   }
@@ -756,24 +817,25 @@ void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
   }
 }
 
-// One phase: a whole-batch op with its kernel's own threads, or the phase's ops in order on
-// the team, a barrier after each (which thread takes which range never changes a result).
+// The step's ops in order: on this thread (each kernel with its own threads), or in one
+// parallel region on the team, with the barriers that Reads asks for (which thread takes
+// which range never changes a result).
 template <typename T>
-void Epoch<T>::run_phase(const Phase& phase, std::uint64_t step) {
-  if (phase.whole_batch || team_ <= 1) {
-    for (const Op& op : phase.ops) run_op(op, 0, 1, step);
+void Epoch<T>::run_ops(std::uint64_t step) {
+  if (team_ <= 1) {
+    for (const Op& op : ops_) run_op(op, 0, 1, step);
     return;
   }
   std::exception_ptr error;
 #pragma omp parallel num_threads(team_)
   {
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    for (size_t k = 0; k < phase.ops.size(); ++k) {
-      if (k > 0 && (phase.ops[k].reads != Reads::own_rows || phase.ops[k - 1].reads == Reads::serial)) {
+    for (size_t k = 0; k < ops_.size(); ++k) {
+      if (k > 0 && (ops_[k].reads != Reads::own_rows || !ops_[k - 1].writes_rows)) {
 #pragma omp barrier
       }
       try {  // every thread reaches every barrier, even after an error
-        if (!error) run_op(phase.ops[k], tid, nth, step);
+        if (!error) run_op(ops_[k], tid, nth, step);
       } catch (...) {
 #pragma omp critical(fastnn_team_error)
         if (!error) error = std::current_exception();
@@ -811,7 +873,7 @@ double Epoch<T>::forward_backward(index_t m, std::uint64_t step) {
   batch_loss_ = 0.0;
   if (part_rows_ == 0) return 0.0;
   if (team_ > 1) pack_weights();
-  for (const Phase& phase : phases_) run_phase(phase, step);
+  run_ops(step);
   if (c_.statistics)
     for (index_t i = 0; i < L_; ++i) {
       const LayerSpec& l = a_.layers[size_t(i)];

@@ -31,6 +31,16 @@ def regularized(seed):
     ], seed=seed)
 
 
+def wide_regularized(seed):
+    # batch norm splits by columns (70 and 40: ranges of 16 and a ragged last one), dropout
+    # by ranges of 512 elements; an identity dropout between a column-split batch norm and
+    # a row-split dense layer; a dropout right before a batch norm
+    return nn.Sequential([
+        nn.Dense(5, 70, activation="relu"), nn.BatchNorm(70), nn.Dropout(0.0), nn.Dense(70, 40, activation="elu"),
+        nn.Dropout(0.3), nn.BatchNorm(40), nn.Dropout(0.1), nn.Dense(40, 1),
+    ], seed=seed)
+
+
 def plain(seed):
     # a linear layer without bias under an activation layer: the activation's input
     # gradient overwrites what the linear layer above it reads as dz
@@ -79,7 +89,8 @@ def assert_same(a, b):
                 np.testing.assert_array_equal(fa, fb)
 
 
-@pytest.mark.parametrize("make", [regularized, plain], ids=["bn-dropout-prelu", "linear-under-activation"])
+@pytest.mark.parametrize("make", [regularized, wide_regularized, plain],
+                         ids=["bn-dropout-prelu", "wide-bn-dropout", "linear-under-activation"])
 @pytest.mark.parametrize("batch_size", [64, 50, 7])
 def test_any_thread_count_is_bitwise_the_unthreaded_engine(team_for_any_model, make, batch_size):
     # 203 rows in batches of 50 leave a last batch of 3: some threads get no rows
@@ -105,7 +116,7 @@ def test_team_equals_the_kernels_own_threading(team_for_any_model):
     assert_same(train(plain, 3, 64), without)
 
 
-@pytest.mark.parametrize("make", [regularized, plain], ids=["regularized", "plain"])
+@pytest.mark.parametrize("make", [regularized, wide_regularized, plain], ids=["regularized", "wide", "plain"])
 @pytest.mark.parametrize("policy", ["alternate", "auto"])
 def test_switching_between_team_and_one_thread_changes_nothing(team_for_any_model, make, policy):
     """The tuner may move any step on or off the team (a step off it runs every kernel on one
