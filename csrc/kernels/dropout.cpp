@@ -30,7 +30,7 @@ inline void philox_round(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2
   c2 = n2;
 }
 
-constexpr index_t kGroup = 64;           // elements per mask word (8 Philox blocks)
+constexpr index_t kGroup = kDropoutGroup;  // elements per mask word (8 Philox blocks)
 constexpr index_t kTaskElements = 16384;  // elements per parallel task (a multiple of kGroup)
 
 std::uint32_t drop_threshold(double rate) {

@@ -148,10 +148,11 @@ struct BatchNormBackwardArgs {
 // 64 bits), key = seed) is below floor(rate * 65536). Kept elements are scaled by
 // 1 / (1 - rate). The mask depends only on (seed, step, e): identical for any thread count
 // and SIMD path, and for any cut of the elements into ranges handled by separate calls.
+constexpr index_t kDropoutGroup = 64;  // elements per mask word; a call's first element starts one
 template <typename T>
 struct DropoutArgs {
   index_t n = 0;
-  index_t first = 0;               // only elements [first, n): a multiple of 64 (x, y and masks still start at element 0)
+  index_t first = 0;               // only elements [first, n), first % kDropoutGroup == 0 (x, y, masks start at element 0)
   const T* x = nullptr;            // forward: x; backward: dy. Null: only write mask_bits.
   T* y = nullptr;                  // forward: y; backward: dx
   std::uint8_t* mask_bits = nullptr;       // out: bit i (little order) = element i kept

@@ -188,7 +188,7 @@ constexpr index_t kLineElements = 16;          // ranges of a flat buffer: whole
 constexpr index_t kMaskElements = 512;         // ranges of a dropout's elements: whole 64-byte lines of its mask
 
 // The stages of a step; each runs on a team's ranges or on the whole batch part.
-enum class OpKind { gather, forward, loss, backward, backward_dz, backward_weights };
+enum class OpKind { pack_weights, gather, forward, loss, backward, backward_dz, backward_weights };
 // What a stage reads of the stage before: only its own thread's rows, or all of it; a
 // serial stage runs on one thread. A stage that reads its own rows needs no barrier after a
 // stage that wrote by rows (every row-split stage cuts the rows the same way); any other
@@ -216,9 +216,13 @@ inline void thread_range(index_t n, index_t align, int tid, int nth, index_t& be
   end = std::min(n, units * (tid + 1) / nth * align);
 }
 
-// Batch norm and dropout see the whole batch part (split by columns or elements, not rows).
-inline bool whole_batch_layer(const LayerSpec& l) {
-  return l.kind == LayerKind::batchnorm || (l.kind == LayerKind::dropout && l.rate > 0.0);
+// Whether a layer's stages split the batch by rows on a team. Batch norm splits by columns
+// (its statistics run over all rows); dropout by rows when every range of rows (a multiple
+// of kRowAlign) starts a whole mask word, else by ranges of kMaskElements elements.
+inline bool splits_by_rows(const LayerSpec& l) {
+  if (l.kind == LayerKind::batchnorm) return false;
+  if (l.kind == LayerKind::dropout) return (kRowAlign * l.out) % kDropoutGroup == 0;
+  return true;
 }
 
 // Narrows a batch-norm call on a matrix of c columns to columns [j0, j1) (see
@@ -251,11 +255,18 @@ void narrow_columns(BatchNormBackwardArgs<T>& d, index_t j0, index_t j1) {
   d.dbeta += j0;
 }
 
-// Thread tid's range of a dropout call's elements, on one thread; false when it has none.
+// Narrows a dropout call on `rows` rows of layer l to thread tid's elements, on one thread;
+// false when it has none.
 template <typename T>
-bool narrow_elements(DropoutArgs<T>& d, int tid, int nth) {
+bool narrow_elements(DropoutArgs<T>& d, const LayerSpec& l, index_t rows, int tid, int nth) {
   index_t b, e;
-  thread_range(d.n, kMaskElements, tid, nth, b, e);
+  if (splits_by_rows(l)) {
+    thread_range(rows, kRowAlign, tid, nth, b, e);
+    b *= l.out;
+    e *= l.out;
+  } else {
+    thread_range(d.n, kMaskElements, tid, nth, b, e);
+  }
   d.first = b;
   d.n = e;
   d.nthreads = 1;
@@ -282,10 +293,11 @@ class CallingThreadLimit {
 
 // Picks the team size step by step. Every element of a step is computed the same way by
 // whichever thread computes it, so the choice can follow the machine: a probe times kProbe
-// whole steps on one thread (kernels included), then up to kProbe on the team, stopping
-// as soon as the team has taken longer, and the faster runs until the next probe, a gap of
-// full batches later; each probe the team loses doubles the gap (up to kMaxGap), a probe
-// it wins resets it. The state carries over to the next epoch of the same model size on
+// whole steps on one thread (kernels included), then kProbe on the team, and the one whose
+// fastest step was faster runs until the next probe, a gap of full batches later (the
+// fastest step, so that one interrupted step does not decide; the team's part stops at
+// once when one of its steps takes kCollapse times one thread's fastest). Each probe the
+// team loses doubles the gap (up to kMaxGap), a probe it wins resets it. The state carries over to the next epoch of the same model size on
 // the same OS thread. A team loses to one thread when its steps are too short for its
 // barriers (W2 here: a 2-thread team measured 0.79x) and collapses when the machine is
 // oversubscribed: a descheduled thread stalls every barrier (with two busy processes on
@@ -332,20 +344,22 @@ class TeamTuner {
       if (--left_ == 0) probed_ = 0;
       return;
     }
-    (probed_ < kProbe ? solo_ : teamed_) += seconds;
+    double& fastest = probed_ < kProbe ? solo_ : teamed_;
+    fastest = std::min(fastest, seconds);
     ++probed_;
-    const bool team_lost = probed_ > kProbe && teamed_ >= solo_;
-    if (probed_ == 2 * kProbe || team_lost) {
-      use_team_ = !team_lost;
+    const bool collapsed = probed_ > kProbe && seconds > kCollapse * solo_;
+    if (probed_ == 2 * kProbe || collapsed) {
+      use_team_ = !collapsed && teamed_ < solo_;
       gap_ = use_team_ ? kGap : std::min(2 * gap_, kMaxGap);
       left_ = gap_;
       probed_ = 2 * kProbe;
-      solo_ = teamed_ = 0.0;
+      solo_ = teamed_ = kNever;
     }
   }
 
  private:
   static constexpr index_t kProbe = 4, kGap = 128, kMaxGap = 128 * 32;
+  static constexpr double kCollapse = 4.0, kNever = 1e300;
   static TeamTuner& last_on_this_thread() {
     thread_local TeamTuner last;
     return last;
@@ -354,7 +368,7 @@ class TeamTuner {
   double step_flops_ = 0.0;
   TeamPolicy policy_ = TeamPolicy::team;
   index_t steps_ = 0, probed_ = 0, left_ = 0, gap_ = kGap;
-  double solo_ = 0.0, teamed_ = 0.0;
+  double solo_ = kNever, teamed_ = kNever;  // the fastest step of each side of the probe so far
   bool use_team_ = true;
 };
 
@@ -380,7 +394,7 @@ class Epoch {
   void backward_dz(index_t i, int tid, int nth);
   void backward_weights(index_t i, int tid, int nth);
   void backward(index_t i, int tid, int nth, std::uint64_t step);
-  void pack_weights();
+  void pack_weights(int tid, int nth);
   void reduce(index_t rows, index_t total, bool finite_loss);
   index_t gradient_norms();
   void clip();
@@ -538,11 +552,15 @@ void Epoch<T>::plan() {
   }
   // An identity dropout has no stage: its input and gradient pass through (above).
   const auto passes_through = [](const LayerSpec& l) { return l.kind == LayerKind::dropout && l.rate == 0.0; };
-  ops_ = {{OpKind::gather, -1, Reads::own_rows, true}};
+  ops_.clear();
+  // Packs W^T for the input gradients while the forward runs (it writes no rows, and the
+  // loss's barrier comes before any thread reads what it packed).
+  if (team_max_ > 1) ops_.push_back({OpKind::pack_weights, -1, Reads::own_rows, true});
+  ops_.push_back({OpKind::gather, -1, Reads::own_rows, true});
   for (index_t i = 0; i < L_; ++i) {
     const LayerSpec& l = a_.layers[size_t(i)];
     if (passes_through(l)) continue;
-    const bool by_rows = !whole_batch_layer(l);
+    const bool by_rows = splits_by_rows(l);
     ops_.push_back({OpKind::forward, i, by_rows ? Reads::own_rows : Reads::everything, by_rows});
   }
   ops_.push_back({OpKind::loss, -1, Reads::serial, false});
@@ -555,7 +573,7 @@ void Epoch<T>::plan() {
       ops_.push_back({OpKind::backward_dz, i, prelu ? Reads::everything : Reads::own_rows, !prelu});
       ops_.push_back({OpKind::backward_weights, i, Reads::everything, true});
     } else {  // its dx may overwrite the dy that a linear dense layer above still reads as dz
-      ops_.push_back({OpKind::backward, i, Reads::everything, !whole_batch_layer(l)});
+      ops_.push_back({OpKind::backward, i, Reads::everything, splits_by_rows(l)});
     }
   }
 }
@@ -599,7 +617,7 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
   const LayerSpec& l = a_.layers[size_t(i)];
   const index_t w = in_width_[size_t(i)];
   index_t r0 = 0, r1 = part_rows_;
-  if (!whole_batch_layer(l)) thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
+  if (splits_by_rows(l)) thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
   if (r1 <= r0) return;
   const int cap = nth > 1 ? 1 : 0;
   const T* h = in_[size_t(i)] + r0 * w;
@@ -626,9 +644,9 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
     }
     case LayerKind::dropout: {
       if (l.rate == 0.0) break;  // identity: the output is the input
-      DropoutArgs<T> f = dropout_args(l, part_rows_ * w, step, h, y);
+      DropoutArgs<T> f = dropout_args(l, part_rows_ * w, step, in_[size_t(i)], outp_[size_t(i)]);
       f.mask_bits = mask_[size_t(i)].get();
-      if (nth == 1 || narrow_elements(f, tid, nth)) k_.dropout_forward(f);
+      if (nth == 1 || narrow_elements(f, l, part_rows_, tid, nth)) k_.dropout_forward(f);
       break;
     }
   }
@@ -792,7 +810,7 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
       if (l.rate == 0.0) break;  // identity
       DropoutArgs<T> d = dropout_args(l, part_rows_ * w, step, gin_[size_t(i)], gout_[size_t(i)]);
       d.mask_in = mask_[size_t(i)].get();
-      if (nth == 1 || narrow_elements(d, tid, nth)) k_.dropout_backward(d);
+      if (nth == 1 || narrow_elements(d, l, part_rows_, tid, nth)) k_.dropout_backward(d);
       break;
     }
   }
@@ -801,6 +819,9 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
 template <typename T>
 void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
   switch (op.kind) {
+    case OpKind::pack_weights:
+      if (nth > 1) pack_weights(tid, nth);  // only team steps read packed weights
+      break;
     case OpKind::gather: {
       index_t r0, r1;
       thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
@@ -846,11 +867,21 @@ void Epoch<T>::run_ops(std::uint64_t step) {
 }
 
 // W^T as every thread's input-gradient GEMM reads it, packed once per step (the weights
-// change only at the update) instead of gathered by columns by each thread.
+// change only at the update) instead of gathered by columns by each thread. Thread tid of
+// nth packs its share of the layers: each layer, largest first, goes to the thread with the
+// fewest weights so far (every thread computes the same assignment).
 template <typename T>
-void Epoch<T>::pack_weights() {
-  for (index_t i = 0; i < L_; ++i) {
-    if (!packed_wt_[size_t(i)]) continue;
+void Epoch<T>::pack_weights(int tid, int nth) {
+  std::vector<index_t> order;
+  for (index_t i = 0; i < L_; ++i)
+    if (packed_wt_[size_t(i)]) order.push_back(i);
+  const auto size = [&](index_t i) { return a_.layers[size_t(i)].in * a_.layers[size_t(i)].out; };
+  std::stable_sort(order.begin(), order.end(), [&](index_t x, index_t y) { return size(x) > size(y); });
+  std::vector<index_t> load(size_t(nth), 0);
+  for (index_t i : order) {
+    const auto owner = size_t(std::min_element(load.begin(), load.end()) - load.begin());
+    load[owner] += size(i);
+    if (owner != size_t(tid)) continue;
     const LayerSpec& l = a_.layers[size_t(i)];
     GemmArgs<T> wt;  // W^T (OC, IC): W (IC, OC) read by columns
     wt.k = l.out;
@@ -872,7 +903,6 @@ double Epoch<T>::forward_backward(index_t m, std::uint64_t step) {
   part_rows_ = part_rows(m, red_.rank);
   batch_loss_ = 0.0;
   if (part_rows_ == 0) return 0.0;
-  if (team_ > 1) pack_weights();
   run_ops(step);
   if (c_.statistics)
     for (index_t i = 0; i < L_; ++i) {

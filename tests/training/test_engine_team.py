@@ -32,12 +32,14 @@ def regularized(seed):
 
 
 def wide_regularized(seed):
-    # batch norm splits by columns (70 and 40: ranges of 16 and a ragged last one), dropout
-    # by ranges of 512 elements; an identity dropout between a column-split batch norm and
-    # a row-split dense layer; a dropout right before a batch norm
+    # batch norm splits by columns (70 and 40: ranges of 16 and a ragged last one); dropout
+    # by ranges of 512 elements on 40 columns (4 rows do not fill whole 64-element mask
+    # words) and by rows on 48; an identity dropout between a column-split batch norm and a
+    # row-split dense layer; a dropout right before a batch norm
     return nn.Sequential([
         nn.Dense(5, 70, activation="relu"), nn.BatchNorm(70), nn.Dropout(0.0), nn.Dense(70, 40, activation="elu"),
-        nn.Dropout(0.3), nn.BatchNorm(40), nn.Dropout(0.1), nn.Dense(40, 1),
+        nn.Dropout(0.3), nn.BatchNorm(40), nn.Dropout(0.1), nn.Dense(40, 48, activation="relu"), nn.Dropout(0.25),
+        nn.Dense(48, 1),
     ], seed=seed)
 
 
