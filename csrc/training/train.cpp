@@ -225,34 +225,32 @@ inline bool splits_by_rows(const LayerSpec& l) {
   return true;
 }
 
-// Narrows a batch-norm call on a matrix of c columns to columns [j0, j1) (see
-// BatchNormForwardArgs: no result of a column depends on another column).
-template <typename T>
-void narrow_columns(BatchNormForwardArgs<T>& f, index_t j0, index_t j1) {
-  f.ld = f.c;
-  f.c = j1 - j0;
-  f.x += j0;
-  f.y += j0;
-  f.gamma += j0;
-  f.beta += j0;
-  f.mean += j0;
-  f.invstd += j0;
-  if (f.running_mean) f.running_mean += j0;
-  if (f.running_var) f.running_var += j0;
+// Narrows a batch-norm call on a matrix of c columns to thread tid's columns (whole
+// vectors), on one thread; false when it has none. No result of a column depends on another
+// column (see BatchNormForwardArgs): the row stride stays c, and every per-element or
+// per-column pointer (null ones stay null) moves on to the thread's first column.
+template <class Args, class... Pointers>
+bool narrow_to_columns(Args& a, int tid, int nth, Pointers... pointers) {
+  index_t j0, j1;
+  thread_range(a.c, kColumnAlign, tid, nth, j0, j1);
+  a.ld = a.c;
+  a.c = j1 - j0;
+  a.nthreads = 1;
+  ((a.*pointers = a.*pointers ? a.*pointers + j0 : nullptr), ...);
+  return j1 > j0;
 }
 
 template <typename T>
-void narrow_columns(BatchNormBackwardArgs<T>& d, index_t j0, index_t j1) {
-  d.ld = d.c;
-  d.c = j1 - j0;
-  d.dy += j0;
-  d.x += j0;
-  d.gamma += j0;
-  d.mean += j0;
-  d.invstd += j0;
-  d.dx += j0;
-  d.dgamma += j0;
-  d.dbeta += j0;
+bool narrow_columns(BatchNormForwardArgs<T>& f, int tid, int nth) {
+  using A = BatchNormForwardArgs<T>;
+  return narrow_to_columns(f, tid, nth, &A::x, &A::y, &A::gamma, &A::beta, &A::mean, &A::invstd, &A::running_mean,
+                           &A::running_var);
+}
+
+template <typename T>
+bool narrow_columns(BatchNormBackwardArgs<T>& d, int tid, int nth) {
+  using A = BatchNormBackwardArgs<T>;
+  return narrow_to_columns(d, tid, nth, &A::dy, &A::x, &A::gamma, &A::mean, &A::invstd, &A::dx, &A::dgamma, &A::dbeta);
 }
 
 // Narrows a dropout call on `rows` rows of layer l to thread tid's elements, on one thread;
@@ -632,14 +630,7 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
     case LayerKind::batchnorm: {
       BatchNormForwardArgs<T> f = batchnorm_args(l, a_.params, a_.buffers, part_rows_, w, h, y,
                                                  stat_mean_[size_t(i)].get(), stat_invstd_[size_t(i)].get());
-      if (nth > 1) {  // this thread's columns
-        index_t j0, j1;
-        thread_range(w, kColumnAlign, tid, nth, j0, j1);
-        if (j1 <= j0) break;
-        narrow_columns(f, j0, j1);
-        f.nthreads = 1;
-      }
-      k_.batchnorm_forward(f);
+      if (nth == 1 || narrow_columns(f, tid, nth)) k_.batchnorm_forward(f);
       break;
     }
     case LayerKind::dropout: {
@@ -796,14 +787,7 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
       d.dgamma = a_.grads + l.gamma;
       d.dbeta = a_.grads + l.beta;
       d.nthreads = threads_for(double(part_rows_) * double(w), kElementsPerThread);
-      if (nth > 1) {  // this thread's columns
-        index_t j0, j1;
-        thread_range(w, kColumnAlign, tid, nth, j0, j1);
-        if (j1 <= j0) break;
-        narrow_columns(d, j0, j1);
-        d.nthreads = 1;
-      }
-      k_.batchnorm_backward(d);
+      if (nth == 1 || narrow_columns(d, tid, nth)) k_.batchnorm_backward(d);
       break;
     }
     case LayerKind::dropout: {
