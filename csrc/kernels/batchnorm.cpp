@@ -21,6 +21,12 @@ inline void for_row_vectors(index_t c, Op op) {
   if (j < c) op(j, c - j);
 }
 
+// The row stride of a batch-norm call's matrices (ld, or c when unset).
+template <class Args>
+inline index_t row_stride(const Args& a) {
+  return a.ld > 0 ? a.ld : a.c;
+}
+
 template <typename V>
 inline typename V::R load_part(const typename V::T* p, index_t m) {
   return m == V::W ? V::load(p) : V::load_n(p, m);
@@ -33,9 +39,8 @@ inline void store_part(typename V::T* p, typename V::R v, index_t m) {
 }
 
 // y = ((x - center_hi) - center_lo) * scale + shift, per column, parallel over rows (x and y
-// rows ld apart). The
-// float64 center is split into two T parts so that x - center keeps T's relative accuracy
-// even when |mean| >> std (x * scale - mean * scale would cancel).
+// rows ld apart). The float64 center is split into two T parts so that x - center keeps T's
+// relative accuracy even when |mean| >> std (x * scale - mean * scale would cancel).
 template <typename T>
 void normalize_rows(index_t n, index_t c, index_t ld, const T* x, const double* center, const double* scale,
                     const T* shift, T* y, int nthreads, T* work) {
@@ -92,7 +97,7 @@ void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t 
                          double* acc) {
   using V = f64v;
   constexpr index_t W = V::W;
-  const index_t c = a.c, ld = a.ld > 0 ? a.ld : a.c;
+  const index_t c = a.c, ld = row_stride(a);
   typename V::R mean[NV], invstd[NV], s1[NV], s2[NV];
   for (int v = 0; v < NV; ++v) {
     mean[v] = wide_load<Partial>(a.mean + j0 + v * W, last);
@@ -118,7 +123,7 @@ void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t 
 
 template <typename T>
 void forward(const BatchNormForwardArgs<T>& a) {
-  const index_t n = a.n, c = a.c, ld = a.ld > 0 ? a.ld : a.c;
+  const index_t n = a.n, c = a.c, ld = row_stride(a);
   // doubles: the per-column center and scale, then 3 x C values of T for normalize_rows
   double* work = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
   double* center = work;
@@ -164,7 +169,7 @@ void forward(const BatchNormForwardArgs<T>& a) {
 
 template <typename T>
 void backward(const BatchNormBackwardArgs<T>& a) {
-  const index_t n = a.n, c = a.c, ld = a.ld > 0 ? a.ld : a.c;
+  const index_t n = a.n, c = a.c, ld = row_stride(a);
   double* sums = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
   // sums[0:c] = sum dy, sums[c:2c] = sum dy * xhat
   ordered_column_sums(n, c, 2, a.nthreads, sums, [&](index_t r0, index_t r1, double* acc) {

@@ -152,7 +152,8 @@ constexpr index_t kDropoutGroup = 64;  // elements per mask word; a call's first
 template <typename T>
 struct DropoutArgs {
   index_t n = 0;
-  index_t first = 0;               // only elements [first, n), first % kDropoutGroup == 0 (x, y, masks start at element 0)
+  index_t first = 0;               // only elements [first, n); first % kDropoutGroup == 0
+                                   // (x, y and the masks still start at element 0)
   const T* x = nullptr;            // forward: x; backward: dy. Null: only write mask_bits.
   T* y = nullptr;                  // forward: y; backward: dx
   std::uint8_t* mask_bits = nullptr;       // out: bit i (little order) = element i kept

@@ -295,11 +295,12 @@ class CallingThreadLimit {
 // fastest step was faster runs until the next probe, a gap of full batches later (the
 // fastest step, so that one interrupted step does not decide; the team's part stops at
 // once when one of its steps takes kCollapse times one thread's fastest). Each probe the
-// team loses doubles the gap (up to kMaxGap), a probe it wins resets it. The state carries over to the next epoch of the same model size on
-// the same OS thread. A team loses to one thread when its steps are too short for its
-// barriers (W2 here: a 2-thread team measured 0.79x) and collapses when the machine is
-// oversubscribed: a descheduled thread stalls every barrier (with two busy processes on
-// these 2 cores, a 2-thread W1 step took ~31 ms instead of 0.25 ms).
+// team loses doubles the gap (up to kMaxGap), a probe it wins resets it. The state carries
+// over to the next epoch of the same model size on the same OS thread. A team loses to one
+// thread when its steps are too short for its barriers (W2 here: a 2-thread team measured
+// 0.79x) and collapses when the machine is oversubscribed: a descheduled thread stalls
+// every barrier (with two busy processes on these 2 cores, a 2-thread W1 step took ~31 ms
+// instead of 0.25 ms).
 class TeamTuner {
  public:
   TeamTuner() = default;
@@ -420,6 +421,7 @@ class Epoch {
   // With a team: each dense layer's W^T packed once per step for every thread's input
   // gradient (the forward reads a small W in place: see gemm.cpp).
   std::vector<Buffer<T>> packed_wt_;
+  std::vector<index_t> pack_order_;  // the layers with a packed_wt_, largest W first
   std::vector<Buffer<std::uint8_t>> mask_;
   std::vector<double> grad_norm_sum_, step_norm_;
   Buffer<T> xb_, yb_, wb_, buffers_before_, params_before_, g0_, g1_;
@@ -478,6 +480,11 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
     r_.fired_offset[size_t(i) + 1] = r_.fired_offset[size_t(i)] + (tracked ? l.out : 0);
   }
   r_.fired.assign(size_t(r_.fired_offset.back()), 0);
+  for (index_t i = 0; i < L_; ++i)
+    if (packed_wt_[size_t(i)]) pack_order_.push_back(i);
+  const auto weights = [&](index_t i) { return a_.layers[size_t(i)].in * a_.layers[size_t(i)].out; };
+  std::stable_sort(pack_order_.begin(), pack_order_.end(),
+                   [&](index_t x, index_t y) { return weights(x) > weights(y); });
   xb_ = buffer<T>(B_ * a_.in_features);
   yb_ = buffer<T>(d_.y || label_targets_ ? B_ * d_.k : 0);
   lb_ = buffer<std::int64_t>(d_.has_labels() && !label_targets_ ? B_ : 0);
@@ -852,20 +859,11 @@ void Epoch<T>::run_ops(std::uint64_t step) {
 
 // W^T as every thread's input-gradient GEMM reads it, packed once per step (the weights
 // change only at the update) instead of gathered by columns by each thread. Thread tid of
-// nth packs its share of the layers: each layer, largest first, goes to the thread with the
-// fewest weights so far (every thread computes the same assignment).
+// nth packs every nth layer of pack_order_ (largest first), starting at its own position.
 template <typename T>
 void Epoch<T>::pack_weights(int tid, int nth) {
-  std::vector<index_t> order;
-  for (index_t i = 0; i < L_; ++i)
-    if (packed_wt_[size_t(i)]) order.push_back(i);
-  const auto size = [&](index_t i) { return a_.layers[size_t(i)].in * a_.layers[size_t(i)].out; };
-  std::stable_sort(order.begin(), order.end(), [&](index_t x, index_t y) { return size(x) > size(y); });
-  std::vector<index_t> load(size_t(nth), 0);
-  for (index_t i : order) {
-    const auto owner = size_t(std::min_element(load.begin(), load.end()) - load.begin());
-    load[owner] += size(i);
-    if (owner != size_t(tid)) continue;
+  for (size_t k = size_t(tid); k < pack_order_.size(); k += size_t(nth)) {
+    const index_t i = pack_order_[k];
     const LayerSpec& l = a_.layers[size_t(i)];
     GemmArgs<T> wt;  // W^T (OC, IC): W (IC, OC) read by columns
     wt.k = l.out;
