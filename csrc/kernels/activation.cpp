@@ -38,23 +38,23 @@ void act_forward_impl(const ActArgs<typename D::T>& a) {
 }
 
 // dz and the column sums for one activation (a template parameter: no branch per vector).
-// Chunk c's sums go to its own partials, each column added in row order, and the partials
-// are then added in chunk order: the same sums for any number of threads.
+// Chunk c (the kShardRows rows from c * kShardRows) sums to its own partials, each column in
+// row order, and the partials are then added in chunk order: the same sums for any number of
+// threads.
 template <class D, Activation kAct>
 void act_backward_as(const ActBackwardArgs<typename D::T>& a) {
   using T = typename D::T;
   constexpr int W = D::W;
   const index_t rows = a.rows, cols = a.cols, ld = a.ld > 0 ? a.ld : a.cols;
-  const index_t chunks = reduce_chunks(rows);
+  const index_t chunks = shard_count(rows);
   const bool want_db = a.db != nullptr;
   const bool want_dslope = kAct == Activation::prelu && a.dslope != nullptr;
   const auto alpha = D::set1(a.alpha);
-  double* db_part = a.partials;
-  double* dslope_part = a.partials + chunks * cols;
 
   parallel_for(chunks, a.nthreads, [&](index_t c) {
-    const index_t r0 = c * kReduceChunkRows, r1 = std::min(rows, r0 + kReduceChunkRows);
-    double* pds = dslope_part + c * cols;
+    const index_t r0 = c * kShardRows, r1 = std::min(rows, r0 + kShardRows);
+    double* pdb = want_db || want_dslope ? a.partials + 2 * c * cols : nullptr;
+    double* pds = want_dslope ? pdb + cols : nullptr;
     if (want_dslope) std::fill(pds, pds + cols, 0.0);
     alignas(64) T contrib[kColBlock];
     for (index_t r = r0; r < r1; ++r) {
@@ -86,22 +86,13 @@ void act_backward_as(const ActBackwardArgs<typename D::T>& a) {
       }
     }
     if (want_db) {
-      double* pdb = db_part + c * cols;
       std::fill(pdb, pdb + cols, 0.0);
       add_column_sums(kAct == Activation::linear ? a.dy : a.dz, ld, cols, r0, r1, pdb);
     }
   });
+  if (a.sums_pending || !(want_db || want_dslope)) return;
   parallel_for(cols, a.nthreads, [&](index_t j) {
-    if (want_db) {
-      double s = a.accumulate ? double(a.db[j]) : 0.0;
-      for (index_t c = 0; c < chunks; ++c) s += db_part[c * cols + j];
-      a.db[j] = T(s);
-    }
-    if (want_dslope) {
-      double s = a.accumulate ? double(a.dslope[j]) : 0.0;
-      for (index_t c = 0; c < chunks; ++c) s += dslope_part[c * cols + j];
-      a.dslope[j] = T(s);
-    }
+    add_chunk_sums(a.partials, chunks, cols, a.accumulate, a.db, want_dslope ? a.dslope : nullptr, j, j + 1);
   });
 }
 

@@ -56,6 +56,7 @@ GemmArgs<T> dense_dw_args(const DenseBackwardArgs<T>& a, index_t i0, index_t i1,
   g.c = a.dw + i0 * a.oc + j0;
   g.ldc = a.oc;
   g.accumulate = a.accumulate;
+  g.depth_block = kShardRows;
   return g;
 }
 

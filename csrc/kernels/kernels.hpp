@@ -30,6 +30,10 @@ struct GemmArgs {
   T* c = nullptr;
   index_t ldc = 0;
   bool accumulate = false;  // C += A*B (the epilogue, if any, sees the sum)
+  // Depth (K) block, 0 for the default: each block's sum is added to C in block order. A
+  // dense layer's weight gradient sums the batch in shards of kShardRows rows this way.
+  // b_packed holds the default blocks, so a call with b_packed keeps the default.
+  index_t depth_block = 0;
   // epilogue
   const T* bias = nullptr;   // (Nn) or null
   Activation act = Activation::linear;
@@ -58,7 +62,8 @@ struct ActArgs {
 //   db[j]     (+)= sum_rows dz[:, j]           (when db != null)
 //   dslope[j] (+)= sum_rows dy * min(z, 0)     (prelu, when dslope != null)
 // Sums go through `partials` (dense_backward_partials(rows, cols) doubles) in fixed row
-// chunks added in chunk order: bitwise identical for any thread count.
+// chunks of kShardRows added in chunk order: bitwise identical for any thread count. Chunk
+// c's column sums sit at partials[2c * cols] (db) and partials[(2c + 1) * cols] (dslope).
 template <typename T>
 struct ActBackwardArgs {
   index_t rows = 0, cols = 0;
@@ -74,6 +79,9 @@ struct ActBackwardArgs {
   T* dslope = nullptr;
   bool accumulate = false;   // db, dslope +=
   double* partials = nullptr;
+  // Leave the chunk sums in partials for add_chunk_sums (a team's threads each make the
+  // sums of their own chunks; rows then starts at a chunk and partials points at its sums).
+  bool sums_pending = false;
   int nthreads = 1;
 };
 
@@ -219,8 +227,34 @@ constexpr double kElementsPerThread = 65536;
 // result is bitwise identical for any thread count (RELIABILITY.md section 5).
 constexpr index_t kReduceChunkRows = 256;
 inline index_t reduce_chunks(index_t rows) { return (rows + kReduceChunkRows - 1) / kReduceChunkRows; }
+// A dense layer's weight and bias gradients sum the batch in shards of this many rows: each
+// shard's sum starts from zero and the shards' sums are added in shard order (GEMM depth
+// blocks for dW, act_backward's column-sum chunks for db and PReLU's slopes). A team can
+// then give each thread whole shards of its own rows, and the sums are the same bits.
+constexpr index_t kShardRows = 64;
+inline index_t shard_count(index_t rows) { return (rows + kShardRows - 1) / kShardRows; }
 // doubles needed by DenseBackwardArgs::partials_workspace / ActBackwardArgs::partials
-inline index_t dense_backward_partials(index_t rows, index_t cols) { return 2 * reduce_chunks(rows) * cols; }
+inline index_t dense_backward_partials(index_t rows, index_t cols) { return 2 * shard_count(rows) * cols; }
+
+// Columns [j0, j1) of db (and of dslope, when not null) from act_backward's partials of
+// `chunks` chunks: each column's chunk sums added in chunk order, onto the old value with
+// accumulate.
+template <typename T>
+void add_chunk_sums(const double* partials, index_t chunks, index_t cols, bool accumulate, T* db, T* dslope,
+                    index_t j0, index_t j1) {
+  for (index_t j = j0; j < j1; ++j) {
+    if (db) {
+      double s = accumulate ? double(db[j]) : 0.0;
+      for (index_t c = 0; c < chunks; ++c) s += partials[2 * c * cols + j];
+      db[j] = T(s);
+    }
+    if (dslope) {
+      double s = accumulate ? double(dslope[j]) : 0.0;
+      for (index_t c = 0; c < chunks; ++c) s += partials[(2 * c + 1) * cols + j];
+      dslope[j] = T(s);
+    }
+  }
+}
 
 // One SIMD path's kernels for one float type.
 template <typename T>

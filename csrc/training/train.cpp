@@ -179,16 +179,26 @@ void update_ratios(const ModelView<T>& a, const T* before, std::vector<double>& 
 // Every element is computed the same way whatever the ranges: rows are independent, a
 // column's sums run over all rows in fixed chunks, a GEMM element sums over K in a fixed
 // order (dense_parts.hpp). So the result is bitwise the same for any number of threads, and
-// one thread runs exactly the kernels of the unthreaded step: nothing is paid for the split,
-// and there are no per-thread partial gradients to add. Batch norm's statistics are per
-// column over all rows, and dropout's mask is keyed by element.
+// one thread runs exactly the kernels of the unthreaded step. Batch norm's statistics are
+// per column over all rows, and dropout's mask is keyed by element.
+// Split by rows alone, a weight gradient's threads would each read every row of the layer's
+// input and dz, rows the other threads just wrote (and will write again next step: each
+// such line moves between the cores twice a step). So when the batch part's row shards
+// (kShardRows: dense layers sum their dW, db and PReLU slopes shard by shard, in shard order)
+// share out evenly, each thread takes whole shards for the whole step and makes its shards'
+// dW and column sums from its own rows alone: the first thread into the gradient itself,
+// the others into per-shard scratch, added in shard order after one barrier at the end
+// (reduce_shards): the same additions as one thread's shard-by-shard sums.
 constexpr index_t kRowAlign = 4;               // ranges of rows start at multiples of this
 constexpr index_t kColumnAlign = 16;           // ranges of columns: whole vectors
 constexpr index_t kLineElements = 16;          // ranges of a flat buffer: whole cache lines (float)
 constexpr index_t kMaskElements = 512;         // ranges of a dropout's elements: whole 64-byte lines of its mask
+// The largest per-shard dW scratch a team keeps; beyond it (a large batch of a large model),
+// weight gradients split by their elements instead.
+constexpr double kShardScratchBytes = 16.0 * 1024 * 1024;
 
 // The stages of a step; each runs on a team's ranges or on the whole batch part.
-enum class OpKind { pack_weights, gather, forward, loss, backward, backward_dz, backward_weights };
+enum class OpKind { pack_weights, gather, forward, loss, backward, backward_dz, backward_weights, reduce_shards };
 // What a stage reads of the stage before: only its own thread's rows, or all of it; a
 // serial stage runs on one thread. A stage that reads its own rows needs no barrier after a
 // stage that wrote by rows (every row-split stage cuts the rows the same way); any other
@@ -198,7 +208,7 @@ struct Op {
   OpKind kind;
   index_t layer;
   Reads reads;
-  bool writes_rows;  // its threads write the rows of thread_range(part_rows_, kRowAlign)
+  bool writes_rows;  // its threads write the rows of Epoch::rows_of
 };
 
 // What one thread of the team keeps: its sums workspace and its share of the statistics.
@@ -253,15 +263,14 @@ bool narrow_columns(BatchNormBackwardArgs<T>& d, int tid, int nth) {
   return narrow_to_columns(d, tid, nth, &A::dy, &A::x, &A::gamma, &A::mean, &A::invstd, &A::dx, &A::dgamma, &A::dbeta);
 }
 
-// Narrows a dropout call on `rows` rows of layer l to thread tid's elements, on one thread;
-// false when it has none.
+// Narrows a dropout call on layer l to thread tid's elements (its rows [r0, r1) where the
+// layer splits by rows), on one thread; false when it has none.
 template <typename T>
-bool narrow_elements(DropoutArgs<T>& d, const LayerSpec& l, index_t rows, int tid, int nth) {
+bool narrow_elements(DropoutArgs<T>& d, const LayerSpec& l, index_t r0, index_t r1, int tid, int nth) {
   index_t b, e;
   if (splits_by_rows(l)) {
-    thread_range(rows, kRowAlign, tid, nth, b, e);
-    b *= l.out;
-    e *= l.out;
+    b = r0 * l.out;
+    e = r1 * l.out;
   } else {
     thread_range(d.n, kMaskElements, tid, nth, b, e);
   }
@@ -393,6 +402,9 @@ class Epoch {
   void backward_dz(index_t i, int tid, int nth);
   void backward_weights(index_t i, int tid, int nth);
   void backward(index_t i, int tid, int nth, std::uint64_t step);
+  void shard_weights(const DenseBackwardArgs<T>& d, index_t i, index_t r0, index_t r1, int tid);
+  void reduce_shards(int tid, int nth);
+  void rows_of(int tid, int nth, index_t& r0, index_t& r1) const;
   void pack_weights(int tid, int nth);
   void reduce(index_t rows, index_t total, bool finite_loss);
   index_t gradient_norms();
@@ -416,6 +428,13 @@ class Epoch {
   int team_ = 1;             // the current step's team (tuner_'s pick)
   EpochResult r_;
   std::vector<Op> ops_;  // a step's stages in order
+  std::vector<Op> shard_ops_;  // the same, when the team splits by whole shards
+  bool by_shards_ = false;     // the current step's team splits by whole shards
+  // Per dense layer with a team: dW of the shards after the first thread's (shard s at slot
+  // s - 1), and the column-sum partials of every shard (act_backward's layout).
+  index_t shard_slots_ = 0;
+  std::vector<Buffer<T>> shard_dw_;
+  std::vector<Buffer<double>> shard_sums_;
   std::vector<Lane<T>> lanes_;  // one per team thread
   std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_;
   // With a team: each dense layer's W^T packed once per step for every thread's input
@@ -425,7 +444,7 @@ class Epoch {
   std::vector<Buffer<std::uint8_t>> mask_;
   std::vector<double> grad_norm_sum_, step_norm_;
   Buffer<T> xb_, yb_, wb_, buffers_before_, params_before_, g0_, g1_;
-  Buffer<T> dz_[2];
+  std::vector<Buffer<T>> layer_grads_;  // per layer: its input gradient, when the team splits by shards
   Buffer<std::int64_t> lb_;
   RowCursor cursor_;                 // the epoch's rows in order, read batch by batch
   Buffer<std::int64_t> batch_rows_;  // the rows of the current batch
@@ -495,10 +514,23 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   buffers_before_ = buffer<T>(a_.n_buffers);
   // The parameters before the epoch's last update, for the update-to-weight ratio.
   params_before_ = buffer<T>(a_.n_params);
+  if (team_max_ > 1) {
+    const index_t shards = shard_count((B_ + red_.ranks - 1) / red_.ranks);
+    double weights = 0.0;
+    for (const LayerSpec& l : a_.layers)
+      if (l.kind == LayerKind::dense) weights += double(l.in) * double(l.out);
+    if (double(shards - 1) * weights * double(sizeof(T)) <= kShardScratchBytes) shard_slots_ = shards - 1;
+    shard_dw_.resize(size_t(L_));
+    shard_sums_.resize(size_t(L_));
+    for (index_t i = 0; i < L_ && shard_slots_ > 0; ++i) {
+      const LayerSpec& l = a_.layers[size_t(i)];
+      if (l.kind != LayerKind::dense) continue;
+      shard_dw_[size_t(i)] = buffer<T>(shard_slots_ * l.in * l.out);
+      shard_sums_[size_t(i)] = buffer<double>(dense_backward_partials(shards * kShardRows, l.out));
+    }
+  }
   g0_ = buffer<T>(B_ * width_);
-  g1_ = buffer<T>(B_ * width_);
-  dz_[0] = buffer<T>(B_ * width_);
-  dz_[1] = buffer<T>(team_max_ > 1 ? B_ * width_ : 0);
+  g1_ = buffer<T>(shard_slots_ > 0 ? 0 : B_ * width_);  // see plan()
   lanes_.resize(size_t(team_max_));
   for (Lane<T>& lane : lanes_) {
     lane.partials = buffer<double>(dense_backward_partials(B_, width_));
@@ -543,13 +575,26 @@ void Epoch<T>::plan() {
     h = outp_[size_t(i)];
     w = l.out;
   }
+  // The input gradients take turns in two buffers, each layer's dx going where the layer
+  // above read its dy. A team that splits by shards has no barrier between the stages of
+  // consecutive layers, so one thread may write its rows of layer i's dx (in_i wide) while
+  // another still reads its rows of layer i + 1's dy (out_{i+1} wide), bytes that overlap
+  // where the widths differ: there every layer's input gradient has a buffer of its own
+  // (together no larger than the forward's outputs).
   T* g = g0_.get();
   T* spare = g1_.get();
+  layer_grads_.clear();
+  if (shard_slots_ > 0) {
+    layer_grads_.resize(size_t(L_));  // the loss's gradient stays in g0_
+  }
   for (index_t i = L_ - 1; i >= 0; --i) {
     const LayerSpec& l = a_.layers[size_t(i)];
     gin_[size_t(i)] = g;
     if (l.kind == LayerKind::dropout && l.rate == 0.0) {
       gout_[size_t(i)] = g;
+    } else if (shard_slots_ > 0) {
+      layer_grads_[size_t(i)] = buffer<T>(B_ * in_width_[size_t(i)]);
+      gout_[size_t(i)] = g = layer_grads_[size_t(i)].get();
     } else {
       gout_[size_t(i)] = spare;
       std::swap(g, spare);
@@ -557,30 +602,45 @@ void Epoch<T>::plan() {
   }
   // An identity dropout has no stage: its input and gradient pass through (above).
   const auto passes_through = [](const LayerSpec& l) { return l.kind == LayerKind::dropout && l.rate == 0.0; };
-  ops_.clear();
-  // Packs W^T for the input gradients while the forward runs (it writes no rows, and the
-  // loss's barrier comes before any thread reads what it packed).
-  if (team_max_ > 1) ops_.push_back({OpKind::pack_weights, -1, Reads::own_rows, true});
-  ops_.push_back({OpKind::gather, -1, Reads::own_rows, true});
-  for (index_t i = 0; i < L_; ++i) {
-    const LayerSpec& l = a_.layers[size_t(i)];
-    if (passes_through(l)) continue;
-    const bool by_rows = splits_by_rows(l);
-    ops_.push_back({OpKind::forward, i, by_rows ? Reads::own_rows : Reads::everything, by_rows});
-  }
-  ops_.push_back({OpKind::loss, -1, Reads::serial, false});
-  for (index_t i = L_ - 1; i >= 0; --i) {
-    const LayerSpec& l = a_.layers[size_t(i)];
-    if (passes_through(l)) continue;
-    if (l.kind == LayerKind::dense) {
-      // PReLU's slope gradient needs z and dy, so its dz is made with the column sums.
-      const bool prelu = l.act == Activation::prelu;
-      ops_.push_back({OpKind::backward_dz, i, prelu ? Reads::everything : Reads::own_rows, !prelu});
-      ops_.push_back({OpKind::backward_weights, i, Reads::everything, true});
-    } else {  // its dx may overwrite the dy that a linear dense layer above still reads as dz
-      ops_.push_back({OpKind::backward, i, Reads::everything, splits_by_rows(l)});
+  const auto build = [&](std::vector<Op>& ops, bool by_shards) {
+    ops.clear();
+    // Packs W^T for the input gradients while the forward runs (it writes no rows, and the
+    // loss's barrier comes before any thread reads what it packed).
+    if (team_max_ > 1) ops.push_back({OpKind::pack_weights, -1, Reads::own_rows, true});
+    ops.push_back({OpKind::gather, -1, Reads::own_rows, true});
+    for (index_t i = 0; i < L_; ++i) {
+      const LayerSpec& l = a_.layers[size_t(i)];
+      if (passes_through(l)) continue;
+      const bool by_rows = splits_by_rows(l);
+      ops.push_back({OpKind::forward, i, by_rows ? Reads::own_rows : Reads::everything, by_rows});
     }
-  }
+    ops.push_back({OpKind::loss, -1, Reads::serial, false});
+    for (index_t i = L_ - 1; i >= 0; --i) {
+      const LayerSpec& l = a_.layers[size_t(i)];
+      if (passes_through(l)) continue;
+      if (l.kind == LayerKind::dense && by_shards) {  // every read is of the thread's own shards
+        ops.push_back({OpKind::backward_dz, i, Reads::own_rows, true});
+        ops.push_back({OpKind::backward_weights, i, Reads::own_rows, true});
+      } else if (l.kind == LayerKind::dense) {
+        // PReLU's slope gradient needs z and dy, so its dz is made with the column sums.
+        const bool prelu = l.act == Activation::prelu;
+        ops.push_back({OpKind::backward_dz, i, prelu ? Reads::everything : Reads::own_rows, !prelu});
+        ops.push_back({OpKind::backward_weights, i, Reads::everything, true});
+      } else {  // its dx may overwrite the dy that a linear dense layer above still reads as dz
+        ops.push_back({OpKind::backward, i, Reads::everything, splits_by_rows(l)});
+      }
+    }
+    if (by_shards) ops.push_back({OpKind::reduce_shards, -1, Reads::everything, false});
+  };
+  build(ops_, false);
+  build(shard_ops_, true);
+}
+
+// [r0, r1): thread tid's rows of the batch part, for every stage that splits by rows (whole
+// shards when the step splits by shards).
+template <typename T>
+void Epoch<T>::rows_of(int tid, int nth, index_t& r0, index_t& r1) const {
+  thread_range(part_rows_, by_shards_ ? kShardRows : kRowAlign, tid, nth, r0, r1);
 }
 
 // The rows of this process's part of a batch of m rows (0 when the part sits the step out:
@@ -622,7 +682,7 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
   const LayerSpec& l = a_.layers[size_t(i)];
   const index_t w = in_width_[size_t(i)];
   index_t r0 = 0, r1 = part_rows_;
-  if (splits_by_rows(l)) thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
+  if (splits_by_rows(l)) rows_of(tid, nth, r0, r1);
   if (r1 <= r0) return;
   const int cap = nth > 1 ? 1 : 0;
   const T* h = in_[size_t(i)] + r0 * w;
@@ -644,7 +704,7 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
       if (l.rate == 0.0) break;  // identity: the output is the input
       DropoutArgs<T> f = dropout_args(l, part_rows_ * w, step, in_[size_t(i)], outp_[size_t(i)]);
       f.mask_bits = mask_[size_t(i)].get();
-      if (nth == 1 || narrow_elements(f, l, part_rows_, tid, nth)) k_.dropout_forward(f);
+      if (nth == 1 || narrow_elements(f, l, r0, r1, tid, nth)) k_.dropout_forward(f);
       break;
     }
   }
@@ -692,8 +752,8 @@ DenseBackwardArgs<T> Epoch<T>::dense_backward_args(const LayerSpec& l, index_t i
   d.dw = a_.grads + l.weight;
   d.db = l.bias >= 0 ? a_.grads + l.bias : nullptr;
   d.dslope = l.slope >= 0 ? a_.grads + l.slope : nullptr;
-  // With a team, the next layer's rows of dz are made while this layer's dz is still read.
-  d.dz_workspace = dz_[size_t(team_ > 1 ? i % 2 : 0)].get();
+  // dz replaces dy (elementwise, in place): nothing reads dy after dz is made.
+  d.dz_workspace = gin_[size_t(i)];
   d.partials_workspace = lane.partials.get();
   return d;
 }
@@ -706,6 +766,17 @@ template <typename T>
 void Epoch<T>::backward_dz(index_t i, int tid, int nth) {
   const LayerSpec& l = a_.layers[size_t(i)];
   const DenseBackwardArgs<T> d = dense_backward_args(l, i, lanes_[size_t(tid)]);
+  if (by_shards_) {  // dz and its shards' column sums on this thread's shards; reduce_shards adds the sums
+    if (d.act == Activation::linear && !d.db) return;
+    index_t r0, r1;
+    rows_of(tid, nth, r0, r1);
+    ActBackwardArgs<T> a = dense_dz_args(d, r0, r1, 0, l.out);
+    a.partials = shard_sums_[size_t(i)].get() + 2 * (r0 / kShardRows) * l.out;
+    a.sums_pending = true;
+    a.nthreads = 1;
+    k_.act_backward(a);
+    return;
+  }
   const bool with_sums = nth == 1 || d.act == Activation::prelu;
   if (d.act == Activation::linear && !(with_sums && (d.db || d.dslope))) return;  // dz is dy itself
   index_t b, e;
@@ -726,6 +797,12 @@ void Epoch<T>::backward_weights(index_t i, int tid, int nth) {
   const DenseBackwardArgs<T> d = dense_backward_args(l, i, lanes_[size_t(tid)]);
   const int cap = nth > 1 ? 1 : 0;
   index_t b, e;
+  if (by_shards_) {
+    rows_of(tid, nth, b, e);
+    shard_weights(d, i, b, e, tid);
+    if (d.dx) k_.gemm(dense_dx_args(d, b, e));
+    return;
+  }
   if (nth > 1 && d.act != Activation::prelu && d.db) {
     thread_range(l.out, kColumnAlign, tid, nth, b, e);
     if (e > b) {
@@ -757,6 +834,63 @@ void Epoch<T>::backward_weights(index_t i, int tid, int nth) {
   }
 }
 
+// The weight gradient of the shards in this thread's rows [r0, r1): the first thread's into
+// dW itself (shard by shard, as one thread sums the whole batch), every other thread's
+// shard by shard into the scratch, for reduce_shards.
+template <typename T>
+void Epoch<T>::shard_weights(const DenseBackwardArgs<T>& d, index_t i, index_t r0, index_t r1, int tid) {
+  const auto rows = [&](index_t b, index_t e) {
+    GemmArgs<T> g = dense_dw_args(d, 0, d.ic, 0, d.oc);  // depth blocks of kShardRows
+    g.k = e - b;
+    g.a += b * d.ic;
+    g.b += b * d.oc;
+    return g;
+  };
+  if (tid == 0) {
+    k_.gemm(rows(r0, r1));
+    return;
+  }
+  for (index_t b = r0; b < r1; b += kShardRows) {
+    GemmArgs<T> g = rows(b, std::min(r1, b + kShardRows));
+    g.c = shard_dw_[size_t(i)].get() + (b / kShardRows - 1) * d.ic * d.oc;
+    g.accumulate = false;
+    k_.gemm(g);
+  }
+}
+
+// The last stage of a step split by shards: each dense layer's dW plus the other threads'
+// shards in shard order, and its bias and slope gradients from every shard's column sums.
+// Each thread takes the gradients of the parameters it updates next (update's slices), so
+// that its update reads what it just wrote.
+template <typename T>
+void Epoch<T>::reduce_shards(int tid, int nth) {
+  const index_t shards = shard_count(part_rows_);
+  const index_t first = shards / nth;  // the first thread's shards are in dW already
+  index_t p0, p1;
+  thread_range(a_.n_params, kLineElements, tid, nth, p0, p1);
+  // [b, e): this thread's part of the parameter block [offset, offset + size), from offset.
+  const auto mine = [&](index_t offset, index_t size, index_t& b, index_t& e) {
+    b = std::max(p0, offset) - offset;
+    e = std::min(p1, offset + size) - offset;
+    return offset >= 0 && e > b;
+  };
+  for (index_t i = 0; i < L_; ++i) {
+    const LayerSpec& l = a_.layers[size_t(i)];
+    if (l.kind != LayerKind::dense) continue;
+    const index_t n = l.in * l.out;
+    T* dw = a_.grads + l.weight;
+    index_t b, e;
+    if (mine(l.weight, n, b, e))
+      for (index_t s = first; s < shards; ++s) {
+        const T* part = shard_dw_[size_t(i)].get() + (s - 1) * n;
+        for (index_t k = b; k < e; ++k) dw[k] += part[k];
+      }
+    const double* sums = shard_sums_[size_t(i)].get();
+    if (mine(l.bias, l.out, b, e)) add_chunk_sums<T>(sums, shards, l.out, false, a_.grads + l.bias, nullptr, b, e);
+    if (mine(l.slope, l.out, b, e)) add_chunk_sums<T>(sums, shards, l.out, false, nullptr, a_.grads + l.slope, b, e);
+  }
+}
+
 // Stage 1c, other layers: the input gradient (and batch norm's parameter gradient), on this
 // thread's rows (its columns for batch norm, its elements for dropout).
 template <typename T>
@@ -767,7 +901,7 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
     case LayerKind::dense: break;  // backward_dz and backward_weights
     case LayerKind::activation: {
       index_t r0, r1;
-      thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
+      rows_of(tid, nth, r0, r1);
       if (r1 <= r0) return;
       ActBackwardArgs<T> d;
       d.rows = r1 - r0;
@@ -801,7 +935,9 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
       if (l.rate == 0.0) break;  // identity
       DropoutArgs<T> d = dropout_args(l, part_rows_ * w, step, gin_[size_t(i)], gout_[size_t(i)]);
       d.mask_in = mask_[size_t(i)].get();
-      if (nth == 1 || narrow_elements(d, l, part_rows_, tid, nth)) k_.dropout_backward(d);
+      index_t r0, r1;
+      rows_of(tid, nth, r0, r1);
+      if (nth == 1 || narrow_elements(d, l, r0, r1, tid, nth)) k_.dropout_backward(d);
       break;
     }
   }
@@ -815,7 +951,7 @@ void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
       break;
     case OpKind::gather: {
       index_t r0, r1;
-      thread_range(part_rows_, kRowAlign, tid, nth, r0, r1);
+      rows_of(tid, nth, r0, r1);
       gather(r0, r1);
       break;
     }
@@ -826,6 +962,7 @@ void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
     case OpKind::backward_dz: backward_dz(op.layer, tid, nth); break;
     case OpKind::backward_weights: backward_weights(op.layer, tid, nth); break;
     case OpKind::backward: backward(op.layer, tid, nth, step); break;
+    case OpKind::reduce_shards: reduce_shards(tid, nth); break;
   }
 }
 
@@ -834,20 +971,22 @@ void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
 // which range never changes a result).
 template <typename T>
 void Epoch<T>::run_ops(std::uint64_t step) {
+  by_shards_ = team_ > 1 && shard_slots_ > 0 && shard_count(part_rows_) % team_ == 0;
   if (team_ <= 1) {
     for (const Op& op : ops_) run_op(op, 0, 1, step);
     return;
   }
+  const std::vector<Op>& ops = by_shards_ ? shard_ops_ : ops_;
   std::exception_ptr error;
 #pragma omp parallel num_threads(team_)
   {
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    for (size_t k = 0; k < ops_.size(); ++k) {
-      if (k > 0 && (ops_[k].reads != Reads::own_rows || !ops_[k - 1].writes_rows)) {
+    for (size_t k = 0; k < ops.size(); ++k) {
+      if (k > 0 && (ops[k].reads != Reads::own_rows || !ops[k - 1].writes_rows)) {
 #pragma omp barrier
       }
       try {  // every thread reaches every barrier, even after an error
-        if (!error) run_op(ops_[k], tid, nth, step);
+        if (!error) run_op(ops[k], tid, nth, step);
       } catch (...) {
 #pragma omp critical(fastnn_team_error)
         if (!error) error = std::current_exception();
@@ -976,7 +1115,8 @@ void Epoch<T>::update(index_t rows, double batch_loss, bool last) {
   if (team_ > 1) {
     // On a team each thread updates its own slice (whole cache lines): the gradients were
     // written across the team's caches, and one thread pulling them all over cost more than
-    // the update (a W1 step's update and norms took 14 us on 2 threads, 5 us on one).
+    // the update (a W1 step's update and norms took 14 us on 2 threads, 5 us on one). A step
+    // split by shards made each thread's slice of the gradients last (reduce_shards).
     // Elementwise, so the same bits as one call.
 #pragma omp parallel num_threads(team_)
     {

@@ -93,9 +93,12 @@ def assert_same(a, b):
 
 @pytest.mark.parametrize("make", [regularized, wide_regularized, plain],
                          ids=["bn-dropout-prelu", "wide-bn-dropout", "linear-under-activation"])
-@pytest.mark.parametrize("batch_size", [64, 50, 7])
+@pytest.mark.parametrize("batch_size", [64, 50, 7, 256, 130])
 def test_any_thread_count_is_bitwise_the_unthreaded_engine(team_for_any_model, make, batch_size):
-    # 203 rows in batches of 50 leave a last batch of 3: some threads get no rows
+    # 203 rows in batches of 50 leave a last batch of 3: some threads get no rows. Batches
+    # of more than one 64-row shard split by whole shards where the shards share out evenly:
+    # 203 rows in one batch are 4 shards (2 and 4 threads take whole shards, 3 split the
+    # weight gradients by element); batches of 130 are 3 shards, then 2 (73 rows)
     reference = train(make, 1, batch_size)
     for threads in (2, 3, 4):
         assert_same(train(make, threads, batch_size), reference)
@@ -104,9 +107,10 @@ def test_any_thread_count_is_bitwise_the_unthreaded_engine(team_for_any_model, m
 def test_classifier_with_sample_weights_and_clipping(team_for_any_model):
     weights = np.random.default_rng(0).uniform(0.5, 1.5, 203).astype(np.float32)
     kwargs = dict(classes=True, sample_weight=weights / weights.mean(), clip_norm=0.5)
-    reference = train(classifier, 1, 32, **kwargs)
-    for threads in (2, 3):
-        assert_same(train(classifier, threads, 32, **kwargs), reference)
+    for batch_size in (32, 128):
+        reference = train(classifier, 1, batch_size, **kwargs)
+        for threads in (2, 3):
+            assert_same(train(classifier, threads, batch_size, **kwargs), reference)
 
 
 def test_team_equals_the_kernels_own_threading(team_for_any_model):
@@ -128,6 +132,7 @@ def test_switching_between_team_and_one_thread_changes_nothing(team_for_any_mode
     _core._set_team_policy(policy)
     for threads in (2, 3):
         assert_same(train(make, threads, 32, epochs=3), train(make, 1, 32, epochs=3))
+        assert_same(train(make, threads, 128, epochs=3), train(make, 1, 128, epochs=3))  # by shards
     assert_same(train(make, 2, 32), reference)
 
 

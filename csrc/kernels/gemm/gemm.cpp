@@ -5,9 +5,9 @@
 // edge tiles run narrower kernels, and a one-column C with A read by columns runs a
 // matrix-vector kernel (libxsmm and XNNPACK do the same for small GEMMs).
 //
-// Determinism: the K blocking (kKc) is a constant, each C element is summed in the same
-// order whatever M, the thread count or the tile's position, and threads only split the
-// output tiles (never K). So results are bitwise identical for any thread count, and a
+// Determinism: the K blocking (kKc, or the caller's GemmArgs::depth_block) is fixed by the
+// call, each C element is summed in the same order whatever M, the thread count or the
+// tile's position, and threads only split the output tiles (never K). So results are bitwise identical for any thread count, and a
 // row of C does not depend on the other rows of A (predicting in chunks equals all at once).
 // Every path above computes each element as the same fma chain (from zero, p in order,
 // per depth block), so which path runs never changes a bit.
@@ -31,6 +31,10 @@ constexpr index_t kNc = 4096;     // column block: the packed B block stays in L
 constexpr index_t kTaskRows = 192;  // rows of A swept per task: they stay in L2
 
 index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+
+// The call's depth block: C gets each block's sum (from zero, p in order) added in block order.
+template <typename T>
+index_t depth_block(const GemmArgs<T>& g) { return g.b_packed || g.depth_block <= 0 ? kKc : g.depth_block; }
 
 // dst (kc, NR) <- B[0:kc, 0:nv] with zero columns past nv.
 template <typename T, int NR>
@@ -226,7 +230,7 @@ void sweep_block(const GemmPlan<D, MR, NV>& plan, index_t jc, index_t nc, index_
   const index_t tile_begin = mtiles * tm / part.pm, tile_end = mtiles * (tm + 1) / part.pm;
   const index_t panel_begin = npanels * tn / part.pn, panel_end = npanels * (tn + 1) / part.pn;
   const index_t mb = std::max<index_t>(1, kTaskRows / MR);
-  const index_t kc_max = std::max<index_t>(1, std::min(kKc, g.k));
+  const index_t kc_max = std::max<index_t>(1, std::min(depth_block(g), g.k));
   T* apack = nullptr;
   for (index_t tile0 = tile_begin; tile0 < tile_end; tile0 += mb) {
     const index_t tile1 = std::min(tile_end, tile0 + mb);
@@ -270,7 +274,7 @@ template <class D>
 void gemv_driver(const GemmArgs<typename D::T>& g) {
   index_t pc = 0;
   do {
-    const index_t kc = std::min(kKc, g.k - pc);
+    const index_t kc = std::min(depth_block(g), g.k - pc);
     gemv_column_a<D>(g.m, kc, g.a + pc * g.csa, g.csa, g.b + pc * g.rsb, g.rsb, g.c, g.ldc, g.accumulate || pc > 0);
     pc += kc;
   } while (pc < g.k);
@@ -286,7 +290,7 @@ void gemm_driver(const GemmArgs<typename D::T>& g) {
   GemmPlan<D, MR, NV> plan(g);
   if (plan.b_source == BSource::pack_per_call) {
     const index_t nc_max = std::min(kNc, ceil_div(g.n, NR) * NR);
-    const index_t kc_max = std::max<index_t>(1, std::min(kKc, g.k));
+    const index_t kc_max = std::max<index_t>(1, std::min(depth_block(g), g.k));
     plan.bpack = static_cast<T*>(thread_scratch(ScratchSlot::gemm_packed_b, size_t(kc_max * nc_max) * sizeof(T)));
   }
   // Only a per-call packed B is shared (and rewritten) between threads: the barriers
@@ -297,7 +301,7 @@ void gemm_driver(const GemmArgs<typename D::T>& g) {
       const index_t nc = std::min(kNc, g.n - jc);
       index_t pc = 0;
       do {
-        const index_t kc = std::min(kKc, g.k - pc);
+        const index_t kc = std::min(depth_block(g), g.k - pc);
         if (shared_pack) {
           pack_b_block(plan, jc, nc, pc, kc, tid, nth);
           if (nth > 1) {
