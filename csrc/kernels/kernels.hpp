@@ -186,6 +186,9 @@ struct LossArgs {
   double weight_sum = 0.0;               // sum of weights (N when unweighted), > 0
   double delta = 1.0;                    // huber
   T* grad = nullptr;                     // (N, K) or null
+  // When given: each kShardRows rows' weighted loss sum (a team's threads each make their
+  // own shards' sums, which sum_in_order then finishes; the return value is then partial).
+  double* chunk_sums = nullptr;
   int nthreads = 1;
 };
 
@@ -235,6 +238,13 @@ constexpr index_t kShardRows = 64;
 inline index_t shard_count(index_t rows) { return (rows + kShardRows - 1) / kShardRows; }
 // doubles needed by DenseBackwardArgs::partials_workspace / ActBackwardArgs::partials
 inline index_t dense_backward_partials(index_t rows, index_t cols) { return 2 * shard_count(rows) * cols; }
+
+// partial[0] + partial[1] + ... in that order: how chunked sums are finished.
+inline double sum_in_order(const double* partial, index_t chunks) {
+  double total = partial[0];
+  for (index_t c = 1; c < chunks; ++c) total += partial[c];
+  return total;
+}
 
 // Columns [j0, j1) of db (and of dslope, when not null) from act_backward's partials of
 // `chunks` chunks: each column's chunk sums added in chunk order, onto the old value with

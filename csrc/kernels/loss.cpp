@@ -80,14 +80,15 @@ double row_loss(const LossArgs<T>& a, index_t i, double g) {
 
 template <typename T>
 double loss_impl(const LossArgs<T>& a) {
-  const double total = ordered_sum(a.n, kReduceChunkRows, a.nthreads, [&](index_t b, index_t e) {
+  const auto rows_sum = [&](index_t b, index_t e) {
     double s = 0.0;
     for (index_t i = b; i < e; ++i) {
       const double w = a.weights ? double(a.weights[i]) : 1.0;
       s += w * row_loss(a, i, w / a.weight_sum);
     }
     return s;
-  });
+  };
+  const double total = ordered_sum(a.n, kShardRows, a.nthreads, rows_sum, a.chunk_sums);
   return total / a.weight_sum;
 }
 

@@ -12,17 +12,19 @@
 namespace fastnn {
 namespace FASTNN_ISA {
 
-// sum over [0, n) of chunk_sum(begin, end), chunks of `chunk` items.
+// sum over [0, n) of chunk_sum(begin, end), chunks of `chunk` items. With `partials`, each
+// chunk's sum also stays there (calls on consecutive runs of whole chunks can then be added
+// together by sum_in_order, to the same bits as one call).
 template <class ChunkSum>
-double ordered_sum(index_t n, index_t chunk, int nthreads, ChunkSum chunk_sum) {
+double ordered_sum(index_t n, index_t chunk, int nthreads, ChunkSum chunk_sum, double* partials = nullptr) {
   if (n <= 0) return 0.0;
   const index_t chunks = (n + chunk - 1) / chunk;
-  if (chunks == 1) return chunk_sum(index_t(0), n);
-  double* partial = static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(double)));
+  double one = 0.0;
+  double* partial = partials           ? partials
+                    : chunks == 1 ? &one
+                                       : static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(double)));
   parallel_for(chunks, nthreads, [&](index_t c) { partial[c] = chunk_sum(c * chunk, std::min(n, (c + 1) * chunk)); });
-  double total = 0.0;
-  for (index_t c = 0; c < chunks; ++c) total += partial[c];
-  return total;
+  return sum_in_order(partial, chunks);
 }
 
 // out[j] = sum over rows of a row block's contributions, for `sums` interleaved column sums:

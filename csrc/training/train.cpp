@@ -397,7 +397,7 @@ class Epoch {
   void run_op(const Op& op, int tid, int nth, std::uint64_t step);
   void gather(index_t r0, index_t r1);
   void forward(index_t i, int tid, int nth, std::uint64_t step);
-  void loss(int cap);
+  void loss(int tid, int nth);
   DenseBackwardArgs<T> dense_backward_args(const LayerSpec& l, index_t i, Lane<T>& lane) const;
   void backward_dz(index_t i, int tid, int nth);
   void backward_weights(index_t i, int tid, int nth);
@@ -435,6 +435,7 @@ class Epoch {
   index_t shard_slots_ = 0;
   std::vector<Buffer<T>> shard_dw_;
   std::vector<Buffer<double>> shard_sums_;
+  Buffer<double> loss_sums_;  // each shard's loss sum
   std::vector<Lane<T>> lanes_;  // one per team thread
   std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_;
   // With a team: each dense layer's W^T packed once per step for every thread's input
@@ -522,6 +523,7 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
     if (double(shards - 1) * weights * double(sizeof(T)) <= kShardScratchBytes) shard_slots_ = shards - 1;
     shard_dw_.resize(size_t(L_));
     shard_sums_.resize(size_t(L_));
+    loss_sums_ = buffer<double>(shard_slots_ > 0 ? shards : 0);
     for (index_t i = 0; i < L_ && shard_slots_ > 0; ++i) {
       const LayerSpec& l = a_.layers[size_t(i)];
       if (l.kind != LayerKind::dense) continue;
@@ -604,9 +606,11 @@ void Epoch<T>::plan() {
   const auto passes_through = [](const LayerSpec& l) { return l.kind == LayerKind::dropout && l.rate == 0.0; };
   const auto build = [&](std::vector<Op>& ops, bool by_shards) {
     ops.clear();
-    // Packs W^T for the input gradients while the forward runs (it writes no rows, and the
-    // loss's barrier comes before any thread reads what it packed).
+    // Packs W^T for the input gradients while the forward runs (it writes no rows; a barrier
+    // comes before any thread reads what it packed: the serial loss's, or, split by shards,
+    // one before the first stage that makes an input gradient with it).
     if (team_max_ > 1) ops.push_back({OpKind::pack_weights, -1, Reads::own_rows, true});
+    bool packed_read = false;
     ops.push_back({OpKind::gather, -1, Reads::own_rows, true});
     for (index_t i = 0; i < L_; ++i) {
       const LayerSpec& l = a_.layers[size_t(i)];
@@ -614,13 +618,16 @@ void Epoch<T>::plan() {
       const bool by_rows = splits_by_rows(l);
       ops.push_back({OpKind::forward, i, by_rows ? Reads::own_rows : Reads::everything, by_rows});
     }
-    ops.push_back({OpKind::loss, -1, Reads::serial, false});
+    if (by_shards) ops.push_back({OpKind::loss, -1, Reads::own_rows, true});
+    else ops.push_back({OpKind::loss, -1, Reads::serial, false});
     for (index_t i = L_ - 1; i >= 0; --i) {
       const LayerSpec& l = a_.layers[size_t(i)];
       if (passes_through(l)) continue;
       if (l.kind == LayerKind::dense && by_shards) {  // every read is of the thread's own shards
         ops.push_back({OpKind::backward_dz, i, Reads::own_rows, true});
-        ops.push_back({OpKind::backward_weights, i, Reads::own_rows, true});
+        const bool first_packed_read = i > 0 && !packed_read;
+        packed_read = packed_read || i > 0;
+        ops.push_back({OpKind::backward_weights, i, first_packed_read ? Reads::everything : Reads::own_rows, true});
       } else if (l.kind == LayerKind::dense) {
         // PReLU's slope gradient needs z and dy, so its dz is made with the column sums.
         const bool prelu = l.act == Activation::prelu;
@@ -714,9 +721,10 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
   }
 }
 
-// Stage 1b: the batch part's mean loss and its gradient (one thread: it is small).
+// Stage 1b: the batch part's mean loss and its gradient: on one thread (it is small), or
+// split by shards, each thread on its own rows, the loss then finished by reduce_shards.
 template <typename T>
-void Epoch<T>::loss(int cap) {
+void Epoch<T>::loss(int tid, int nth) {
   const index_t k = a_.out_features();
   LossArgs<T> la;
   la.kind = c_.loss;
@@ -729,7 +737,20 @@ void Epoch<T>::loss(int cap) {
   la.weight_sum = double(part_rows_);  // weights have mean 1 over the data: a batch's loss stays a mean
   la.delta = c_.delta;
   la.grad = gin_[size_t(L_ - 1)];
-  la.nthreads = threads_for(double(part_rows_) * double(k) * 8.0, kElementsPerThread, cap);
+  if (by_shards_) {
+    index_t r0, r1;
+    rows_of(tid, nth, r0, r1);
+    la.n = r1 - r0;
+    la.pred += r0 * k;
+    if (la.target) la.target += r0 * k;
+    if (la.labels) la.labels += r0;
+    if (la.weights) la.weights += r0;
+    la.grad += r0 * k;
+    la.chunk_sums = loss_sums_.get() + r0 / kShardRows;
+    k_.loss(la);
+    return;
+  }
+  la.nthreads = threads_for(double(part_rows_) * double(k) * 8.0, kElementsPerThread, nth > 1 ? 1 : 0);
   batch_loss_ = k_.loss(la);
 }
 
@@ -866,6 +887,7 @@ template <typename T>
 void Epoch<T>::reduce_shards(int tid, int nth) {
   const index_t shards = shard_count(part_rows_);
   const index_t first = shards / nth;  // the first thread's shards are in dW already
+  if (tid == 0) batch_loss_ = sum_in_order(loss_sums_.get(), shards) / double(part_rows_);  // as the loss kernel
   index_t p0, p1;
   thread_range(a_.n_params, kLineElements, tid, nth, p0, p1);
   // [b, e): this thread's part of the parameter block [offset, offset + size), from offset.
@@ -957,7 +979,7 @@ void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
     }
     case OpKind::forward: forward(op.layer, tid, nth, step); break;
     case OpKind::loss:
-      if (tid == 0) loss(nth > 1 ? 1 : 0);
+      if (by_shards_ || tid == 0) loss(tid, nth);
       break;
     case OpKind::backward_dz: backward_dz(op.layer, tid, nth); break;
     case OpKind::backward_weights: backward_weights(op.layer, tid, nth); break;
