@@ -91,8 +91,10 @@ void act_backward_as(const ActBackwardArgs<typename D::T>& a) {
     }
   });
   if (a.sums_pending || !(want_db || want_dslope)) return;
-  parallel_for(cols, a.nthreads, [&](index_t j) {
-    add_chunk_sums(a.partials, chunks, cols, a.accumulate, a.db, want_dslope ? a.dslope : nullptr, j, j + 1);
+  parallel_for((cols + kSumBlock - 1) / kSumBlock, a.nthreads, [&](index_t block) {
+    const index_t j0 = block * kSumBlock;
+    add_chunk_sums(a.partials, chunks, cols, a.accumulate, a.db, want_dslope ? a.dslope : nullptr, j0,
+                   std::min(cols, j0 + kSumBlock));
   });
 }
 

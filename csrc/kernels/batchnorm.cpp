@@ -1,6 +1,6 @@
 // Batch normalization of one SIMD path. Shapes: x, y, dy, dx (N, C) with row stride ld;
 // per-feature vectors (C).
-// Statistics are float64 sums in fixed row chunks (reduce.hpp), so they are bitwise
+// Statistics are float64 moments of fixed row chunks merged in chunk order, so they are bitwise
 // identical for any thread count; the per-element passes then apply one FMA per element.
 #include <cmath>
 
@@ -64,15 +64,15 @@ void normalize_rows(index_t n, index_t c, index_t ld, const T* x, const double* 
 }
 
 // Rows [r0, r1) of one strip of columns added into acc: acc[j] += d, acc[c + j] += d * d with
-// d = x - x0 (x0 the first row) in float64; x's rows are ld apart.
+// d = x - first (a row of the same columns) in float64; x's rows are ld apart.
 template <int NV, bool Partial, typename T>
-void shifted_sums_strip(const T* x, index_t c, index_t ld, index_t r0, index_t r1, index_t j0, index_t last,
-                        double* acc) {
+void shifted_sums_strip(const T* x, const T* first, index_t c, index_t ld, index_t r0, index_t r1, index_t j0,
+                        index_t last, double* acc) {
   using V = f64v;
   constexpr index_t W = V::W;
   typename V::R x0[NV], s1[NV], s2[NV];
   for (int v = 0; v < NV; ++v) {
-    x0[v] = wide_load<Partial>(x + j0 + v * W, last);
+    x0[v] = wide_load<Partial>(first + j0 + v * W, last);
     s1[v] = wide_load<Partial>(acc + j0 + v * W, last);
     s2[v] = wide_load<Partial>(acc + c + j0 + v * W, last);
   }
@@ -121,6 +121,55 @@ void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t 
   }
 }
 
+// A training call's 2 C per-column results (sums) from per-chunk results: chunk_sums(r0, r1,
+// acc) makes a chunk's into acc, and finish(partials, chunks, rows, out) combines every
+// chunk's in chunk order. The chunks are the call's rows, or, on a team, every thread's.
+// False for a team's gathering call, which only leaves its chunks' in the part's buffer.
+template <typename T, class ChunkSums, class Finish>
+bool batch_sums(const BatchNormPart<T>* part, index_t n, index_t c, int nthreads, double* sums,
+                ChunkSums chunk_sums, Finish finish) {
+  if (part == nullptr) {
+    const index_t chunks = shard_count(n);
+    double* partial =
+        static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(std::max<index_t>(1, chunks) * 2 * c) * sizeof(double)));
+    column_chunk_sums(n, 2 * c, nthreads, partial, chunk_sums);
+    finish(partial, chunks, n, sums);
+    return true;
+  }
+  if (part->gather) {
+    column_chunk_sums(n, 2 * c, nthreads, part->sums + part->first_chunk * 2 * c, chunk_sums);
+    return false;
+  }
+  finish(part->sums, shard_count(part->rows), part->rows, sums);
+  return true;
+}
+
+// Every chunk's (mean, M2) of each column (M2: the sum of squared deviations from the mean)
+// merged in chunk order, as Chan, Golub and LeVeque combine two samples' statistics:
+// out[j] = the mean, out[c + j] = M2 of all rows.
+inline void merge_chunk_moments(const double* partial, index_t chunks, index_t rows, index_t c, double* out) {
+  if (chunks == 0) {
+    std::fill(out, out + 2 * c, 0.0);
+    return;
+  }
+  double* mean = out;
+  double* m2 = out + c;
+  std::copy(partial, partial + 2 * c, out);
+  double count = double(std::min(rows, kShardRows));
+  for (index_t k = 1; k < chunks; ++k) {
+    const double more = double(std::min(rows - k * kShardRows, kShardRows));
+    const double total = count + more;
+    const double step = more / total, spread = count * more / total;
+    const double* chunk = partial + k * 2 * c;
+    for (index_t j = 0; j < c; ++j) {
+      const double delta = chunk[j] - mean[j];
+      mean[j] += delta * step;
+      m2[j] += chunk[c + j] + delta * delta * spread;
+    }
+    count = total;
+  }
+}
+
 template <typename T>
 void forward(const BatchNormForwardArgs<T>& a) {
   const index_t n = a.n, c = a.c, ld = row_stride(a);
@@ -137,32 +186,45 @@ void forward(const BatchNormForwardArgs<T>& a) {
     normalize_rows(n, c, ld, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
     return;
   }
-  // One pass: sums of d = x - x[0] and of d^2 per column. Shifting by the first row keeps
-  // the variance S2/n - (S1/n)^2 free of cancellation when |mean| >> std.
-  double* sums = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result2, size_t(2 * c) * sizeof(double)));
-  const T* x0 = a.x;
-  ordered_column_sums(n, c, 2, a.nthreads, sums, [&](index_t r0, index_t r1, double* acc) {
+  // One pass per chunk: sums of d = x - f and of d^2 per column, f the chunk's first row
+  // (which keeps S2 - S1^2 / n free of cancellation when |mean| >> std), made into the
+  // chunk's mean and M2; the chunks' then merged in chunk order.
+  double* moments = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result2, size_t(2 * c) * sizeof(double)));
+  const auto chunk_moments = [&](index_t r0, index_t r1, double* acc) {
+    const T* first = a.x + r0 * ld;
     for_column_strips(c, [&](auto nv, auto partial, index_t j0, index_t last) {
-      shifted_sums_strip<decltype(nv)::value, decltype(partial)::value>(a.x, c, ld, r0, r1, j0, last, acc);
+      shifted_sums_strip<decltype(nv)::value, decltype(partial)::value>(a.x, first, c, ld, r0, r1, j0, last, acc);
     });
-  });
+    const double count = double(r1 - r0);
+    for (index_t j = 0; j < c; ++j) {
+      const double m1 = acc[j] / count;
+      acc[c + j] = std::max(0.0, acc[c + j] - m1 * acc[j]);
+      acc[j] = double(first[j]) + m1;
+    }
+  };
+  const auto merge = [&](const double* partial, index_t chunks, index_t rows, double* out) {
+    merge_chunk_moments(partial, chunks, rows, c, out);
+  };
+  if (!batch_sums(a.part, n, c, a.nthreads, moments, chunk_moments, merge)) return;
+  const index_t rows = a.part ? a.part->rows : n;
+  const bool publish = !a.part || a.part->publish;
   for (index_t j = 0; j < c; ++j) {
-    const double m1 = sums[j] / double(n);
-    center[j] = double(x0[j]) + m1;
-    scale[j] = std::max(0.0, sums[c + j] - m1 * sums[j]);  // n * biased variance
+    center[j] = moments[j];
+    scale[j] = moments[c + j];  // rows * biased variance
   }
   for (index_t j = 0; j < c; ++j) {
     const double mean = center[j];
-    const double var = scale[j] / double(n);  // biased, as PyTorch and Keras normalize
+    const double var = scale[j] / double(rows);  // biased, as PyTorch and Keras normalize
     const double invstd = 1.0 / std::sqrt(var + a.eps);
+    scale[j] = double(a.gamma[j]) * invstd;
+    if (!publish) continue;
     a.mean[j] = T(mean);
     a.invstd[j] = T(invstd);
     if (a.running_mean) {
-      const double unbiased = n > 1 ? var * double(n) / double(n - 1) : var;
+      const double unbiased = rows > 1 ? var * double(rows) / double(rows - 1) : var;
       a.running_mean[j] = T(a.momentum * double(a.running_mean[j]) + (1.0 - a.momentum) * mean);
       a.running_var[j] = T(a.momentum * double(a.running_var[j]) + (1.0 - a.momentum) * unbiased);
     }
-    scale[j] = double(a.gamma[j]) * invstd;
   }
   normalize_rows(n, c, ld, a.x, center, scale, a.beta, a.y, a.nthreads, row_work);
 }
@@ -172,22 +234,28 @@ void backward(const BatchNormBackwardArgs<T>& a) {
   const index_t n = a.n, c = a.c, ld = row_stride(a);
   double* sums = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
   // sums[0:c] = sum dy, sums[c:2c] = sum dy * xhat
-  ordered_column_sums(n, c, 2, a.nthreads, sums, [&](index_t r0, index_t r1, double* acc) {
+  const auto rows_sum = [&](index_t r0, index_t r1, double* acc) {
     for_column_strips(c, [&](auto nv, auto partial, index_t j0, index_t last) {
       backward_sums_strip<decltype(nv)::value, decltype(partial)::value>(a, r0, r1, j0, last, acc);
     });
-  });
+  };
+  const auto add = [&](const double* partial, index_t chunks, index_t, double* out) {
+    finish_column_sums(partial, chunks, 2 * c, a.nthreads, out);
+  };
+  if (!batch_sums(a.part, n, c, a.nthreads, sums, rows_sum, add)) return;
+  const index_t rows = a.part ? a.part->rows : n;
+  const bool publish = !a.part || a.part->publish;
   // dx = k_dy * dy + k_xc * (x - mean) + k_0, per column
   T* k_dy = reinterpret_cast<T*>(sums + 2 * c);
   T* k_xc = k_dy + c;
   T* k_0 = k_xc + c;
   for (index_t j = 0; j < c; ++j) {
     const double sum_dy = sums[j], sum_dy_xhat = sums[c + j];
-    if (a.dbeta) a.dbeta[j] = T((a.accumulate ? double(a.dbeta[j]) : 0.0) + sum_dy);
-    if (a.dgamma) a.dgamma[j] = T((a.accumulate ? double(a.dgamma[j]) : 0.0) + sum_dy_xhat);
+    if (a.dbeta && publish) a.dbeta[j] = T((a.accumulate ? double(a.dbeta[j]) : 0.0) + sum_dy);
+    if (a.dgamma && publish) a.dgamma[j] = T((a.accumulate ? double(a.dgamma[j]) : 0.0) + sum_dy_xhat);
     const double s = double(a.invstd[j]);
-    const double coef = double(a.gamma[j]) * s / double(n);
-    k_dy[j] = T(coef * double(n));
+    const double coef = double(a.gamma[j]) * s / double(rows);
+    k_dy[j] = T(coef * double(rows));
     k_xc[j] = T(-coef * s * sum_dy_xhat);
     k_0[j] = T(-coef * sum_dy);
   }

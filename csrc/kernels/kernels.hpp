@@ -2,6 +2,7 @@
 // Operators ask the table; they never name a kernel (XNNPACK's xnn_params idea).
 #pragma once
 
+#include <algorithm>
 #include "common.hpp"
 #include "scaler.hpp"
 
@@ -108,8 +109,24 @@ struct DenseBackwardArgs {
   int nthreads = 1;
 };
 
+// One thread's part of a team's training call split by rows (BatchNorm*Args::part): the
+// call's matrices and n are the thread's rows, which start at a chunk of kShardRows rows.
+// With `gather` the call only leaves those rows' per-chunk column sums in `sums`; then, once
+// every thread's are there, a call with gather unset finishes the statistics from all of
+// them (the same on every thread) and makes its rows. Only the thread with `publish` writes
+// the per-column results (mean, invstd, running statistics; dgamma, dbeta).
+template <typename T>
+struct BatchNormPart {
+  index_t rows = 0;              // the batch's rows
+  index_t first_chunk = 0;       // the chunk of the call's first row
+  double* sums = nullptr;        // (chunks, 2 C) every chunk's column sums
+  bool gather = false;
+  bool publish = false;
+};
+
 // Batch normalization over the rows of x (N, C), per feature (column).
-// Training: batch mean and biased variance (float64 sums in fixed row chunks), normalize
+// Training: batch mean and biased variance (float64 moments of fixed row chunks merged in
+// chunk order), normalize
 // with eps, scale and shift; write mean and inverse std (C) for the backward; update the
 // running statistics (when given) as running = momentum * running + (1 - momentum) * batch,
 // with the unbiased variance. Inference: the running statistics, no batch dependence.
@@ -130,6 +147,7 @@ struct BatchNormForwardArgs {
   T* running_mean = nullptr;   // (C) in/out (training: updated when non-null)
   T* running_var = nullptr;    // (C) in/out
   double eps = 1e-3, momentum = 0.99;
+  const BatchNormPart<T>* part = nullptr;  // training on a team's rows (null: the whole batch)
   int nthreads = 1;
 };
 
@@ -148,6 +166,7 @@ struct BatchNormBackwardArgs {
   T* dgamma = nullptr;         // (C)
   T* dbeta = nullptr;          // (C)
   bool accumulate = false;     // dgamma, dbeta +=
+  const BatchNormPart<T>* part = nullptr;  // a team's rows (null: the whole batch)
   int nthreads = 1;
 };
 
@@ -226,14 +245,11 @@ struct OptimizerArgs {
 constexpr double kGemmFlopsPerThread = 4.0e6;
 constexpr double kElementsPerThread = 65536;
 
-// Reductions over rows use fixed chunks of this many rows, summed in chunk order, so the
-// result is bitwise identical for any thread count (RELIABILITY.md section 5).
-constexpr index_t kReduceChunkRows = 256;
-inline index_t reduce_chunks(index_t rows) { return (rows + kReduceChunkRows - 1) / kReduceChunkRows; }
-// A dense layer's weight and bias gradients sum the batch in shards of this many rows: each
-// shard's sum starts from zero and the shards' sums are added in shard order (GEMM depth
-// blocks for dW, act_backward's column-sum chunks for db and PReLU's slopes). A team can
-// then give each thread whole shards of its own rows, and the sums are the same bits.
+// Reductions over a batch's rows sum it in shards (chunks) of this many rows: each shard's
+// sum starts from zero and the shards' sums are added in shard order (GEMM depth blocks for
+// a dense layer's dW, act_backward's column sums for db and PReLU's slopes, the loss, batch
+// norm's statistics). So the result is bitwise identical for any thread count
+// (RELIABILITY.md section 5), and a team can give each thread whole shards of its own rows.
 constexpr index_t kShardRows = 64;
 inline index_t shard_count(index_t rows) { return (rows + kShardRows - 1) / kShardRows; }
 // doubles needed by DenseBackwardArgs::partials_workspace / ActBackwardArgs::partials
@@ -248,20 +264,23 @@ inline double sum_in_order(const double* partial, index_t chunks) {
 
 // Columns [j0, j1) of db (and of dslope, when not null) from act_backward's partials of
 // `chunks` chunks: each column's chunk sums added in chunk order, onto the old value with
-// accumulate.
+// accumulate. Chunks run outer and a block of columns inner, so that the adds vectorize.
+constexpr index_t kSumBlock = 256;  // columns per block
 template <typename T>
 void add_chunk_sums(const double* partials, index_t chunks, index_t cols, bool accumulate, T* db, T* dslope,
                     index_t j0, index_t j1) {
-  for (index_t j = j0; j < j1; ++j) {
-    if (db) {
-      double s = accumulate ? double(db[j]) : 0.0;
-      for (index_t c = 0; c < chunks; ++c) s += partials[2 * c * cols + j];
-      db[j] = T(s);
-    }
-    if (dslope) {
-      double s = accumulate ? double(dslope[j]) : 0.0;
-      for (index_t c = 0; c < chunks; ++c) s += partials[(2 * c + 1) * cols + j];
-      dslope[j] = T(s);
+  double acc[kSumBlock];
+  for (index_t b = j0; b < j1; b += kSumBlock) {
+    const index_t n = std::min(kSumBlock, j1 - b);
+    for (int which = 0; which < 2; ++which) {
+      T* out = which == 0 ? db : dslope;
+      if (out == nullptr) continue;
+      for (index_t j = 0; j < n; ++j) acc[j] = accumulate ? double(out[b + j]) : 0.0;
+      for (index_t c = 0; c < chunks; ++c) {
+        const double* p = partials + (2 * c + which) * cols + b;
+        for (index_t j = 0; j < n; ++j) acc[j] += p[j];
+      }
+      for (index_t j = 0; j < n; ++j) out[b + j] = T(acc[j]);
     }
   }
 }

@@ -27,25 +27,28 @@ double ordered_sum(index_t n, index_t chunk, int nthreads, ChunkSum chunk_sum, d
   return sum_in_order(partial, chunks);
 }
 
-// out[j] = sum over rows of a row block's contributions, for `sums` interleaved column sums:
-// rows_sum(r0, r1, acc) adds rows [r0, r1) into acc[s * cols + j] (acc is zeroed). Rows
-// go in chunks of kReduceChunkRows; out must hold sums * cols doubles.
+// The per-chunk column sums of rows: rows_sum(r0, r1, acc) adds rows [r0, r1) into acc
+// (width doubles, zeroed first); chunk c (kShardRows rows) goes to partial + c * width.
 template <class RowsSum>
-void ordered_column_sums(index_t rows, index_t cols, int sums, int nthreads, double* out, RowsSum rows_sum) {
-  const index_t width = index_t(sums) * cols;
-  const index_t chunks = std::max<index_t>(1, reduce_chunks(rows));
-  double* partial = static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(chunks * width) * sizeof(double)));
-  parallel_for(chunks, nthreads, [&](index_t c) {
+void column_chunk_sums(index_t rows, index_t width, int nthreads, double* partial, RowsSum rows_sum) {
+  parallel_for(shard_count(rows), nthreads, [&](index_t c) {
     double* acc = partial + c * width;
     std::fill(acc, acc + width, 0.0);
-    rows_sum(c * kReduceChunkRows, std::min(rows, (c + 1) * kReduceChunkRows), acc);
-  });
-  parallel_for(width, nthreads, [&](index_t j) {
-    double s = 0.0;
-    for (index_t c = 0; c < chunks; ++c) s += partial[c * width + j];
-    out[j] = s;
+    rows_sum(c * kShardRows, std::min(rows, (c + 1) * kShardRows), acc);
   });
 }
+
+// out[j] = column j's chunk sums added in chunk order (chunks outer, blocks of kSumBlock
+// columns inner, so that the adds vectorize).
+inline void finish_column_sums(const double* partial, index_t chunks, index_t width, int nthreads, double* out) {
+  parallel_for((width + kSumBlock - 1) / kSumBlock, nthreads, [&](index_t block) {
+    const index_t b = block * kSumBlock, e = std::min(width, b + kSumBlock);
+    std::fill(out + b, out + e, 0.0);
+    for (index_t c = 0; c < chunks; ++c)
+      for (index_t j = b; j < e; ++j) out[j] += partial[c * width + j];
+  });
+}
+
 
 // Register-blocked column sums walk the columns in strips of f64 vectors: strip(nv, partial,
 // j0, last) gets nv (a std::integral_constant) vectors from column j0; partial (a

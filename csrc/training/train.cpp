@@ -188,7 +188,9 @@ void update_ratios(const ModelView<T>& a, const T* before, std::vector<double>& 
 // share out evenly, each thread takes whole shards for the whole step and makes its shards'
 // dW and column sums from its own rows alone: the first thread into the gradient itself,
 // the others into per-shard scratch, added in shard order after one barrier at the end
-// (reduce_shards): the same additions as one thread's shard-by-shard sums.
+// (reduce_shards): the same additions as one thread's shard-by-shard sums. The loss sums
+// shard by shard too, and batch norm by rows: each thread makes its shards' statistics,
+// then, after one barrier, every thread merges all of them in shard order.
 constexpr index_t kRowAlign = 4;               // ranges of rows start at multiples of this
 constexpr index_t kColumnAlign = 16;           // ranges of columns: whole vectors
 constexpr index_t kLineElements = 16;          // ranges of a flat buffer: whole cache lines (float)
@@ -198,7 +200,9 @@ constexpr index_t kMaskElements = 512;         // ranges of a dropout's elements
 constexpr double kShardScratchBytes = 16.0 * 1024 * 1024;
 
 // The stages of a step; each runs on a team's ranges or on the whole batch part.
-enum class OpKind { pack_weights, gather, forward, loss, backward, backward_dz, backward_weights, reduce_shards };
+enum class OpKind {
+  pack_weights, gather, forward_sums, forward, loss, backward_sums, backward, backward_dz, backward_weights, reduce_shards
+};
 // What a stage reads of the stage before: only its own thread's rows, or all of it; a
 // serial stage runs on one thread. A stage that reads its own rows needs no barrier after a
 // stage that wrote by rows (every row-split stage cuts the rows the same way); any other
@@ -226,12 +230,14 @@ inline void thread_range(index_t n, index_t align, int tid, int nth, index_t& be
   end = std::min(n, units * (tid + 1) / nth * align);
 }
 
-// Whether a layer's stages split the batch by rows on a team. Batch norm splits by columns
-// (its statistics run over all rows); dropout by rows when every range of rows (a multiple
-// of kRowAlign) starts a whole mask word, else by ranges of kMaskElements elements.
-inline bool splits_by_rows(const LayerSpec& l) {
-  if (l.kind == LayerKind::batchnorm) return false;
-  if (l.kind == LayerKind::dropout) return (kRowAlign * l.out) % kDropoutGroup == 0;
+// Whether a layer's stages split the batch by rows on a team (by_shards: a step whose
+// threads take whole shards). Batch norm's statistics run over all rows: it splits by rows
+// only by shards (each thread sums its own shards, then every thread finishes the same
+// statistics from all of them), else by columns; dropout by rows when every range of rows
+// starts a whole mask word, else by ranges of kMaskElements elements.
+inline bool splits_by_rows(const LayerSpec& l, bool by_shards) {
+  if (l.kind == LayerKind::batchnorm) return by_shards;
+  if (l.kind == LayerKind::dropout) return ((by_shards ? kShardRows : kRowAlign) * l.out) % kDropoutGroup == 0;
   return true;
 }
 
@@ -266,9 +272,10 @@ bool narrow_columns(BatchNormBackwardArgs<T>& d, int tid, int nth) {
 // Narrows a dropout call on layer l to thread tid's elements (its rows [r0, r1) where the
 // layer splits by rows), on one thread; false when it has none.
 template <typename T>
-bool narrow_elements(DropoutArgs<T>& d, const LayerSpec& l, index_t r0, index_t r1, int tid, int nth) {
+bool narrow_elements(DropoutArgs<T>& d, const LayerSpec& l, bool by_shards, index_t r0, index_t r1, int tid,
+                     int nth) {
   index_t b, e;
-  if (splits_by_rows(l)) {
+  if (splits_by_rows(l, by_shards)) {
     b = r0 * l.out;
     e = r1 * l.out;
   } else {
@@ -404,6 +411,8 @@ class Epoch {
   void backward(index_t i, int tid, int nth, std::uint64_t step);
   void shard_weights(const DenseBackwardArgs<T>& d, index_t i, index_t r0, index_t r1, int tid);
   void reduce_shards(int tid, int nth);
+  BatchNormBackwardArgs<T> batchnorm_backward_args(index_t i, index_t r0, index_t r1) const;
+  void batchnorm_rows(index_t i, int tid, int nth, bool backward, bool gather);
   void rows_of(int tid, int nth, index_t& r0, index_t& r1) const;
   void pack_weights(int tid, int nth);
   void reduce(index_t rows, index_t total, bool finite_loss);
@@ -436,6 +445,7 @@ class Epoch {
   std::vector<Buffer<T>> shard_dw_;
   std::vector<Buffer<double>> shard_sums_;
   Buffer<double> loss_sums_;  // each shard's loss sum
+  std::vector<Buffer<double>> bn_sums_;  // per batch norm: its forward's, then its backward's chunk sums
   std::vector<Lane<T>> lanes_;  // one per team thread
   std::vector<Buffer<T>> out_, preact_, stat_mean_, stat_invstd_;
   // With a team: each dense layer's W^T packed once per step for every thread's input
@@ -524,12 +534,16 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
     shard_dw_.resize(size_t(L_));
     shard_sums_.resize(size_t(L_));
     loss_sums_ = buffer<double>(shard_slots_ > 0 ? shards : 0);
+    bn_sums_.resize(size_t(L_));
     for (index_t i = 0; i < L_ && shard_slots_ > 0; ++i) {
       const LayerSpec& l = a_.layers[size_t(i)];
       if (l.kind != LayerKind::dense) continue;
       shard_dw_[size_t(i)] = buffer<T>(shard_slots_ * l.in * l.out);
       shard_sums_[size_t(i)] = buffer<double>(dense_backward_partials(shards * kShardRows, l.out));
     }
+    for (index_t i = 0; i < L_ && shard_slots_ > 0; ++i)
+      if (a_.layers[size_t(i)].kind == LayerKind::batchnorm)
+        bn_sums_[size_t(i)] = buffer<double>(2 * shards * 2 * a_.layers[size_t(i)].out);
   }
   g0_ = buffer<T>(B_ * width_);
   g1_ = buffer<T>(shard_slots_ > 0 ? 0 : B_ * width_);  // see plan()
@@ -615,7 +629,12 @@ void Epoch<T>::plan() {
     for (index_t i = 0; i < L_; ++i) {
       const LayerSpec& l = a_.layers[size_t(i)];
       if (passes_through(l)) continue;
-      const bool by_rows = splits_by_rows(l);
+      const bool by_rows = splits_by_rows(l, by_shards);
+      if (by_rows && l.kind == LayerKind::batchnorm) {  // every thread's sums, then its rows
+        ops.push_back({OpKind::forward_sums, i, Reads::own_rows, false});
+        ops.push_back({OpKind::forward, i, Reads::everything, true});
+        continue;
+      }
       ops.push_back({OpKind::forward, i, by_rows ? Reads::own_rows : Reads::everything, by_rows});
     }
     if (by_shards) ops.push_back({OpKind::loss, -1, Reads::own_rows, true});
@@ -634,7 +653,9 @@ void Epoch<T>::plan() {
         ops.push_back({OpKind::backward_dz, i, prelu ? Reads::everything : Reads::own_rows, !prelu});
         ops.push_back({OpKind::backward_weights, i, Reads::everything, true});
       } else {  // its dx may overwrite the dy that a linear dense layer above still reads as dz
-        ops.push_back({OpKind::backward, i, Reads::everything, splits_by_rows(l)});
+        const bool by_rows = splits_by_rows(l, by_shards);
+        if (by_rows && l.kind == LayerKind::batchnorm) ops.push_back({OpKind::backward_sums, i, Reads::own_rows, false});
+        ops.push_back({OpKind::backward, i, Reads::everything, by_rows});
       }
     }
     if (by_shards) ops.push_back({OpKind::reduce_shards, -1, Reads::everything, false});
@@ -689,7 +710,7 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
   const LayerSpec& l = a_.layers[size_t(i)];
   const index_t w = in_width_[size_t(i)];
   index_t r0 = 0, r1 = part_rows_;
-  if (splits_by_rows(l)) rows_of(tid, nth, r0, r1);
+  if (splits_by_rows(l, by_shards_)) rows_of(tid, nth, r0, r1);
   if (r1 <= r0) return;
   const int cap = nth > 1 ? 1 : 0;
   const T* h = in_[size_t(i)] + r0 * w;
@@ -702,6 +723,10 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
     }
     case LayerKind::activation: k_.act_forward(activation_args(l, r1 - r0, w, h, y, cap)); break;
     case LayerKind::batchnorm: {
+      if (by_shards_) {
+        batchnorm_rows(i, tid, nth, false, false);
+        break;
+      }
       BatchNormForwardArgs<T> f = batchnorm_args(l, a_.params, a_.buffers, part_rows_, w, h, y,
                                                  stat_mean_[size_t(i)].get(), stat_invstd_[size_t(i)].get());
       if (nth == 1 || narrow_columns(f, tid, nth)) k_.batchnorm_forward(f);
@@ -711,7 +736,7 @@ void Epoch<T>::forward(index_t i, int tid, int nth, std::uint64_t step) {
       if (l.rate == 0.0) break;  // identity: the output is the input
       DropoutArgs<T> f = dropout_args(l, part_rows_ * w, step, in_[size_t(i)], outp_[size_t(i)]);
       f.mask_bits = mask_[size_t(i)].get();
-      if (nth == 1 || narrow_elements(f, l, r0, r1, tid, nth)) k_.dropout_forward(f);
+      if (nth == 1 || narrow_elements(f, l, by_shards_, r0, r1, tid, nth)) k_.dropout_forward(f);
       break;
     }
   }
@@ -913,6 +938,58 @@ void Epoch<T>::reduce_shards(int tid, int nth) {
   }
 }
 
+// Batch norm's backward on rows [r0, r1) of the batch part.
+template <typename T>
+BatchNormBackwardArgs<T> Epoch<T>::batchnorm_backward_args(index_t i, index_t r0, index_t r1) const {
+  const LayerSpec& l = a_.layers[size_t(i)];
+  const index_t w = l.out;
+  BatchNormBackwardArgs<T> d;
+  d.n = r1 - r0;
+  d.c = w;
+  d.dy = gin_[size_t(i)] + r0 * w;
+  d.x = in_[size_t(i)] + r0 * w;
+  d.gamma = a_.params + l.gamma;
+  d.mean = stat_mean_[size_t(i)].get();
+  d.invstd = stat_invstd_[size_t(i)].get();
+  d.dx = gout_[size_t(i)] + r0 * w;
+  d.dgamma = a_.grads + l.gamma;
+  d.dbeta = a_.grads + l.beta;
+  d.nthreads = threads_for(double(d.n) * double(w), kElementsPerThread);
+  return d;
+}
+
+// Batch norm (forward or backward) on this thread's shards of a step split by shards:
+// `gather` leaves their chunk sums for the team; else, after every thread's, the statistics
+// from all of them (the same on every thread; thread 0 writes the per-column results), then
+// the thread's rows.
+template <typename T>
+void Epoch<T>::batchnorm_rows(index_t i, int tid, int nth, bool backward, bool gather) {
+  const LayerSpec& l = a_.layers[size_t(i)];
+  const index_t w = l.out;
+  index_t r0, r1;
+  rows_of(tid, nth, r0, r1);
+  if (r1 <= r0) return;
+  BatchNormPart<T> part;
+  part.rows = part_rows_;
+  part.first_chunk = r0 / kShardRows;
+  part.sums = bn_sums_[size_t(i)].get() + (backward ? 2 * w * (shard_slots_ + 1) : 0);
+  part.gather = gather;
+  part.publish = tid == 0;
+  if (backward) {
+    BatchNormBackwardArgs<T> d = batchnorm_backward_args(i, r0, r1);
+    d.part = &part;
+    d.nthreads = 1;
+    k_.batchnorm_backward(d);
+    return;
+  }
+  BatchNormForwardArgs<T> f = batchnorm_args(l, a_.params, a_.buffers, r1 - r0, w, in_[size_t(i)] + r0 * w,
+                                             outp_[size_t(i)] + r0 * w, stat_mean_[size_t(i)].get(),
+                                             stat_invstd_[size_t(i)].get());
+  f.part = &part;
+  f.nthreads = 1;
+  k_.batchnorm_forward(f);
+}
+
 // Stage 1c, other layers: the input gradient (and batch norm's parameter gradient), on this
 // thread's rows (its columns for batch norm, its elements for dropout).
 template <typename T>
@@ -938,18 +1015,11 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
       break;
     }
     case LayerKind::batchnorm: {
-      BatchNormBackwardArgs<T> d;
-      d.n = part_rows_;
-      d.c = w;
-      d.dy = gin_[size_t(i)];
-      d.x = in_[size_t(i)];
-      d.gamma = a_.params + l.gamma;
-      d.mean = stat_mean_[size_t(i)].get();
-      d.invstd = stat_invstd_[size_t(i)].get();
-      d.dx = gout_[size_t(i)];
-      d.dgamma = a_.grads + l.gamma;
-      d.dbeta = a_.grads + l.beta;
-      d.nthreads = threads_for(double(part_rows_) * double(w), kElementsPerThread);
+      if (by_shards_) {
+        batchnorm_rows(i, tid, nth, true, false);
+        break;
+      }
+      BatchNormBackwardArgs<T> d = batchnorm_backward_args(i, 0, part_rows_);
       if (nth == 1 || narrow_columns(d, tid, nth)) k_.batchnorm_backward(d);
       break;
     }
@@ -959,7 +1029,7 @@ void Epoch<T>::backward(index_t i, int tid, int nth, std::uint64_t step) {
       d.mask_in = mask_[size_t(i)].get();
       index_t r0, r1;
       rows_of(tid, nth, r0, r1);
-      if (nth == 1 || narrow_elements(d, l, r0, r1, tid, nth)) k_.dropout_backward(d);
+      if (nth == 1 || narrow_elements(d, l, by_shards_, r0, r1, tid, nth)) k_.dropout_backward(d);
       break;
     }
   }
@@ -985,6 +1055,8 @@ void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
     case OpKind::backward_weights: backward_weights(op.layer, tid, nth); break;
     case OpKind::backward: backward(op.layer, tid, nth, step); break;
     case OpKind::reduce_shards: reduce_shards(tid, nth); break;
+    case OpKind::forward_sums: batchnorm_rows(op.layer, tid, nth, false, true); break;
+    case OpKind::backward_sums: batchnorm_rows(op.layer, tid, nth, true, true); break;
   }
 }
 
