@@ -130,8 +130,8 @@ bool batch_sums(const BatchNormPart<T>* part, index_t n, index_t c, int nthreads
                 ChunkSums chunk_sums, Finish finish) {
   if (part == nullptr) {
     const index_t chunks = shard_count(n);
-    double* partial =
-        static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(std::max<index_t>(1, chunks) * 2 * c) * sizeof(double)));
+    const size_t bytes = size_t(std::max<index_t>(1, chunks) * 2 * c) * sizeof(double);
+    double* partial = static_cast<double*>(thread_scratch(ScratchSlot::reduction, bytes));
     column_chunk_sums(n, 2 * c, nthreads, partial, chunk_sums);
     finish(partial, chunks, n, sums);
     return true;
@@ -189,7 +189,8 @@ void forward(const BatchNormForwardArgs<T>& a) {
   // One pass per chunk: sums of d = x - f and of d^2 per column, f the chunk's first row
   // (which keeps S2 - S1^2 / n free of cancellation when |mean| >> std), made into the
   // chunk's mean and M2; the chunks' then merged in chunk order.
-  double* moments = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result2, size_t(2 * c) * sizeof(double)));
+  double* moments =
+      static_cast<double*>(thread_scratch(ScratchSlot::reduction_result2, size_t(2 * c) * sizeof(double)));
   const auto chunk_moments = [&](index_t r0, index_t r1, double* acc) {
     const T* first = a.x + r0 * ld;
     for_column_strips(c, [&](auto nv, auto partial, index_t j0, index_t last) {

@@ -111,25 +111,25 @@ struct DenseBackwardArgs {
 
 // One thread's part of a team's training call split by rows (BatchNorm*Args::part): the
 // call's matrices and n are the thread's rows, which start at a chunk of kShardRows rows.
-// With `gather` the call only leaves those rows' per-chunk column sums in `sums`; then, once
-// every thread's are there, a call with gather unset finishes the statistics from all of
-// them (the same on every thread) and makes its rows. Only the thread with `publish` writes
-// the per-column results (mean, invstd, running statistics; dgamma, dbeta).
+// With `gather` the call only leaves those rows' per-chunk statistics in `sums` (the
+// forward's moments, the backward's column sums); then, once every thread's are there, a
+// call with gather unset finishes the statistics from all of them (the same on every
+// thread) and makes its rows. Only the thread with `publish` writes the per-column results
+// (mean, invstd, running statistics; dgamma, dbeta).
 template <typename T>
 struct BatchNormPart {
   index_t rows = 0;              // the batch's rows
   index_t first_chunk = 0;       // the chunk of the call's first row
-  double* sums = nullptr;        // (chunks, 2 C) every chunk's column sums
+  double* sums = nullptr;        // (chunks, 2 C) every chunk's statistics
   bool gather = false;
   bool publish = false;
 };
 
 // Batch normalization over the rows of x (N, C), per feature (column).
 // Training: batch mean and biased variance (float64 moments of fixed row chunks merged in
-// chunk order), normalize
-// with eps, scale and shift; write mean and inverse std (C) for the backward; update the
-// running statistics (when given) as running = momentum * running + (1 - momentum) * batch,
-// with the unbiased variance. Inference: the running statistics, no batch dependence.
+// chunk order), normalize with eps, scale and shift; write mean and inverse std (C) for the
+// backward; update the running statistics (when given) as running = momentum * running +
+// (1 - momentum) * batch, with the unbiased variance. Inference: the running statistics, no batch dependence.
 // Each column's results depend only on that column (no sum mixes columns), so the columns
 // of one matrix can be cut into ranges and normalized by separate calls: x, y (and dy, dx
 // below) then point at the range's first column and ld is the matrix's row stride.

@@ -20,9 +20,10 @@ double ordered_sum(index_t n, index_t chunk, int nthreads, ChunkSum chunk_sum, d
   if (n <= 0) return 0.0;
   const index_t chunks = (n + chunk - 1) / chunk;
   double one = 0.0;
-  double* partial = partials           ? partials
-                    : chunks == 1 ? &one
-                                       : static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(double)));
+  double* partial = partials;
+  if (partial == nullptr && chunks == 1) partial = &one;
+  if (partial == nullptr)
+    partial = static_cast<double*>(thread_scratch(ScratchSlot::reduction, size_t(chunks) * sizeof(double)));
   parallel_for(chunks, nthreads, [&](index_t c) { partial[c] = chunk_sum(c * chunk, std::min(n, (c + 1) * chunk)); });
   return sum_in_order(partial, chunks);
 }

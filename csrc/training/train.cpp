@@ -201,7 +201,16 @@ constexpr double kShardScratchBytes = 16.0 * 1024 * 1024;
 
 // The stages of a step; each runs on a team's ranges or on the whole batch part.
 enum class OpKind {
-  pack_weights, gather, forward_sums, forward, loss, backward_sums, backward, backward_dz, backward_weights, reduce_shards
+  pack_weights,
+  gather,
+  forward_sums,  // batch norm by rows: each thread's shard statistics, before its forward
+  forward,
+  loss,
+  backward_sums,  // batch norm by rows: each thread's shard sums, before its backward
+  backward,
+  backward_dz,
+  backward_weights,
+  reduce_shards
 };
 // What a stage reads of the stage before: only its own thread's rows, or all of it; a
 // serial stage runs on one thread. A stage that reads its own rows needs no barrier after a
@@ -654,7 +663,8 @@ void Epoch<T>::plan() {
         ops.push_back({OpKind::backward_weights, i, Reads::everything, true});
       } else {  // its dx may overwrite the dy that a linear dense layer above still reads as dz
         const bool by_rows = splits_by_rows(l, by_shards);
-        if (by_rows && l.kind == LayerKind::batchnorm) ops.push_back({OpKind::backward_sums, i, Reads::own_rows, false});
+        if (by_rows && l.kind == LayerKind::batchnorm)
+          ops.push_back({OpKind::backward_sums, i, Reads::own_rows, false});
         ops.push_back({OpKind::backward, i, Reads::everything, by_rows});
       }
     }

@@ -1,6 +1,9 @@
-"""The training engine's threads within a step (the team): each thread takes its own rows,
-columns or weight-gradient rows of every stage, so an epoch is bitwise the same for any
-thread count and equals the unthreaded engine; the statistics too. The team only forms
+"""The training engine's threads within a step (the team): where the batch's 64-row shards
+share out evenly, each thread takes whole shards through the whole step (its shards' weight
+gradients, loss and batch-norm statistics combined in shard order at the end); otherwise
+each thread takes its own rows, columns or weight-gradient rows of every stage. Either way
+an epoch is bitwise the same for any thread count and equals the unthreaded engine; the
+statistics too. The team only forms
 for steps with enough arithmetic: these tests lower that bar so that small models train on
 a team of up to 4 threads (fewer cores than threads only slows them down)."""
 from __future__ import annotations

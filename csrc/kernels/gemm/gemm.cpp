@@ -7,8 +7,9 @@
 //
 // Determinism: the K blocking (kKc, or the caller's GemmArgs::depth_block) is fixed by the
 // call, each C element is summed in the same order whatever M, the thread count or the
-// tile's position, and threads only split the output tiles (never K). So results are bitwise identical for any thread count, and a
-// row of C does not depend on the other rows of A (predicting in chunks equals all at once).
+// tile's position, and threads only split the output tiles (never K). So results are
+// bitwise identical for any thread count, and a row of C does not depend on the other rows
+// of A (predicting in chunks equals all at once).
 // Every path above computes each element as the same fma chain (from zero, p in order,
 // per depth block), so which path runs never changes a bit.
 #include "isa_kernels.hpp"
