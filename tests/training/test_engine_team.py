@@ -107,6 +107,20 @@ def test_any_thread_count_is_bitwise_the_unthreaded_engine(team_for_any_model, m
         assert_same(train(make, threads, batch_size), reference)
 
 
+def wide_dense(seed):
+    return nn.Sequential([nn.Dense(5, 1024, activation="relu"), nn.Dense(1024, 1536, activation="elu"),
+                          nn.Dense(1536, 1)], seed=seed)
+
+
+def test_a_model_too_large_for_shard_scratch_splits_by_elements(team_for_any_model):
+    # 1.58M dense weights: the 3 shards after the first thread's would need 19 MB of scratch,
+    # past the team's 16 MiB bound, so the 4-shard batch splits each stage by elements (the
+    # input gradients in two alternating buffers, dz in place) and still sums by shards
+    reference = train(wide_dense, 1, 256, n=256, epochs=1)
+    for threads in (2, 4):
+        assert_same(train(wide_dense, threads, 256, n=256, epochs=1), reference)
+
+
 def test_classifier_with_sample_weights_and_clipping(team_for_any_model):
     weights = np.random.default_rng(0).uniform(0.5, 1.5, 203).astype(np.float32)
     kwargs = dict(classes=True, sample_weight=weights / weights.mean(), clip_norm=0.5)
