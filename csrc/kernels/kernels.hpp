@@ -104,7 +104,7 @@ struct DenseBackwardArgs {
   T* db = nullptr;           // (OC) or null
   T* dslope = nullptr;       // (OC) prelu
   bool accumulate = false;   // dw, db, dslope += (dx is always overwritten)
-  T* dz_workspace = nullptr;         // (N, OC) unless act == linear
+  T* dz_workspace = nullptr;         // (N, OC) unless act == linear; may be dy (dz replaces it)
   double* partials_workspace = nullptr;  // dense_backward_partials(N, OC) doubles
   int nthreads = 1;
 };

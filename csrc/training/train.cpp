@@ -448,9 +448,11 @@ class Epoch {
   std::vector<Op> ops_;  // a step's stages in order
   std::vector<Op> shard_ops_;  // the same, when the team splits by whole shards
   bool by_shards_ = false;     // the current step's team splits by whole shards
-  // Per dense layer with a team: dW of the shards after the first thread's (shard s at slot
-  // s - 1), and the column-sum partials of every shard (act_backward's layout).
-  index_t shard_slots_ = 0;
+  // The shards of a full batch part when a team can split by shards (0: it never does: one
+  // shard, or scratch past kShardScratchBytes). Per dense layer then: dW of the shards after
+  // the first thread's (shard s at slot s - 1), and every shard's column-sum partials
+  // (act_backward's layout).
+  index_t team_shards_ = 0;
   std::vector<Buffer<T>> shard_dw_;
   std::vector<Buffer<double>> shard_sums_;
   Buffer<double> loss_sums_;  // each shard's loss sum
@@ -536,26 +538,27 @@ Epoch<T>::Epoch(const ModelView<T>& model, const EpochData<T>& data, const Optim
   params_before_ = buffer<T>(a_.n_params);
   if (team_max_ > 1) {
     const index_t shards = shard_count((B_ + red_.ranks - 1) / red_.ranks);
-    double weights = 0.0;
+    double dense_weights = 0.0;
     for (const LayerSpec& l : a_.layers)
-      if (l.kind == LayerKind::dense) weights += double(l.in) * double(l.out);
-    if (double(shards - 1) * weights * double(sizeof(T)) <= kShardScratchBytes) shard_slots_ = shards - 1;
-    shard_dw_.resize(size_t(L_));
-    shard_sums_.resize(size_t(L_));
-    loss_sums_ = buffer<double>(shard_slots_ > 0 ? shards : 0);
-    bn_sums_.resize(size_t(L_));
-    for (index_t i = 0; i < L_ && shard_slots_ > 0; ++i) {
-      const LayerSpec& l = a_.layers[size_t(i)];
-      if (l.kind != LayerKind::dense) continue;
-      shard_dw_[size_t(i)] = buffer<T>(shard_slots_ * l.in * l.out);
-      shard_sums_[size_t(i)] = buffer<double>(dense_backward_partials(shards * kShardRows, l.out));
+      if (l.kind == LayerKind::dense) dense_weights += double(l.in) * double(l.out);
+    if (shards > 1 && double(shards - 1) * dense_weights * double(sizeof(T)) <= kShardScratchBytes)
+      team_shards_ = shards;
+  }
+  shard_dw_.resize(size_t(L_));
+  shard_sums_.resize(size_t(L_));
+  bn_sums_.resize(size_t(L_));
+  loss_sums_ = buffer<double>(team_shards_);
+  for (index_t i = 0; i < L_ && team_shards_ > 0; ++i) {
+    const LayerSpec& l = a_.layers[size_t(i)];
+    if (l.kind == LayerKind::dense) {
+      shard_dw_[size_t(i)] = buffer<T>((team_shards_ - 1) * l.in * l.out);
+      shard_sums_[size_t(i)] = buffer<double>(dense_backward_partials(team_shards_ * kShardRows, l.out));
+    } else if (l.kind == LayerKind::batchnorm) {
+      bn_sums_[size_t(i)] = buffer<double>(2 * team_shards_ * 2 * l.out);
     }
-    for (index_t i = 0; i < L_ && shard_slots_ > 0; ++i)
-      if (a_.layers[size_t(i)].kind == LayerKind::batchnorm)
-        bn_sums_[size_t(i)] = buffer<double>(2 * shards * 2 * a_.layers[size_t(i)].out);
   }
   g0_ = buffer<T>(B_ * width_);
-  g1_ = buffer<T>(shard_slots_ > 0 ? 0 : B_ * width_);  // see plan()
+  g1_ = buffer<T>(team_shards_ > 0 ? 0 : B_ * width_);  // see plan()
   lanes_.resize(size_t(team_max_));
   for (Lane<T>& lane : lanes_) {
     lane.partials = buffer<double>(dense_backward_partials(B_, width_));
@@ -609,7 +612,7 @@ void Epoch<T>::plan() {
   T* g = g0_.get();
   T* spare = g1_.get();
   layer_grads_.clear();
-  if (shard_slots_ > 0) {
+  if (team_shards_ > 0) {
     layer_grads_.resize(size_t(L_));  // the loss's gradient stays in g0_
   }
   for (index_t i = L_ - 1; i >= 0; --i) {
@@ -617,7 +620,7 @@ void Epoch<T>::plan() {
     gin_[size_t(i)] = g;
     if (l.kind == LayerKind::dropout && l.rate == 0.0) {
       gout_[size_t(i)] = g;
-    } else if (shard_slots_ > 0) {
+    } else if (team_shards_ > 0) {
       layer_grads_[size_t(i)] = buffer<T>(B_ * in_width_[size_t(i)]);
       gout_[size_t(i)] = g = layer_grads_[size_t(i)].get();
     } else {
@@ -982,7 +985,7 @@ void Epoch<T>::batchnorm_rows(index_t i, int tid, int nth, bool backward, bool g
   BatchNormPart<T> part;
   part.rows = part_rows_;
   part.first_chunk = r0 / kShardRows;
-  part.sums = bn_sums_[size_t(i)].get() + (backward ? 2 * w * (shard_slots_ + 1) : 0);
+  part.sums = bn_sums_[size_t(i)].get() + (backward ? 2 * w * team_shards_ : 0);
   part.gather = gather;
   part.publish = tid == 0;
   if (backward) {
@@ -1075,7 +1078,7 @@ void Epoch<T>::run_op(const Op& op, int tid, int nth, std::uint64_t step) {
 // which range never changes a result).
 template <typename T>
 void Epoch<T>::run_ops(std::uint64_t step) {
-  by_shards_ = team_ > 1 && shard_slots_ > 0 && shard_count(part_rows_) % team_ == 0;
+  by_shards_ = team_ > 1 && team_shards_ > 0 && shard_count(part_rows_) % team_ == 0;
   if (team_ <= 1) {
     for (const Op& op : ops_) run_op(op, 0, 1, step);
     return;
