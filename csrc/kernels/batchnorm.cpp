@@ -38,13 +38,35 @@ inline void store_part(typename V::T* p, typename V::R v, index_t m) {
   else V::store_n(p, v, m);
 }
 
+// One row of y = ((x - hi) - lo) * scale + shift. The row loops take their pointers as
+// arguments: a lambda's captured references are reloaded after every store (the compiler
+// cannot rule out that the store changed them), an extra load per pointer per vector.
+template <typename T>
+void normalize_row(index_t c, const T* x, const T* hi, const T* lo, const T* scale, const T* shift, T* y) {
+  using V = vec_of<T>;
+  for_row_vectors<V>(c, [&](index_t j, index_t m) {
+    const auto centered = V::sub(V::sub(load_part<V>(x + j, m), load_part<V>(hi + j, m)), load_part<V>(lo + j, m));
+    store_part<V>(y + j, V::add(V::mul(centered, load_part<V>(scale + j, m)), load_part<V>(shift + j, m)), m);
+  });
+}
+
+// One row of dx = k_dy * dy + (k_xc * (x - mean) + k_0).
+template <typename T>
+void dx_row(index_t c, const T* dy, const T* x, const T* mean, const T* k_dy, const T* k_xc, const T* k_0, T* dx) {
+  using V = vec_of<T>;
+  for_row_vectors<V>(c, [&](index_t j, index_t m) {
+    const auto xc = V::sub(load_part<V>(x + j, m), load_part<V>(mean + j, m));
+    const auto rest = V::add(V::mul(load_part<V>(k_xc + j, m), xc), load_part<V>(k_0 + j, m));
+    store_part<V>(dx + j, V::add(V::mul(load_part<V>(k_dy + j, m), load_part<V>(dy + j, m)), rest), m);
+  });
+}
+
 // y = ((x - center_hi) - center_lo) * scale + shift, per column, parallel over rows (x and y
 // rows ld apart). The float64 center is split into two T parts so that x - center keeps T's
 // relative accuracy even when |mean| >> std (x * scale - mean * scale would cancel).
 template <typename T>
 void normalize_rows(index_t n, index_t c, index_t ld, const T* x, const double* center, const double* scale,
                     const T* shift, T* y, int nthreads, T* work) {
-  using V = vec_of<T>;
   T* hi = work;
   T* lo = work + c;
   T* scale_t = work + 2 * c;
@@ -53,14 +75,7 @@ void normalize_rows(index_t n, index_t c, index_t ld, const T* x, const double* 
     lo[j] = T(center[j] - double(hi[j]));
     scale_t[j] = T(scale[j]);
   }
-  parallel_for(n, nthreads, [&](index_t r) {
-    const T* xr = x + r * ld;
-    T* yr = y + r * ld;
-    for_row_vectors<V>(c, [&](index_t j, index_t m) {
-      const auto centered = V::sub(V::sub(load_part<V>(xr + j, m), load_part<V>(hi + j, m)), load_part<V>(lo + j, m));
-      store_part<V>(yr + j, V::add(V::mul(centered, load_part<V>(scale_t + j, m)), load_part<V>(shift + j, m)), m);
-    });
-  });
+  parallel_for(n, nthreads, [&](index_t r) { normalize_row(c, x + r * ld, hi, lo, scale_t, shift, y + r * ld); });
 }
 
 // Rows [r0, r1) of one strip of columns added into acc: acc[j] += d, acc[c + j] += d * d with
@@ -81,7 +96,7 @@ void shifted_sums_strip(const T* x, const T* first, index_t c, index_t ld, index
     for (int v = 0; v < NV; ++v) {
       const typename V::R d = V::sub(wide_load<Partial>(xr + v * W, last), x0[v]);
       s1[v] = V::add(s1[v], d);
-      s2[v] = V::add(s2[v], V::mul(d, d));
+      s2[v] = V::fmadd(d, d, s2[v]);
     }
   }
   for (int v = 0; v < NV; ++v) {
@@ -90,18 +105,17 @@ void shifted_sums_strip(const T* x, const T* first, index_t c, index_t ld, index
   }
 }
 
-// Rows [r0, r1) of one strip added into acc: acc[j] += dy, acc[c + j] += dy * (x - mean) *
-// invstd, in float64.
+// Rows [r0, r1) of one strip added into acc: acc[j] += dy, acc[c + j] += dy * (x - mean), in
+// float64 (the caller multiplies the second by invstd once per column).
 template <int NV, bool Partial, typename T>
 void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t r1, index_t j0, index_t last,
                          double* acc) {
   using V = f64v;
   constexpr index_t W = V::W;
   const index_t c = a.c, ld = row_stride(a);
-  typename V::R mean[NV], invstd[NV], s1[NV], s2[NV];
+  typename V::R mean[NV], s1[NV], s2[NV];
   for (int v = 0; v < NV; ++v) {
     mean[v] = wide_load<Partial>(a.mean + j0 + v * W, last);
-    invstd[v] = wide_load<Partial>(a.invstd + j0 + v * W, last);
     s1[v] = wide_load<Partial>(acc + j0 + v * W, last);
     s2[v] = wide_load<Partial>(acc + c + j0 + v * W, last);
   }
@@ -112,7 +126,7 @@ void backward_sums_strip(const BatchNormBackwardArgs<T>& a, index_t r0, index_t 
       const typename V::R dy = wide_load<Partial>(dyr + v * W, last);
       const typename V::R xc = V::sub(wide_load<Partial>(xr + v * W, last), mean[v]);
       s1[v] = V::add(s1[v], dy);
-      s2[v] = V::add(s2[v], V::mul(V::mul(dy, xc), invstd[v]));
+      s2[v] = V::fmadd(dy, xc, s2[v]);
     }
   }
   for (int v = 0; v < NV; ++v) {
@@ -234,7 +248,7 @@ template <typename T>
 void backward(const BatchNormBackwardArgs<T>& a) {
   const index_t n = a.n, c = a.c, ld = row_stride(a);
   double* sums = static_cast<double*>(thread_scratch(ScratchSlot::reduction_result, size_t(5 * c) * sizeof(double)));
-  // sums[0:c] = sum dy, sums[c:2c] = sum dy * xhat
+  // sums[0:c] = sum dy, sums[c:2c] = sum dy * (x - mean)
   const auto rows_sum = [&](index_t r0, index_t r1, double* acc) {
     for_column_strips(c, [&](auto nv, auto partial, index_t j0, index_t last) {
       backward_sums_strip<decltype(nv)::value, decltype(partial)::value>(a, r0, r1, j0, last, acc);
@@ -251,27 +265,18 @@ void backward(const BatchNormBackwardArgs<T>& a) {
   T* k_xc = k_dy + c;
   T* k_0 = k_xc + c;
   for (index_t j = 0; j < c; ++j) {
-    const double sum_dy = sums[j], sum_dy_xhat = sums[c + j];
+    const double s = double(a.invstd[j]);
+    const double sum_dy = sums[j], sum_dy_xhat = sums[c + j] * s;
     if (a.dbeta && publish) a.dbeta[j] = T((a.accumulate ? double(a.dbeta[j]) : 0.0) + sum_dy);
     if (a.dgamma && publish) a.dgamma[j] = T((a.accumulate ? double(a.dgamma[j]) : 0.0) + sum_dy_xhat);
-    const double s = double(a.invstd[j]);
     const double coef = double(a.gamma[j]) * s / double(rows);
     k_dy[j] = T(coef * double(rows));
     k_xc[j] = T(-coef * s * sum_dy_xhat);
     k_0[j] = T(-coef * sum_dy);
   }
   if (!a.dx) return;
-  using V = vec_of<T>;
-  const T* mean = a.mean;
   parallel_for(n, a.nthreads, [&](index_t r) {
-    const T* dyr = a.dy + r * ld;
-    const T* xr = a.x + r * ld;
-    T* dxr = a.dx + r * ld;
-    for_row_vectors<V>(c, [&](index_t j, index_t m) {
-      const auto xc = V::sub(load_part<V>(xr + j, m), load_part<V>(mean + j, m));
-      const auto rest = V::add(V::mul(load_part<V>(k_xc + j, m), xc), load_part<V>(k_0 + j, m));
-      store_part<V>(dxr + j, V::add(V::mul(load_part<V>(k_dy + j, m), load_part<V>(dyr + j, m)), rest), m);
-    });
+    dx_row(c, a.dy + r * ld, a.x + r * ld, a.mean, k_dy, k_xc, k_0, a.dx + r * ld);
   });
 }
 
