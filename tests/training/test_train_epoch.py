@@ -84,15 +84,16 @@ def test_softmax_cross_entropy_with_labels():
     assert (m.predict(x).argmax(axis=1) == labels).mean() > 0.9
 
 
-def test_statistics_before_dropout():
+@pytest.mark.parametrize("width", [64, 150, 37, 8])  # strips of vectors, single vectors, a scalar tail
+def test_statistics_before_dropout(width):
     x, y = data(512)
-    m = nn.Sequential([nn.Dense(4, 64, activation="relu"), nn.Dropout(0.5), nn.Dense(64, 1)], seed=0)
+    m = nn.Sequential([nn.Dense(4, width, activation="relu"), nn.Dropout(0.5), nn.Dense(width, 1)], seed=0)
     r = m.train_epoch(x, y, batch_size=512, optimizer=optim.SGD(lr=0.0), shuffle=False)
     h = np.maximum(x @ m.named_params()["0.weight"] + m.named_params()["0.bias"], 0)
     assert r.zero_fraction[0] == pytest.approx((h == 0).mean())  # dropout zeros are not counted
     assert r.dead_units[0] == pytest.approx((h <= 0).all(axis=0).mean())
     assert np.isnan(r.zero_fraction[1]) and np.isnan(r.grad_norm[1])
-    assert r.weight_norm[0] == pytest.approx(np.sqrt((m.params[:4 * 64 + 64].astype(np.float64) ** 2).sum()))
+    assert r.weight_norm[0] == pytest.approx(np.sqrt((m.params[:4 * width + width].astype(np.float64) ** 2).sum()))
 
 
 def test_dead_layer_is_reported():

@@ -27,6 +27,7 @@ struct f32v {
   static R abs(R a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   static M gt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
   static M lt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static M eq(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
   static R select(M m, R if_true, R if_false) { return _mm256_blendv_ps(if_false, if_true, m); }
   static R round(R a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static R pow2i(R n) {
@@ -59,6 +60,7 @@ struct f64v {
   static R abs(R a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
   static M gt(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
   static M lt(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+  static M eq(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
   static R select(M m, R if_true, R if_false) { return _mm256_blendv_pd(if_false, if_true, m); }
   // W floats (or the first n, the rest 0) widened exactly to double; double input as is.
   static R widen(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }

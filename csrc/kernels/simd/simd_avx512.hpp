@@ -25,6 +25,7 @@ struct f32v {
   static R abs(R a) { return _mm512_abs_ps(a); }
   static M gt(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
   static M lt(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static M eq(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
   static R select(M m, R if_true, R if_false) { return _mm512_mask_blend_ps(m, if_false, if_true); }
   static R round(R a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   // 2^n for integral n in [-126, 127], built in the exponent field.
@@ -55,6 +56,7 @@ struct f64v {
   static R abs(R a) { return _mm512_abs_pd(a); }
   static M gt(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
   static M lt(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+  static M eq(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
   static R select(M m, R if_true, R if_false) { return _mm512_mask_blend_pd(m, if_false, if_true); }
   // W floats (or the first n, the rest 0) widened exactly to double; double input as is.
   static R widen(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }

@@ -25,6 +25,7 @@ struct gvec {
   static R abs(R a) { for (int i = 0; i < W; ++i) a.v[i] = std::fabs(a.v[i]); return a; }
   static M gt(R a, R b) { M m; for (int i = 0; i < W; ++i) m.v[i] = a.v[i] > b.v[i]; return m; }
   static M lt(R a, R b) { M m; for (int i = 0; i < W; ++i) m.v[i] = a.v[i] < b.v[i]; return m; }
+  static M eq(R a, R b) { M m; for (int i = 0; i < W; ++i) m.v[i] = a.v[i] == b.v[i]; return m; }
   static R select(M m, R t, R f) { for (int i = 0; i < W; ++i) f.v[i] = m.v[i] ? t.v[i] : f.v[i]; return f; }
   static R round(R a) { for (int i = 0; i < W; ++i) a.v[i] = std::nearbyint(a.v[i]); return a; }
   static R pow2i(R n) { for (int i = 0; i < W; ++i) n.v[i] = std::ldexp(T(1), int(n.v[i])); return n; }
