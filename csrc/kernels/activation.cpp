@@ -140,8 +140,7 @@ index_t activation_stats_strip(const typename V::T* y, index_t rows, index_t col
 
 template <typename T>
 index_t activation_stats_impl(const T* y, index_t rows, index_t cols, T* colmax) {
-  using V = vec_of<T>;
-  constexpr int kStripVectors = 4;
+  using V = vec_of<T>;  // strips of kStripVectors vectors, as the column sums (reduce.hpp)
   index_t zeros = 0, j0 = 0;
   for (; j0 + kStripVectors * V::W <= cols; j0 += kStripVectors * V::W)
     zeros += activation_stats_strip<V, kStripVectors>(y, rows, cols, j0, colmax);
