@@ -319,8 +319,10 @@ class CallingThreadLimit {
 // whole steps on one thread (kernels included), then kProbe on the team, and the one whose
 // fastest step was faster runs until the next probe, a gap of full batches later (the
 // fastest step, so that one interrupted step does not decide; the team's part stops at
-// once when one of its steps takes kCollapse times one thread's fastest). Each probe the
-// team loses doubles the gap (up to kMaxGap), a probe it wins resets it. The state carries
+// once when one of its steps takes kCollapse times one thread's fastest). Each probe that
+// confirms the side already running doubles the gap (up to kMaxGap), one that switches
+// sides resets it: a probe's solo steps cost a team that keeps winning (W1 on 2 threads: 4
+// steps at 1.6x the team's time every 128 cost ~1.7% of the epoch). The state carries
 // over to the next epoch of the same model size on the same OS thread. A team loses to one
 // thread when its steps are too short for its barriers (W2 here: a 2-thread team measured
 // 0.79x) and collapses when the machine is oversubscribed: a descheduled thread stalls
@@ -373,8 +375,9 @@ class TeamTuner {
     ++probed_;
     const bool collapsed = probed_ > kProbe && seconds > kCollapse * solo_;
     if (probed_ == 2 * kProbe || collapsed) {
-      use_team_ = !collapsed && teamed_ < solo_;
-      gap_ = use_team_ ? kGap : std::min(2 * gap_, kMaxGap);
+      const bool team_wins = !collapsed && teamed_ < solo_;
+      gap_ = team_wins == use_team_ ? std::min(2 * gap_, kMaxGap) : kGap;
+      use_team_ = team_wins;
       left_ = gap_;
       probed_ = 2 * kProbe;
       solo_ = teamed_ = kNever;
