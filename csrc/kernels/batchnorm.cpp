@@ -1,7 +1,8 @@
 // Batch normalization of one SIMD path. Shapes: x, y, dy, dx (N, C) with row stride ld;
 // per-feature vectors (C).
-// Statistics are float64 moments of fixed row chunks merged in chunk order, so they are bitwise
-// identical for any thread count; the per-element passes then apply one FMA per element.
+// Statistics are float64 moments of fixed row chunks (each square added with one FMA) merged
+// in chunk order, so they are bitwise identical for any thread count; the per-element passes
+// then apply a per-column affine map in T (normalize_row, dx_row).
 #include <cmath>
 
 #include "isa_kernels.hpp"
