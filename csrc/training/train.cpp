@@ -1173,7 +1173,11 @@ index_t Epoch<T>::gradient_norms() {
   for (index_t i = 0; i < L_; ++i) {
     const LayerSpec& l = a_.layers[size_t(i)];
     if (l.param_size == 0) continue;
-    const double s = k_.sum_squares(a_.grads + l.param_begin, l.param_size, 1);
+    // A large layer's norm on the update's threads (the same bits on any number): on one
+    // thread it read a 4.7 M-parameter model's gradients at one core's bandwidth, between
+    // updates that run on all of them.
+    const double s = k_.sum_squares(a_.grads + l.param_begin, l.param_size,
+                                    threads_for(double(l.param_size), kElementsPerThread));
     step_norm_[size_t(i)] = std::sqrt(s);
     if (!std::isfinite(s) && bad == -2) bad = i;
   }
