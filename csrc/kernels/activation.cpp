@@ -138,14 +138,11 @@ index_t activation_stats_strip(const typename V::T* y, index_t rows, index_t col
   return zeros;
 }
 
+// The same for the last `last` columns from j0 (fewer than one vector), as a scalar loop.
 template <typename T>
-index_t activation_stats_impl(const T* y, index_t rows, index_t cols, T* colmax) {
-  using V = vec_of<T>;  // strips of kStripVectors vectors, as the column sums (reduce.hpp)
-  index_t zeros = 0, j0 = 0;
-  for (; j0 + kStripVectors * V::W <= cols; j0 += kStripVectors * V::W)
-    zeros += activation_stats_strip<V, kStripVectors>(y, rows, cols, j0, colmax);
-  for (; j0 + V::W <= cols; j0 += V::W) zeros += activation_stats_strip<V, 1>(y, rows, cols, j0, colmax);
-  for (index_t j = j0; j < cols; ++j) {  // the last columns, fewer than one vector
+index_t activation_stats_tail(const T* y, index_t rows, index_t cols, index_t j0, index_t last, T* colmax) {
+  index_t zeros = 0;
+  for (index_t j = j0; j < j0 + last; ++j) {
     T top = colmax[j];
     for (index_t r = 0; r < rows; ++r) {
       const T v = y[r * cols + j];
@@ -154,6 +151,17 @@ index_t activation_stats_impl(const T* y, index_t rows, index_t cols, T* colmax)
     }
     colmax[j] = top;
   }
+  return zeros;
+}
+
+template <typename T>
+index_t activation_stats_impl(const T* y, index_t rows, index_t cols, T* colmax) {
+  using V = vec_of<T>;
+  index_t zeros = 0;
+  for_column_strips<V>(cols, [&](auto nv, auto partial, index_t j0, index_t last) {
+    if constexpr (decltype(partial)::value) zeros += activation_stats_tail(y, rows, cols, j0, last, colmax);
+    else zeros += activation_stats_strip<V, decltype(nv)::value>(y, rows, cols, j0, colmax);
+  });
   return zeros;
 }
 

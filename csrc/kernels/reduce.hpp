@@ -51,16 +51,17 @@ inline void finish_column_sums(const double* partial, index_t chunks, index_t wi
 }
 
 
-// Register-blocked column sums walk the columns in strips of f64 vectors: strip(nv, partial,
-// j0, last) gets nv (a std::integral_constant) vectors from column j0; partial (a
-// std::bool_constant, only with nv == 1) says the one vector holds just the `last`
-// remaining columns. A strip's accumulators stay in registers over a block of rows, and
-// each column still adds its rows one after another, in row order, as a scalar loop would.
+// Register-blocked column sums walk the columns in strips of V vectors (f64 unless
+// given): strip(nv, partial, j0, last) gets nv (a std::integral_constant) vectors from
+// column j0; partial (a std::bool_constant, only with nv == 1) says the one vector holds
+// just the `last` remaining columns. A strip's accumulators stay in registers over a block
+// of rows, and each column still adds its rows one after another, in row order, as a
+// scalar loop would.
 constexpr int kStripVectors = 4;
 
-template <class Strip>
+template <class V = f64v, class Strip>
 void for_column_strips(index_t c, Strip&& strip) {
-  constexpr index_t W = f64v::W;
+  constexpr index_t W = V::W;
   index_t j0 = 0;
   for (; j0 + kStripVectors * W <= c; j0 += kStripVectors * W)
     strip(std::integral_constant<int, kStripVectors>(), std::false_type(), j0, W);
